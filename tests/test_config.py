@@ -1,0 +1,114 @@
+"""Config validation: every bad key is named, units and ranges are checked."""
+
+import copy
+import tomllib
+from importlib import resources
+
+import pytest
+
+from vta import ConfigError, VtaError
+from vta.config import load_config, parse_config
+
+
+@pytest.fixture
+def design_case():
+    """The reference case of DESIGN.md, as shipped for the demo."""
+    return tomllib.loads(resources.files("vta").joinpath("data/demo.toml").read_text())
+
+
+def test_design_case_parses(design_case):
+    cfg = parse_config(design_case)
+    assert cfg.lead.model.name == "Medtronic 3389"
+    assert cfg.domain.outer_grounded and cfg.domain.radius_mm == 25.0
+    assert cfg.stimulation.contacts == {1: -1.0}
+    assert cfg.vta.threshold_V_per_mm == 0.2
+    assert cfg.solver.preset == "default" and cfg.solver.order == 2
+    resolved = cfg.resolved()
+    assert resolved["stimulation"]["contacts"] == {"1": -1.0}
+    assert resolved["lead"]["tip_mm"] == [0.0, 0.0, 0.0]
+
+
+def mutate(case, path, value):
+    case = copy.deepcopy(case)
+    node = case
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return case
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("lead.model", "Medtronic 3398", r"lead.model.*unknown lead model"),
+        ("lead.tip_mm", [0, 0], r"lead.tip_mm.*three finite numbers"),
+        ("lead.direction", [0, 0, 0], r"lead.direction.*zero-length"),
+        ("lead.entry_mm", [0, 0, 10], r"exactly one of 'direction' or 'entry_mm'"),
+        ("lead.colour", "red", r"'lead.colour': unknown key"),
+        ("domain.radius_mm", -5, r"domain.radius_mm.*positive"),
+        ("domain.shape", "cube", r"domain.shape.*one of"),
+        ("domain.outer_boundary", "case", r"domain.outer_boundary.*one of"),
+        ("tissue.conductivity_S_per_m", 0, r"tissue.conductivity_S_per_m.*positive"),
+        ("tissue.conductivity_S_per_m", 200, r"not a tissue conductivity"),
+        ("tissue.encapsulation_thickness_mm", -0.1, r"encapsulation_thickness_mm.*>= 0"),
+        ("stimulation.mode", "power", r"stimulation.mode.*one of"),
+        ("stimulation.contacts", {"9": -1.0}, r"stimulation.contacts.9.*does not exist.*0..3"),
+        ("stimulation.contacts", {"one": -1.0}, r"contact keys must be integers"),
+        ("stimulation.contacts", {"1": -500.0}, r"outside the plausible range"),
+        ("stimulation.contacts", {}, r"non-empty table"),
+        ("stimulation.pulse_width_us", -60, r"pulse_width_us.*positive"),
+        ("stimulation.contact", {"1": -1}, r"unknown key \(did you mean 'contacts'\?\)"),
+        ("vta.threshold_V_per_mm", -0.2, r"vta.threshold_V_per_mm.*positive"),
+        ("vta.axon_diameter_um", 3.0, r"not both"),
+        ("solver.preset", "ultra", r"solver.preset.*'fast', 'default', 'fine'"),
+        ("solver.order", 3, r"solver.order.*1 or 2"),
+        ("output.grid_spacing_mm", 0.001, r"too fine"),
+        ("stimulation", DELETE, r"'stimulation': is required"),
+        ("extra", {"a": 1}, r"'extra': unknown key"),
+    ],
+)
+def test_bad_config_names_the_key(design_case, path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(mutate(design_case, path, value))
+
+
+def test_voltage_limit(design_case):
+    case = mutate(design_case, "stimulation.mode", "voltage")
+    case = mutate(case, "stimulation.contacts", {"1": -30.0})
+    with pytest.raises(ConfigError, match=r"-30.0 V is outside"):
+        parse_config(case)
+
+
+def test_axon_diameter_threshold(design_case):
+    case = mutate(design_case, "vta", {"axon_diameter_um": 3.0})
+    case = mutate(case, "stimulation.pulse_width_us", 90)
+    assert parse_config(case).vta.threshold_V_per_mm == pytest.approx(0.185)
+    case = mutate(case, "stimulation.pulse_width_us", 400)
+    with pytest.raises(ConfigError, match="outside the Astrom table"):
+        parse_config(case)
+
+
+def test_entry_point_and_custom_lead(design_case):
+    case = mutate(design_case, "lead.direction", DELETE)
+    case = mutate(case, "lead.entry_mm", [0.0, 0.0, 50.0])
+    case = mutate(case, "lead.model", "custom")
+    case = mutate(case, "lead.custom", {"levels": [1, 1, 1], "contact_length_mm": 2.0, "gaps_mm": 1.0, "diameter_mm": 1.3, "tip_length_mm": 1.0})
+    cfg = parse_config(case)
+    assert cfg.lead.model.n_contacts == 3
+    assert cfg.lead.placement.direction.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(VtaError, match="config file not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lead\nmodel = 1")
+    with pytest.raises(VtaError, match="is not valid TOML"):
+        load_config(bad)

@@ -1,0 +1,155 @@
+"""Activation by electric-field threshold: thresholds, VTA volume and VTA grids.
+
+The VTA is the tissue where ``|E| >= threshold``. Its volume is integrated on the
+finite-element mesh by the field basis (no voxelisation error); the voxel grid written
+as NIfTI is for viewing and for overlap with atlases.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import VtaError
+from .grid import VoxelGrid
+
+__all__ = ["ASTROM_TABLE", "VtaGrid", "astrom_threshold", "auto_grid", "field_norm_on_grid"]
+
+log = logging.getLogger(__name__)
+
+#: Astrom et al., IEEE TBME 2015;62:664 E-field thresholds (V/mm) by axon diameter (um,
+#: rows) and pulse width (us, columns), as tabulated in Lead-DBS ea_vatsettings_horn.m
+#: (FACTS.md s4.1). The published D = 2.5 um, 120 us entry (0.310) increases with pulse
+#: width, which no other row does: it is taken as a transcription error and replaced by
+#: 0.205, the 90 -> 120 us ratio of the neighbouring rows (0.854) applied to 0.240.
+ASTROM_PULSE_WIDTHS_US = np.array([30.0, 60.0, 90.0, 120.0])
+ASTROM_DIAMETERS_UM = np.array([2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0])
+ASTROM_TABLE = np.array(
+    [
+        [0.765, 0.457, 0.376, 0.323],
+        [0.504, 0.323, 0.240, 0.205],
+        [0.376, 0.240, 0.185, 0.157],
+        [0.300, 0.185, 0.142, 0.121],
+        [0.240, 0.150, 0.115, 0.096],
+        [0.225, 0.142, 0.107, 0.090],
+        [0.177, 0.110, 0.087, 0.074],
+    ]
+)
+
+
+def astrom_threshold(axon_diameter_um: float, pulse_width_us: float) -> float:
+    """E-field activation threshold (V/mm) for an axon diameter and pulse width.
+
+    Bilinear interpolation of :data:`ASTROM_TABLE` in log(threshold).
+
+    Parameters
+    ----------
+    axon_diameter_um : float
+        Axon diameter (um), 2-5.
+    pulse_width_us : float
+        Pulse width (us), 30-120.
+
+    Raises
+    ------
+    VtaError
+        Outside the table (no extrapolation).
+    """
+    d, pw = float(axon_diameter_um), float(pulse_width_us)
+    if not ASTROM_DIAMETERS_UM[0] <= d <= ASTROM_DIAMETERS_UM[-1]:
+        raise VtaError(f"axon diameter {d} um is outside the Astrom table (2-5 um)")
+    if not ASTROM_PULSE_WIDTHS_US[0] <= pw <= ASTROM_PULSE_WIDTHS_US[-1]:
+        raise VtaError(f"pulse width {pw} us is outside the Astrom table (30-120 us)")
+    logt = np.log(ASTROM_TABLE)
+    per_pw = np.array([np.interp(d, ASTROM_DIAMETERS_UM, logt[:, j]) for j in range(logt.shape[1])])
+    return float(np.exp(np.interp(pw, ASTROM_PULSE_WIDTHS_US, per_pw)))
+
+
+def auto_grid(
+    centers_mm: np.ndarray,
+    currents_mA: np.ndarray,
+    sigma_S_per_m: float,
+    threshold_V_per_mm: float,
+    spacing_mm: float,
+    margin_mm: float | None = None,
+) -> VoxelGrid:
+    """A voxel grid around the contacts large enough to hold the VTA.
+
+    The automatic margin is 1.5 x the point-source radius at which the total cathodic
+    (or anodic) current gives ``|E| = threshold`` (``r = sqrt(I / (4 pi sigma E))``, FACTS.md
+    s6.1) plus 2 mm.
+
+    Parameters
+    ----------
+    centers_mm : ndarray, shape (n, 3)
+        World positions of the contacts (mm).
+    currents_mA : ndarray, shape (n,)
+        Contact currents (mA).
+    sigma_S_per_m : float
+        A representative (lowest) tissue conductivity (S/m).
+    threshold_V_per_mm : float
+    spacing_mm : float
+        Voxel size (mm).
+    margin_mm : float, optional
+        Fixed margin around the contacts (mm) instead of the automatic one.
+    """
+    if margin_mm is None:
+        amps = np.asarray(currents_mA, float) * 1e-3
+        current_A = max(amps[amps > 0].sum(), -amps[amps < 0].sum(), 1e-6)
+        sigma_S_per_mm = sigma_S_per_m * 1e-3
+        radius = np.sqrt(current_A / (4 * np.pi * sigma_S_per_mm * threshold_V_per_mm))
+        margin_mm = 1.5 * radius + 2.0
+    centers = np.atleast_2d(centers_mm)
+    return VoxelGrid.around(centers.min(axis=0) - margin_mm, centers.max(axis=0) + margin_mm, spacing_mm)
+
+
+@dataclass(frozen=True)
+class VtaGrid:
+    """|E| and the VTA mask on a voxel grid.
+
+    Attributes
+    ----------
+    grid : VoxelGrid
+    field_norm_V_per_mm : ndarray, shape grid.shape
+        |E| (V/mm), 0 outside tissue (inside the lead or outside the domain).
+    mask : ndarray of bool, shape grid.shape
+        ``|E| >= threshold`` in tissue.
+    """
+
+    grid: VoxelGrid
+    field_norm_V_per_mm: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def volume_mm3(self) -> float:
+        """Voxel-counted VTA volume (mm^3)."""
+        return float(self.mask.sum()) * self.grid.voxel_volume_mm3
+
+    @property
+    def touches_border(self) -> bool:
+        """True if the VTA reaches the grid's faces (the grid may be too small)."""
+        m = self.mask
+        return bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any() or m[:, :, 0].any() or m[:, :, -1].any())
+
+
+def field_norm_on_grid(basis, weights_V: np.ndarray, grid: VoxelGrid, threshold_V_per_mm: float) -> VtaGrid:
+    """Evaluate |E| of a setting on a voxel grid and threshold it.
+
+    Parameters
+    ----------
+    basis : FieldBasis
+        Any field basis (see ``docs/architecture.md``).
+    weights_V : ndarray, shape (K,)
+        Contact potentials (V) of the setting.
+    grid : VoxelGrid
+    threshold_V_per_mm : float
+    """
+    E = basis.field_at(grid.points(), weights_V)
+    norm = np.linalg.norm(E, axis=1)
+    norm = np.where(np.isfinite(norm), norm, 0.0).reshape(grid.shape)
+    mask = norm >= threshold_V_per_mm
+    result = VtaGrid(grid, norm.astype(np.float32), mask)
+    if result.touches_border:
+        log.warning("the VTA reaches the edge of the output grid; increase output.grid_margin_mm")
+    return result

@@ -1,0 +1,473 @@
+"""Run configuration: TOML -> validated, typed dataclasses.
+
+Every key is checked; unknown keys are rejected by their full path (``stimulation.contact``
+is an error, not silently ignored). Units are in the key names or stated below.
+
+Sections and keys
+-----------------
+``[lead]``
+    ``model`` (catalogue name or alias, or ``"custom"``), ``tip_mm`` (3 floats, mm, the
+    distal end), ``direction`` (3 floats, from tip towards the entry point) *or*
+    ``entry_mm`` (3 floats, mm), ``rotation_deg`` (float, default 0).
+``[lead.custom]`` (only with ``model = "custom"``)
+    ``levels`` (list of 1/3), ``contact_length_mm``, ``gaps_mm`` (float or list),
+    ``diameter_mm``, ``tip_length_mm``, ``tip_is_contact`` (bool), ``name``.
+``[domain]``
+    ``shape`` (``"sphere"``/``"box"``), ``radius_mm`` (sphere), ``size_mm`` (box, 3 floats),
+    ``center_mm`` (3 floats), ``outer_boundary`` (``"ground"``: the outer boundary is the
+    return electrode / case; ``"insulating"``: no current leaves through it).
+``[tissue]``
+    ``conductivity_S_per_m`` (S/m), ``encapsulation_thickness_mm`` (mm, default 0),
+    ``encapsulation_conductivity_S_per_m`` (S/m, default: tissue conductivity / 2).
+``[stimulation]``
+    ``mode`` (``"current"`` mA / ``"voltage"`` V), ``contacts`` (table contact index ->
+    amplitude; cathodic is negative; contacts not listed float), ``pulse_width_us``,
+    ``frequency_hz``.
+``[vta]``
+    ``threshold_V_per_mm`` (V/mm, default 0.2) or ``axon_diameter_um`` (um; threshold
+    from the Astrom 2015 table at the pulse width).
+``[solver]``
+    ``preset`` (``"fast"``/``"default"``/``"fine"``), ``order`` (1 or 2), ``method``
+    (``"auto"``/``"3d"``/``"axisymmetric"``), ``linear_solver`` (``"auto"``/``"amg"``/
+    ``"direct"``).
+``[output]``
+    ``grid_spacing_mm`` (mm, default 0.25), ``grid_margin_mm`` (mm or ``"auto"``),
+    ``nifti`` (bool), ``vtu`` (bool, the 3D mesh with the field).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, VtaError
+from .leads import LeadModel, LeadPlacement, custom_lead, get_lead
+
+__all__ = [
+    "DomainConfig",
+    "LeadConfig",
+    "OutputConfig",
+    "RunConfig",
+    "SolverConfig",
+    "StimulationConfig",
+    "TissueConfig",
+    "VtaConfig",
+    "load_config",
+    "parse_config",
+]
+
+#: Largest accepted amplitudes: above every clinical stimulator's range
+#: (e.g. 25.5 mA / 10.5 V) with a margin; beyond them the input is taken as a typo.
+MAX_CURRENT_MA = 30.0
+MAX_VOLTAGE_V = 25.0
+
+
+class _Section:
+    """Reads one TOML table, tracking which keys were used."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"must be a table, got {type(data).__name__}")
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = ...) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        return self.data[name]
+
+    def number(self, name: str, default: Any = ..., *, positive: bool = False, min_value: float | None = None) -> float:
+        value = self.raw(name, default)
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(self.key(name), f"must be a finite number, got {value!r}")
+        if positive and value <= 0:
+            raise ConfigError(self.key(name), f"must be positive, got {value}")
+        if min_value is not None and value < min_value:
+            raise ConfigError(self.key(name), f"must be >= {min_value}, got {value}")
+        return float(value)
+
+    def vector3(self, name: str, default: Any = ...) -> np.ndarray | None:
+        value = self.raw(name, default)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        ):
+            raise ConfigError(self.key(name), f"must be a list of three finite numbers (mm), got {value!r}")
+        return np.array(value, dtype=float)
+
+    def choice(self, name: str, options: tuple[str, ...], default: Any = ...) -> str:
+        value = self.raw(name, default)
+        if value not in options:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(map(repr, options))}, got {value!r}")
+        return value
+
+    def boolean(self, name: str, default: Any = ...) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be true or false, got {value!r}")
+        return value
+
+    def sub(self, name: str) -> "_Section | None":
+        """An optional sub-table, or None if absent."""
+        if name not in self.data:
+            return None
+        self.used.add(name)
+        return _Section(self.data[name], self.key(name))
+
+    def table(self, name: str) -> "_Section":
+        """A required sub-table."""
+        return _Section(self.raw(name), self.key(name))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key" + _suggest(unknown[0], self.used | set(self.data)))
+
+
+def _suggest(name: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, [k for k in known if k != name], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass(frozen=True)
+class LeadConfig:
+    """Lead model and its placement in world mm."""
+
+    model: LeadModel
+    placement: LeadPlacement
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """The volume conductor when no anatomy is given (world mm)."""
+
+    shape: str
+    center_mm: np.ndarray
+    radius_mm: float | None
+    size_mm: np.ndarray | None
+    outer_boundary: str
+
+    @property
+    def outer_grounded(self) -> bool:
+        """True if the outer boundary is the 0 V return electrode."""
+        return self.outer_boundary == "ground"
+
+
+@dataclass(frozen=True)
+class TissueConfig:
+    """Homogeneous tissue and encapsulation conductivities (S/m)."""
+
+    conductivity_S_per_m: float
+    encapsulation_thickness_mm: float
+    encapsulation_conductivity_S_per_m: float
+
+
+@dataclass(frozen=True)
+class StimulationConfig:
+    """Stimulation setting: amplitudes in mA (current) or V (voltage) per active contact."""
+
+    mode: str
+    contacts: dict[int, float]
+    pulse_width_us: float
+    frequency_hz: float
+
+
+@dataclass(frozen=True)
+class VtaConfig:
+    """VTA threshold (V/mm) and how it was chosen."""
+
+    threshold_V_per_mm: float
+    axon_diameter_um: float | None
+    threshold_source: str
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Discretisation and solver choices."""
+
+    preset: str
+    order: int
+    method: str
+    linear_solver: str
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What to write besides summary.json."""
+
+    grid_spacing_mm: float
+    grid_margin_mm: float | None
+    nifti: bool
+    vtu: bool
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A fully validated `vta run` configuration."""
+
+    lead: LeadConfig
+    domain: DomainConfig
+    tissue: TissueConfig
+    stimulation: StimulationConfig
+    vta: VtaConfig
+    solver: SolverConfig
+    output: OutputConfig
+    source: str = "<dict>"
+
+    def resolved(self) -> dict:
+        """Plain-data form of the resolved configuration (for summary.json)."""
+        lead = self.lead.model
+        return {
+            "lead": {
+                "model": lead.name,
+                "levels": list(lead.levels),
+                "diameter_mm": lead.diameter_mm,
+                "contact_length_mm": lead.contact_length_mm,
+                "gaps_mm": list(lead.gaps_mm),
+                "tip_length_mm": lead.tip_length_mm,
+                "tip_is_contact": lead.tip_is_contact,
+                **self.lead.placement.to_dict(),
+            },
+            "domain": _plain(asdict(self.domain)),
+            "tissue": _plain(asdict(self.tissue)),
+            "stimulation": {
+                **_plain(asdict(self.stimulation)),
+                "contacts": {str(k): v for k, v in self.stimulation.contacts.items()},
+            },
+            "vta": _plain(asdict(self.vta)),
+            "solver": _plain(asdict(self.solver)),
+            "output": _plain(asdict(self.output)),
+        }
+
+
+def _plain(d: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+
+
+def _parse_lead(sec: _Section) -> LeadConfig:
+    model_name = sec.raw("model")
+    if not isinstance(model_name, str):
+        raise ConfigError(sec.key("model"), f"must be a string, got {model_name!r}")
+    custom = sec.sub("custom")
+    if model_name.lower() == "custom":
+        if custom is None:
+            raise ConfigError(sec.key("custom"), "is required when model = \"custom\"")
+        model = _parse_custom_lead(custom)
+    else:
+        if custom is not None:
+            raise ConfigError(sec.key("custom"), "is only allowed with model = \"custom\"")
+        try:
+            model = get_lead(model_name)
+        except VtaError as exc:
+            raise ConfigError(sec.key("model"), str(exc)) from None
+    tip = sec.vector3("tip_mm")
+    has_dir, has_entry = sec.has("direction"), sec.has("entry_mm")
+    if has_dir == has_entry:
+        raise ConfigError(sec.key("direction"), "give exactly one of 'direction' or 'entry_mm'")
+    rotation = sec.number("rotation_deg", 0.0)
+    if has_dir:
+        direction = sec.vector3("direction")
+    else:
+        direction = sec.vector3("entry_mm") - tip
+    if np.linalg.norm(direction) < 1e-9:
+        raise ConfigError(sec.key("direction" if has_dir else "entry_mm"), "gives a zero-length lead direction")
+    sec.finish()
+    return LeadConfig(model, LeadPlacement(tip, direction, rotation))
+
+
+def _parse_custom_lead(sec: _Section) -> LeadModel:
+    levels = sec.raw("levels")
+    if not isinstance(levels, list) or not levels or not all(v in (1, 3) for v in levels):
+        raise ConfigError(sec.key("levels"), f"must be a list of 1 (ring) or 3 (segmented), got {levels!r}")
+    gaps = sec.raw("gaps_mm")
+    if not isinstance(gaps, (int, float, list)) or isinstance(gaps, bool):
+        raise ConfigError(sec.key("gaps_mm"), f"must be a number or a list of numbers, got {gaps!r}")
+    try:
+        lead = custom_lead(
+            str(sec.raw("name", "custom")),
+            levels=levels,
+            contact_length_mm=sec.number("contact_length_mm", positive=True),
+            gaps_mm=gaps,
+            diameter_mm=sec.number("diameter_mm", positive=True),
+            tip_length_mm=sec.number("tip_length_mm", positive=True),
+            tip_is_contact=sec.boolean("tip_is_contact", False),
+        )
+    except VtaError as exc:
+        raise ConfigError(sec.path, str(exc)) from None
+    sec.finish()
+    return lead
+
+
+def _parse_domain(sec: _Section) -> DomainConfig:
+    shape = sec.choice("shape", ("sphere", "box"), "sphere")
+    center = sec.vector3("center_mm")
+    radius = size = None
+    if shape == "sphere":
+        radius = sec.number("radius_mm", positive=True)
+    else:
+        size = sec.vector3("size_mm")
+        if np.any(size <= 0):
+            raise ConfigError(sec.key("size_mm"), f"must be positive, got {size.tolist()}")
+    outer = sec.choice("outer_boundary", ("ground", "insulating"), "ground")
+    sec.finish()
+    return DomainConfig(shape, center, radius, size, outer)
+
+
+def _parse_tissue(sec: _Section) -> TissueConfig:
+    sigma = sec.number("conductivity_S_per_m", positive=True)
+    if sigma > 10:
+        raise ConfigError(sec.key("conductivity_S_per_m"), f"{sigma} S/m is not a tissue conductivity (expected 0.01-2)")
+    thickness = sec.number("encapsulation_thickness_mm", 0.0, min_value=0.0)
+    enc_sigma = sec.number("encapsulation_conductivity_S_per_m", sigma / 2, positive=True)
+    if thickness > 2.0:
+        raise ConfigError(sec.key("encapsulation_thickness_mm"), f"{thickness} mm is implausible (expected 0-0.5)")
+    sec.finish()
+    return TissueConfig(sigma, thickness, enc_sigma)
+
+
+def _parse_stimulation(sec: _Section) -> StimulationConfig:
+    mode = sec.choice("mode", ("current", "voltage"))
+    raw = sec.raw("contacts")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(sec.key("contacts"), "must be a non-empty table of contact index -> amplitude")
+    unit, limit = ("mA", MAX_CURRENT_MA) if mode == "current" else ("V", MAX_VOLTAGE_V)
+    contacts: dict[int, float] = {}
+    for k, v in raw.items():
+        key = sec.key(f"contacts.{k}")
+        try:
+            index = int(k)
+        except ValueError:
+            raise ConfigError(key, "contact keys must be integers (0 = most distal contact)") from None
+        if index < 0:
+            raise ConfigError(key, "contact index must be >= 0")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(key, f"amplitude must be a finite number ({unit}), got {v!r}")
+        if abs(v) > limit:
+            raise ConfigError(key, f"amplitude {v} {unit} is outside the plausible range +-{limit} {unit}")
+        contacts[index] = float(v)
+    pw = sec.number("pulse_width_us", 60.0, positive=True)
+    if pw > 1000:
+        raise ConfigError(sec.key("pulse_width_us"), f"{pw} us is outside 0-1000 us")
+    freq = sec.number("frequency_hz", 130.0, positive=True)
+    if freq > 10000:
+        raise ConfigError(sec.key("frequency_hz"), f"{freq} Hz is outside 0-10000 Hz")
+    sec.finish()
+    if mode == "current" and sum(abs(a) for a in contacts.values()) == 0:
+        raise ConfigError(sec.key("contacts"), "all amplitudes are zero")
+    return StimulationConfig(mode, dict(sorted(contacts.items())), pw, freq)
+
+
+def _parse_vta(sec: _Section | None, stim: StimulationConfig) -> VtaConfig:
+    from .activation import astrom_threshold
+
+    if sec is None:
+        return VtaConfig(0.2, None, "default 0.2 V/mm")
+    has_thr, has_diam = sec.has("threshold_V_per_mm"), sec.has("axon_diameter_um")
+    if has_thr and has_diam:
+        raise ConfigError(sec.key("axon_diameter_um"), "give either threshold_V_per_mm or axon_diameter_um, not both")
+    if has_diam:
+        diam = sec.number("axon_diameter_um", positive=True)
+        try:
+            thr = astrom_threshold(diam, stim.pulse_width_us)
+        except VtaError as exc:
+            raise ConfigError(sec.key("axon_diameter_um"), str(exc)) from None
+        result = VtaConfig(thr, diam, f"Astrom 2015 table, D = {diam} um, PW = {stim.pulse_width_us} us")
+    else:
+        thr = sec.number("threshold_V_per_mm", 0.2, positive=True)
+        result = VtaConfig(thr, None, "threshold_V_per_mm")
+    sec.finish()
+    return result
+
+
+def _parse_solver(sec: _Section | None) -> SolverConfig:
+    sec = sec or _Section({}, "solver")
+    preset = sec.choice("preset", ("fast", "default", "fine"), "default")
+    order = sec.raw("order", 2)
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ConfigError(sec.key("order"), f"must be 1 or 2, got {order!r}")
+    method = sec.choice("method", ("auto", "3d", "axisymmetric"), "auto")
+    linear = sec.choice("linear_solver", ("auto", "amg", "direct"), "auto")
+    sec.finish()
+    return SolverConfig(preset, int(order), method, linear)
+
+
+def _parse_output(sec: _Section | None) -> OutputConfig:
+    sec = sec or _Section({}, "output")
+    spacing = sec.number("grid_spacing_mm", 0.25, positive=True)
+    if spacing < 0.02:
+        raise ConfigError(sec.key("grid_spacing_mm"), f"{spacing} mm is too fine (>= 0.02 mm)")
+    margin_raw = sec.raw("grid_margin_mm", "auto")
+    if margin_raw == "auto":
+        margin = None
+    else:
+        margin = sec.number("grid_margin_mm", positive=True)
+    nifti = sec.boolean("nifti", True)
+    vtu = sec.boolean("vtu", False)
+    sec.finish()
+    return OutputConfig(spacing, margin, nifti, vtu)
+
+
+def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
+    """Validate a configuration mapping (as read from TOML).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first offending key path.
+    """
+    root = _Section(data, "")
+    lead = _parse_lead(root.table("lead"))
+    domain = _parse_domain(root.table("domain"))
+    tissue = _parse_tissue(root.table("tissue"))
+    stim = _parse_stimulation(root.table("stimulation"))
+    for index in stim.contacts:
+        if index >= lead.model.n_contacts:
+            raise ConfigError(
+                f"stimulation.contacts.{index}",
+                f"contact {index} does not exist on '{lead.model.name}' (contacts 0..{lead.model.n_contacts - 1})",
+            )
+    vta = _parse_vta(root.sub("vta"), stim)
+    solver = _parse_solver(root.sub("solver"))
+    output = _parse_output(root.sub("output"))
+    root.finish()
+    return RunConfig(lead, domain, tissue, stim, vta, solver, output, source)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML configuration file.
+
+    Raises
+    ------
+    VtaError
+        If the file is missing or unreadable, is not valid TOML, or fails validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VtaError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise VtaError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(data, str(path))

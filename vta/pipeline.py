@@ -1,0 +1,249 @@
+"""One `vta run`: configuration -> mesh -> unit solutions -> setting -> VTA -> outputs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import __version__
+from .activation import auto_grid, field_norm_on_grid
+from .config import RunConfig
+from .errors import VtaError
+from .io import OutputTransaction
+from .stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
+
+__all__ = ["build_basis", "choose_method", "run", "simulate"]
+
+log = logging.getLogger(__name__)
+
+PHASES = ("mesh+solve", "setting", "vta", "grid", "write")
+
+
+class _PhaseTimer:
+    """Times named phases and drives a progress bar on a terminal."""
+
+    def __init__(self, progress: bool):
+        from tqdm.auto import tqdm
+
+        self.timings: dict[str, float] = {}
+        self._bar = tqdm(total=len(PHASES), desc="vta run", unit="phase", disable=None if progress else True, leave=False)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self._bar.set_postfix_str(name)
+        log.info("phase %s", name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.perf_counter() - t0
+            self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def choose_method(config: RunConfig) -> str:
+    """``"axisymmetric"`` when the case is exactly axisymmetric, else ``"3d"``.
+
+    Axisymmetric needs ring-only contacts, homogeneous isotropic tissue and a spherical
+    domain centred on the lead axis. ``solver.method`` forces a choice; forcing
+    ``"axisymmetric"`` on a case that is not is an error.
+    """
+    lead, placement, domain = config.lead.model, config.lead.placement, config.domain
+    reasons = []
+    if not lead.is_axisymmetric:
+        reasons.append(f"'{lead.name}' has directional segments")
+    if domain.shape != "sphere":
+        reasons.append("the domain is not a sphere")
+    else:
+        offset = placement.to_local(domain.center_mm)
+        if math.hypot(offset[0], offset[1]) > 1e-6:
+            reasons.append("the domain centre is off the lead axis")
+    if config.solver.method == "3d":
+        return "3d"
+    if config.solver.method == "axisymmetric":
+        if reasons:
+            raise VtaError("solver.method = 'axisymmetric' is impossible: " + "; ".join(reasons))
+        return "axisymmetric"
+    return "3d" if reasons else "axisymmetric"
+
+
+def build_basis(config: RunConfig, method: str | None = None):
+    """Mesh the scene and solve one unit solution per contact.
+
+    Returns
+    -------
+    FieldBasis
+        ``AxisymmetricBasis`` or ``TetFieldBasis`` (see ``docs/architecture.md``), with a
+        ``timings`` dict of its own phases (s).
+    """
+    method = method or choose_method(config)
+    lead, placement, domain, tissue, solver = (
+        config.lead.model,
+        config.lead.placement,
+        config.domain,
+        config.tissue,
+        config.solver,
+    )
+    outer = "ground" if domain.outer_grounded else "insulating"
+    if method == "axisymmetric":
+        from .axisym import build_axisymmetric_basis
+
+        return build_axisymmetric_basis(
+            lead,
+            placement,
+            domain.center_mm,
+            domain.radius_mm,
+            tissue.conductivity_S_per_m,
+            outer=outer,
+            encapsulation_thickness_mm=tissue.encapsulation_thickness_mm,
+            encapsulation_sigma_S_per_m=tissue.encapsulation_conductivity_S_per_m,
+            preset=solver.preset,
+            order=solver.order,
+        )
+    from .mesh import Domain, Encapsulation, build_mesh
+    from .solve import solve_unit_fields
+
+    lead_mesh = build_mesh(
+        lead,
+        placement,
+        Domain(domain.shape, domain.center_mm, domain.radius_mm, domain.size_mm),
+        Encapsulation(tissue.encapsulation_thickness_mm, tissue.encapsulation_conductivity_S_per_m),
+        preset=solver.preset,
+    )
+    sigma = np.full(lead_mesh.mesh.t.shape[1], tissue.conductivity_S_per_m * 1e-3)
+    encapsulated = lead_mesh.mesh.subdomains.get("encapsulation") if lead_mesh.mesh.subdomains else None
+    if encapsulated is not None and len(encapsulated):
+        sigma[encapsulated] = tissue.encapsulation_conductivity_S_per_m * 1e-3
+    basis = solve_unit_fields(
+        lead_mesh,
+        sigma,
+        lead.n_contacts,
+        outer=outer,
+        order=solver.order,
+        solver=solver.linear_solver,
+    )
+    basis.timings = {"mesh": lead_mesh.build_time_s, **basis.timings}
+    basis.mesh_info["preset"] = solver.preset
+    return basis
+
+
+def _contact_table(config: RunConfig, state: ContactState, impedances_ohm: np.ndarray) -> dict:
+    lead = config.lead.model
+    pw_s = config.stimulation.pulse_width_us * 1e-6
+    table = {}
+    for c in lead.contacts():
+        k = c.index
+        charge_uC = abs(state.currents_mA[k]) * 1e-3 * pw_s * 1e6
+        table[str(k)] = {
+            "active": k in config.stimulation.contacts,
+            "potential_V": float(state.potentials_V[k]),
+            "current_mA": float(state.currents_mA[k]),
+            "monopolar_impedance_ohm": float(impedances_ohm[k]),
+            "area_mm2": c.area_mm2,
+            "charge_per_phase_uC": charge_uC,
+            "charge_density_uC_per_cm2": charge_uC / (c.area_mm2 * 1e-2),
+            "center_mm": config.lead.placement.contact_center_mm(lead, k).tolist(),
+        }
+    return table
+
+
+def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, object]:
+    """Run the whole computation without writing anything.
+
+    Returns
+    -------
+    summary : dict
+        The summary.json content (without ``outputs``).
+    basis : FieldBasis
+    vta_grid : VtaGrid or None
+    """
+    t_start = time.perf_counter()
+    timer = _PhaseTimer(progress)
+    try:
+        method = choose_method(config)
+        with timer.phase("mesh+solve"):
+            basis = build_basis(config, method)
+        with timer.phase("setting"):
+            state = resolve(Setting(config.stimulation.mode, config.stimulation.contacts), basis.conductance_S, basis.outer_grounded)
+            impedances = monopolar_impedances_ohm(basis.conductance_S, basis.outer_grounded)
+        threshold = config.vta.threshold_V_per_mm
+        with timer.phase("vta"):
+            volume = float(basis.vta_volume_mm3(state.potentials_V, threshold))
+        vta_grid = None
+        if config.output.nifti:
+            with timer.phase("grid"):
+                lead = config.lead.model
+                carrying = [k for k in range(lead.n_contacts) if abs(state.currents_mA[k]) > 1e-9] or list(range(lead.n_contacts))
+                centers = np.array([config.lead.placement.contact_center_mm(lead, k) for k in carrying])
+                sigma_min = min(config.tissue.conductivity_S_per_m, config.tissue.encapsulation_conductivity_S_per_m)
+                grid = auto_grid(
+                    centers,
+                    state.currents_mA[carrying],
+                    sigma_min,
+                    threshold,
+                    config.output.grid_spacing_mm,
+                    config.output.grid_margin_mm,
+                )
+                vta_grid = field_norm_on_grid(basis, state.potentials_V, grid, threshold)
+    finally:
+        timer.close()
+    timings = {**basis.timings, **{k: v for k, v in timer.timings.items() if k != "mesh+solve"}}
+    timings["total"] = time.perf_counter() - t_start
+    summary = {
+        "version": __version__,
+        "vta_volume_mm3": volume,
+        "vta_grid_volume_mm3": None if vta_grid is None else vta_grid.volume_mm3,
+        "threshold_V_per_mm": threshold,
+        "impedance_ohm": state.impedance_ohm,
+        "ground_current_mA": state.ground_current_mA,
+        "contacts": _contact_table(config, state, impedances),
+        "structures": {},
+        "field_max_on_grid_V_per_mm": None if vta_grid is None else float(vta_grid.field_norm_V_per_mm.max()),
+        "method": method,
+        "mesh": basis.mesh_info,
+        "timings_s": timings,
+        "config": config.resolved(),
+    }
+    return summary, basis, vta_grid
+
+
+def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
+    """Simulate and write ``summary.json`` (+ NIfTI) into ``out_dir`` atomically.
+
+    Returns
+    -------
+    dict
+        The summary written to ``out_dir/summary.json``.
+    """
+    t0 = time.perf_counter()
+    with OutputTransaction(out_dir) as tx:
+        summary, basis, vta_grid = simulate(config, progress)
+        t_write = time.perf_counter()
+        outputs = []
+        if vta_grid is not None:
+            import nibabel as nib
+
+            affine = vta_grid.grid.affine
+            for name, data in (
+                ("efield_norm.nii.gz", vta_grid.field_norm_V_per_mm),
+                ("vta.nii.gz", vta_grid.mask.astype(np.uint8)),
+            ):
+                img = nib.Nifti1Image(data, affine)
+                img.set_sform(affine, code=2)
+                img.set_qform(affine, code=2)
+                img.header.set_xyzt_units("mm")
+                nib.save(img, tx.path(name))
+                outputs.append(name)
+        summary["outputs"] = outputs + ["summary.json"]
+        summary["timings_s"]["write"] = time.perf_counter() - t_write
+        summary["timings_s"]["total"] = time.perf_counter() - t0
+        tx.write_json("summary.json", summary)
+    return summary
