@@ -215,6 +215,15 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
     return summary, basis, vta_grid
 
 
+def _peak_memory_mb() -> float | None:
+    """Peak resident memory of this process so far (MB), where the OS reports it."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
     """Simulate and write ``summary.json`` (+ NIfTI) into ``out_dir`` atomically.
 
@@ -245,5 +254,6 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
         summary["outputs"] = outputs + ["summary.json"]
         summary["timings_s"]["write"] = time.perf_counter() - t_write
         summary["timings_s"]["total"] = time.perf_counter() - t0
+        summary["resources"] = {"peak_memory_MB": _peak_memory_mb()}
         tx.write_json("summary.json", summary)
     return summary
