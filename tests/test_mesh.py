@@ -1,0 +1,332 @@
+"""Tests for vta.mesh: real gmsh meshes of leads in tissue domains (fast presets)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from vta.errors import VtaError
+from vta.leads import LeadPlacement, get_lead, lead_catalogue
+from vta.mesh import (
+    PRESETS,
+    Domain,
+    Encapsulation,
+    MeshPreset,
+    _size_expression,
+    build_mesh,
+    build_sphere_electrode_mesh,
+)
+
+SPHERE = Domain.sphere([0.0, 0.0, 4.25], 25.0)
+AXIAL = LeadPlacement([0.0, 0.0, 0.0], [0.0, 0.0, 1.0])
+
+
+def facet_areas(mesh, facets: np.ndarray) -> np.ndarray:
+    p = mesh.p[:, mesh.facets[:, facets]]
+    return 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], axis=0), axis=0)
+
+
+def facet_centroid(mesh, facets: np.ndarray) -> np.ndarray:
+    """Area-weighted centroid (mm) of a set of boundary facets."""
+    w = facet_areas(mesh, facets)
+    mid = mesh.p[:, mesh.facets[:, facets]].mean(axis=1)
+    return (mid * w).sum(axis=1) / w.sum()
+
+
+def tet_volumes(mesh, elements: np.ndarray | None = None) -> np.ndarray:
+    t = mesh.t if elements is None else mesh.t[:, elements]
+    p = mesh.p[:, t]
+    a, b, c = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], p[:, 3] - p[:, 0]
+    return np.einsum("ij,ij->j", a, np.cross(b, c, axis=0)) / 6.0
+
+
+def check_tags(lm, lead) -> None:
+    mesh = lm.mesh
+    names = {f"contact_{k}" for k in range(lead.n_contacts)} | {"insulation", "outer"}
+    assert set(mesh.boundaries) == names
+    assert set(mesh.subdomains) == {"tissue", "encapsulation"}
+    assert lm.n_contacts == lead.n_contacts
+    sets = [set(v.tolist()) for v in mesh.boundaries.values()]
+    assert all(len(s) > 0 for s in sets)
+    assert sum(len(s) for s in sets) == len(set().union(*sets))  # disjoint
+    assert set().union(*sets) == set(mesh.boundary_facets().tolist())  # complete
+    n_sub = sum(len(v) for v in mesh.subdomains.values())
+    assert n_sub == mesh.nelements
+    assert np.all(tet_volumes(mesh) > 0)  # positively oriented
+
+
+def check_areas(lm, lead, rtol: float = 0.02) -> None:
+    for c in lead.contacts():
+        area = facet_areas(lm.mesh, lm.contact_facets(c.index)).sum()
+        assert area == pytest.approx(c.area_mm2, rel=rtol), f"contact {c.index}"
+
+
+@pytest.fixture(scope="module")
+def mesh_3389():
+    lead = get_lead("Medtronic 3389")
+    return lead, build_mesh(lead, AXIAL, SPHERE, preset="fast")
+
+
+@pytest.fixture(scope="module")
+def mesh_directed():
+    lead = get_lead("Boston Scientific Vercise Directed")
+    placement = LeadPlacement([1.0, -2.0, 0.5], [0.3, 0.5, 1.0], rotation_deg=37.0)
+    return lead, placement, build_mesh(lead, placement, SPHERE, preset="fast")
+
+
+def test_3389_tags_and_areas(mesh_3389):
+    lead, lm = mesh_3389
+    check_tags(lm, lead)
+    check_areas(lm, lead)
+    assert len(lm.mesh.subdomains["encapsulation"]) == 0
+    assert lm.preset == "fast" and lm.build_time_s > 0
+    outer = facet_areas(lm.mesh, lm.mesh.boundaries["outer"]).sum()
+    assert outer == pytest.approx(4 * math.pi * 25.0**2, rel=0.05)
+    for c in lead.contacts():  # ring centres on the axis
+        centre = facet_centroid(lm.mesh, lm.contact_facets(c.index))
+        np.testing.assert_allclose(centre, AXIAL.contact_center_mm(lead, c.index), atol=0.02)
+
+
+def test_3389_skfem_topology(mesh_3389):
+    from skfem import MeshTet
+
+    _, lm = mesh_3389
+    fresh = MeshTet(lm.mesh.p, lm.mesh.t)
+    np.testing.assert_array_equal(lm.mesh.facets, fresh.facets)
+    np.testing.assert_array_equal(lm.mesh.t2f, fresh.t2f)
+    assert lm.mesh.p.shape[1] == np.unique(lm.mesh.t).size  # no unused nodes
+    with pytest.raises(VtaError, match="out of range"):
+        lm.contact_facets(4)
+
+
+def test_facet_keys_fallback_for_large_meshes(mesh_3389, monkeypatch):
+    """Above 2**21 nodes the facet keys are records; same facets and indices."""
+    import vta.mesh as vm
+
+    _, lm = mesh_3389
+    mesh, n = lm.mesh, lm.mesh.p.shape[1]
+    monkeypatch.setattr(vm, "_PACK_LIMIT", 0)
+    facets, t2f, keys = vm._build_facets(mesh.t, n)
+    np.testing.assert_array_equal(facets, mesh.facets)
+    np.testing.assert_array_equal(t2f, mesh.t2f)
+    outer = mesh.boundaries["outer"]
+    np.testing.assert_array_equal(vm._facet_indices(keys, mesh.facets[:, outer][::-1], n), np.sort(outer))
+
+
+def test_sr1242_tags_and_areas():
+    lead = get_lead("SceneRay SR1242")
+    placement = LeadPlacement([0.0, 0.0, -8.0], [0.0, 0.0, 1.0])
+    lm = build_mesh(lead, placement, SPHERE, preset="fast")
+    check_tags(lm, lead)
+    check_areas(lm, lead)
+
+
+def test_directional_tags_areas_and_centres(mesh_directed):
+    lead, placement, lm = mesh_directed
+    assert lead.n_contacts == 8
+    check_tags(lm, lead)
+    check_areas(lm, lead)
+    ring = facet_areas(lm.mesh, lm.contact_facets(7)).sum()
+    for k in range(1, 7):
+        seg = facet_areas(lm.mesh, lm.contact_facets(k)).sum()
+        assert seg / ring == pytest.approx(90.0 / 360.0, rel=0.02)
+    for c in lead.contacts():
+        centre = facet_centroid(lm.mesh, lm.contact_facets(c.index))
+        expected = placement.contact_center_mm(lead, c.index)
+        if c.is_tip:  # the centroid of the tip is pulled towards the hemisphere
+            np.testing.assert_allclose(placement.to_local(centre)[:2], 0.0, atol=0.02)
+            continue
+        local = placement.to_local(centre)
+        assert local[2] == pytest.approx(c.center_z_mm, abs=0.02)
+        if c.is_ring:
+            np.testing.assert_allclose(centre, expected, atol=0.02)
+        else:
+            angle = math.degrees(math.atan2(local[1], local[0]))
+            assert (angle - c.angle_center_deg + 180) % 360 - 180 == pytest.approx(0.0, abs=1.0)
+            # area centroid of a 90 degree arc lies at r sin(45)/(pi/4) from the axis
+            r_centroid = c.radius_mm * math.sin(math.radians(45)) / math.radians(45)
+            assert np.linalg.norm(local[:2]) == pytest.approx(r_centroid, rel=0.01)
+            assert np.linalg.norm(centre - expected) < 0.1
+
+
+@pytest.mark.parametrize("name", list(lead_catalogue()))
+def test_every_catalogue_lead_meshes(name):
+    """Coarse meshes of every catalogue lead, oblique and rotated: tags and areas."""
+    lead = lead_catalogue()[name]
+    placement = LeadPlacement([0.5, 0.2, -0.3], [0.2, -0.1, 1.0], rotation_deg=15.0)
+    span = lead.contacts()[-1].z_end_mm
+    domain = Domain.sphere(placement.to_world(np.array([0.0, 0.0, 0.5 * span])), 0.5 * span + 3.0)
+    lm = build_mesh(lead, placement, domain, preset="fast", scale=2.0)
+    check_tags(lm, lead)
+    check_areas(lm, lead, rtol=0.08)  # 2x coarser than "fast": hemispheres facet more
+
+
+def lead_volume_below(lead, height_mm: float) -> float:
+    """Volume (mm^3) of the lead from its tip up to ``height_mm`` along its axis."""
+    r = lead.radius_mm
+    return 2.0 / 3.0 * math.pi * r**3 + math.pi * r**2 * (height_mm - r)
+
+
+def test_box_volume_equals_domain_minus_lead():
+    lead = get_lead("Medtronic 3389")
+    box = Domain.box([0.0, 0.0, 5.0], [16.0, 16.0, 20.0])  # lead exits through z = 15
+    lm = build_mesh(lead, LeadPlacement([0.0, 0.0, 0.0], [0.0, 0.0, 1.0]), box, preset="fast")
+    check_tags(lm, lead)
+    tissue = tet_volumes(lm.mesh).sum()
+    exact_lead = lead_volume_below(lead, 15.0)
+    assert tissue == pytest.approx(box.volume_mm3 - exact_lead, rel=1e-3)
+    # the hole: the insulation is a polygon of ~8 facets in the "fast" preset
+    assert 0.85 < (box.volume_mm3 - tissue) / exact_lead < 1.0
+
+
+def test_sphere_volume_within_faceting(mesh_3389):
+    lead, lm = mesh_3389
+    tissue = tet_volumes(lm.mesh).sum()
+    expected = SPHERE.volume_mm3 - lead_volume_below(lead, 4.25 + 25.0)
+    # a 25 mm sphere with 6 mm far-field triangles loses ~2 % to faceting
+    assert tissue == pytest.approx(expected, rel=0.03)
+    assert tissue < expected
+
+
+def test_encapsulation_volume():
+    lead = get_lead("SceneRay SR1242")
+    box = Domain.box([0.0, 0.0, 12.0], [16.0, 16.0, 30.0])  # lead exits through z = 27
+    t = 0.25
+    lm = build_mesh(lead, AXIAL, box, encapsulation=Encapsulation(t, 0.1), preset="fast")
+    check_tags(lm, lead)
+    check_areas(lm, lead)
+    mesh = lm.mesh
+    enc = tet_volumes(mesh, mesh.subdomains["encapsulation"]).sum()
+    r, top = lead.radius_mm, 27.0
+    shell = math.pi * ((r + t) ** 2 - r**2) * (top - r) + 2.0 / 3.0 * math.pi * ((r + t) ** 3 - r**3)
+    # both shell surfaces are polygons of ~10 facets round: the shell loses ~3.5 %
+    assert enc == pytest.approx(shell, rel=0.05)
+    total = tet_volumes(mesh).sum()
+    assert total == pytest.approx(box.volume_mm3 - lead_volume_below(lead, top), rel=1e-3)
+
+
+def test_oblique_lead_in_box_along_y():
+    """A lead along world -y (frame reference switch) with rotation, exiting a box side."""
+    lead = get_lead("Abbott 6172")
+    placement = LeadPlacement([1.0, 2.0, -1.0], [0.0, -1.0, 0.0], rotation_deg=200.0)
+    box = Domain.box([0.0, 0.0, 0.0], [14.0, 18.0, 14.0])
+    lm = build_mesh(lead, placement, box, preset="fast", scale=1.2)
+    check_tags(lm, lead)
+    check_areas(lm, lead, rtol=0.03)
+    for c in lead.contacts():
+        local = placement.to_local(facet_centroid(lm.mesh, lm.contact_facets(c.index)))
+        assert local[2] == pytest.approx(c.center_z_mm, abs=0.03)
+        if not c.is_ring:
+            angle = math.degrees(math.atan2(local[1], local[0]))
+            assert (angle - c.angle_center_deg + 180) % 360 - 180 == pytest.approx(0.0, abs=1.5)
+
+
+def test_presets_ordered(mesh_3389):
+    fast, default, fine = (PRESETS[k] for k in ("fast", "default", "fine"))
+    for key in ("size_contact_mm", "size_edge_mm", "size_lead_mm", "growth", "size_far_mm"):
+        assert getattr(fast, key) > getattr(default, key) > getattr(fine, key), key
+    lead, lm_fast = mesh_3389
+    small = Domain.sphere([0.0, 0.0, 4.25], 12.0)
+    counts = [build_mesh(lead, AXIAL, small, preset=p).mesh.nelements for p in ("fast", "default")]
+    assert counts[0] < counts[1]
+    assert lm_fast.mesh.nelements < 40000
+
+
+def test_scale_and_preset_instance():
+    lead = get_lead("Medtronic 3389")
+    small = Domain.sphere([0.0, 0.0, 4.25], 10.0)
+    custom = MeshPreset("mine", size_contact_mm=0.3, size_edge_mm=0.15, size_lead_mm=0.6, growth=0.6,
+                        size_far_mm=4.0)
+    coarse = build_mesh(lead, AXIAL, small, preset=custom, scale=1.5)
+    finer = build_mesh(lead, AXIAL, small, preset=custom)
+    assert coarse.preset == "mine*1.5" and finer.preset == "mine"
+    assert coarse.mesh.nelements < finer.mesh.nelements
+
+
+def test_size_expression_values():
+    """The analytic size field: edge size at a contact edge, far size far away."""
+    lead = get_lead("Boston Scientific Vercise Directed")
+    p = PRESETS["default"]
+    expr = _size_expression(lead, p, 40.0)
+    env = {"Min": np.minimum, "Max": np.maximum, "Sqrt": np.sqrt}
+
+    def size(x, y, z):
+        return float(eval(expr, env, {"x": x, "y": y, "z": z}))  # noqa: S307 (our own string)
+
+    r = lead.radius_mm
+    c3 = lead.contact(1)
+    edge = math.radians(c3.angle_center_deg + 45.0)
+    assert size(r * math.cos(edge), r * math.sin(edge), 2.6) == pytest.approx(p.size_edge_mm)
+    assert size(r, 0.0, lead.contact(7).z_start_mm) == pytest.approx(p.size_edge_mm)
+    assert size(r, 0.0, 0.5 * (lead.contact(7).z_start_mm + lead.contact(7).z_end_mm)) == pytest.approx(
+        min(p.size_contact_mm, p.size_edge_mm + p.growth * 0.75))
+    assert size(0.0, 0.0, 0.0) == pytest.approx(p.size_contact_mm)  # distal end of the tip contact
+    assert size(0.0, 0.0, -1.0) == pytest.approx(p.size_contact_mm + p.growth)
+    assert size(30.0, 0.0, 0.0) == pytest.approx(p.size_far_mm)
+    assert size(r + 1.0, 0.0, 30.0) == pytest.approx(p.size_lead_mm + p.growth)
+
+
+@pytest.mark.parametrize("direction", [(0, 0, 1), (0, 0, -1), (0, -1, 0), (1, 1e-9, 0), (0.3, -0.5, -0.8)])
+@pytest.mark.parametrize("rotation", [0.0, 90.0, 180.0, 271.0])
+def test_axis_angle_reproduces_frame(direction, rotation):
+    from vta.mesh import _axis_angle
+
+    frame = LeadPlacement([0, 0, 0], direction, rotation).frame
+    angle, k = _axis_angle(frame)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rodrigues = np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * kx @ kx
+    np.testing.assert_allclose(rodrigues, frame, atol=1e-9)
+
+
+def test_input_errors():
+    lead = get_lead("Medtronic 3389")
+    with pytest.raises(VtaError, match="lead tip .* outside the domain"):
+        build_mesh(lead, LeadPlacement([0.0, 0.0, 40.0], [0.0, 0.0, 1.0]), SPHERE)
+    with pytest.raises(VtaError, match="contact 3"):
+        build_mesh(lead, LeadPlacement([0.0, 0.0, 20.0], [0.0, 0.0, 1.0]), SPHERE)
+    with pytest.raises(VtaError, match="valid presets: fast, default, fine"):
+        build_mesh(lead, AXIAL, SPHERE, preset="ultra")
+    with pytest.raises(VtaError, match="scale"):
+        build_mesh(lead, AXIAL, SPHERE, scale=0.0)
+    with pytest.raises(VtaError, match="thickness"):
+        Encapsulation(-0.1, 0.1)
+    with pytest.raises(VtaError, match="size_contact_mm"):
+        MeshPreset("bad", size_contact_mm=0.0, size_edge_mm=0.1, size_lead_mm=0.1, growth=0.3, size_far_mm=3)
+    with pytest.raises(VtaError, match="radius_mm"):
+        Domain.sphere([0, 0, 0], -1.0)
+    with pytest.raises(VtaError, match="size_mm"):
+        Domain.box([0, 0, 0], [1.0, 0.0, 1.0])
+    with pytest.raises(VtaError, match="shape"):
+        Domain("cylinder", np.zeros(3), radius_mm=1.0)
+
+
+def test_build_in_thread_and_repeatedly():
+    lead = get_lead("Medtronic 3389")
+    small = Domain.sphere([0.0, 0.0, 4.25], 10.0)
+    out: list = []
+
+    def work():
+        out.append(build_mesh(lead, AXIAL, small, preset="fast", scale=1.5))
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join()
+    assert len(out) == 1
+    again = build_mesh(lead, AXIAL, small, preset="fast", scale=1.5)
+    assert again.mesh.nelements > 0
+
+
+def test_sphere_electrode_mesh():
+    a, big = 0.5, 20.0
+    mesh = build_sphere_electrode_mesh(a, big, 0.08, 5.0)
+    assert set(mesh.boundaries) == {"contact_0", "outer"}
+    assert facet_areas(mesh, mesh.boundaries["contact_0"]).sum() == pytest.approx(4 * math.pi * a**2, rel=0.02)
+    assert facet_areas(mesh, mesh.boundaries["outer"]).sum() == pytest.approx(4 * math.pi * big**2, rel=0.05)
+    radii = np.linalg.norm(mesh.p[:, np.unique(mesh.facets[:, mesh.boundaries["contact_0"]])], axis=0)
+    np.testing.assert_allclose(radii, a, rtol=1e-6)
+    assert np.all(tet_volumes(mesh) > 0)
+    with pytest.raises(VtaError, match="must exceed"):
+        build_sphere_electrode_mesh(2.0, 1.0, 0.1, 1.0)
