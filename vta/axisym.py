@@ -1,0 +1,1109 @@
+"""Axisymmetric (r, z) finite-element field basis for leads with ring contacts only.
+
+A lead whose contacts are all full rings (or a conductive tip), in homogeneous isotropic
+tissue (optionally with an encapsulation layer), in a sphere centred on the lead axis or
+a cylinder coaxial with it, has a rotationally symmetric field. The 3D problem
+``div(sigma grad u) = 0`` then reduces to the (r, z) half-plane with the weak form
+
+    integral over the half-plane of  sigma grad u . grad v  2 pi r dr dz,
+
+which is solved here with P2 (or P1) Lagrange triangles on a graded gmsh mesh. It is
+the fast path of ``vta`` and the converged reference of its benchmark.
+
+Frame and units
+---------------
+* (r, z) is the lead's local frame of :mod:`vta.leads`: z along the lead axis with
+  z = 0 at the distal end, ``r = sqrt(x^2 + y^2)``; lengths in mm.
+* The lead occupies ``r <= a`` for ``z >= a`` plus the quarter disc of radius ``a``
+  centred at ``(0, a)`` (the hemispherical tip), ``a`` = lead radius.
+* Conductivity inside the FEM is in S/mm, so ``K @ u`` is a current in A and the
+  conductance matrix ``G`` is in S. Potentials in V, fields in V/mm, volumes in mm^3.
+
+Boundaries: ``contact_k`` (Dirichlet in the unit solutions), ``outer`` (0 V when
+grounded, natural otherwise), ``insulation`` and ``axis`` (natural: zero flux).
+
+The result, :class:`AxisymmetricBasis`, implements the FieldBasis protocol of
+``docs/architecture.md``.
+
+Accuracy and cost (Medtronic 3389, tip at the origin along +z, sphere R = 25 mm centred
+at z = 4.25 mm, sigma 0.2 S/m, outer grounded, contact 1 at -1 mA, others floating;
+VTA at 0.2 V/mm). Converged reference from the uniform refinement sequence
+``preset="fine", size_scale=1, 0.71, 0.5, 0.35`` (35k..270k DOFs, Richardson):
+impedance 540.58 +- 0.01 ohm, VTA 9.716 +- 0.001 mm^3 (-1 mA) and 50.05 +- 0.01 mm^3
+(-3 mA). Presets (P2): "fast" 4.5k DOFs, |error| <= 0.1 % impedance, <= 1.3 % VTA;
+"default" 12k DOFs, <= 0.03 % impedance, <= 0.1 % VTA (<= 0.3 % for the 3387, 3391 and
+ActiveTip 6146 cases); "fine" 35k DOFs. The mesh, assembly and solve of "default" take
+about 0.2-0.4 s on a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .errors import VtaError
+from .leads import LeadModel, LeadPlacement
+
+__all__ = [
+    "PRESETS",
+    "AxisymPreset",
+    "AxisymmetricBasis",
+    "build_axisymmetric_basis",
+    "concentric_spheres_basis",
+]
+
+log = logging.getLogger(__name__)
+
+_S_PER_M_TO_S_PER_MM = 1e-3
+_AXIS_TOL_MM = 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# accuracy presets
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AxisymPreset:
+    """Mesh sizes of one accuracy preset (all lengths in mm).
+
+    Attributes
+    ----------
+    h_edge_mm : float
+        Element size at the contact edges, where the field is singular.
+    h_lead_mm : float
+        Element size along the rest of the lead surface.
+    growth : float
+        Size increase per mm of distance (dimensionless): the size at distance ``d``
+        from an edge is ``h_edge + growth * d`` (geometric grading), capped by
+        ``h_far_mm``.
+    h_far_mm : float
+        Largest element size (far field, outer boundary).
+    vta_level : int
+        Sub-division level of the VTA integration: each triangle is split into
+        ``4**vta_level`` sub-triangles on which ``|E|^2`` is interpolated linearly and
+        the super-threshold part is integrated exactly.
+    arc_fraction : float
+        Element size on curved boundaries (the tip hemisphere, a spherical electrode)
+        as a fraction of their radius (dimensionless); bounds the error of the
+        straight-sided (faceted) boundary, whose sag is ``radius * arc_fraction^2 / 8``.
+    """
+
+    h_edge_mm: float
+    h_lead_mm: float
+    growth: float
+    h_far_mm: float
+    vta_level: int = 3
+    arc_fraction: float = 0.1
+
+
+PRESETS: dict[str, AxisymPreset] = {
+    "fast": AxisymPreset(0.004, 0.35, 0.45, 6.0, vta_level=3, arc_fraction=0.15),
+    "default": AxisymPreset(0.002, 0.2, 0.25, 4.0, vta_level=3, arc_fraction=0.1),
+    "fine": AxisymPreset(0.001, 0.1, 0.15, 2.0, vta_level=4, arc_fraction=0.05),
+}
+
+
+def _scaled_preset(preset: str, size_scale: float) -> AxisymPreset:
+    if preset not in PRESETS:
+        raise VtaError(f"unknown axisymmetric mesh preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if not (size_scale > 0 and math.isfinite(size_scale)):
+        raise VtaError(f"size_scale must be a positive number, got {size_scale}")
+    p = PRESETS[preset]
+    s = float(size_scale)
+    return AxisymPreset(p.h_edge_mm * s, p.h_lead_mm * s, p.growth * s, p.h_far_mm * s,
+                        p.vta_level, p.arc_fraction * s)
+
+
+# --------------------------------------------------------------------------------------
+# geometry description in the (r, z) half-plane
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """A boundary or interface curve: a line or a circle arc (< pi) from p to q."""
+
+    p: tuple[float, float]
+    q: tuple[float, float]
+    name: str
+    center: tuple[float, float] | None = None
+
+
+@dataclass
+class _Geometry:
+    """Closed loops of curves per region plus the singular points for mesh grading.
+
+    ``regions`` maps a region name ("tissue", "encapsulation") to its closed loop of
+    curves; ``edge_points`` are the contact edges (singular points of the field);
+    ``surface_distance`` is a gmsh MathEval expression in x = r, y = z of the distance
+    (mm) to the lead (or electrode) surface, where the mesh size is ``h_lead``;
+    ``arcs`` are the (centre, radius) of curved boundaries sized by ``arc_fraction``.
+    """
+
+    regions: dict[str, list[_Curve]]
+    edge_points: list[tuple[float, float]]
+    contact_names: list[str]
+    surface_distance: str
+    arcs: list[tuple[tuple[float, float], float]] = field(default_factory=list)
+
+
+def _arc_point(a: float, z: float) -> tuple[float, float]:
+    """Point of the tip hemisphere (radius a, centre (0, a)) at height z in [0, a]."""
+    return (math.sqrt(max(a * a - (a - z) ** 2, 0.0)), z)
+
+
+def _lead_profile(lead: LeadModel, z_exit: float) -> list[_Curve]:
+    """Curves of the lead surface from the tip (0, 0) to the exit point (a, z_exit),
+    split at the contact edges and named "contact_k" or "insulation"."""
+    a = lead.radius_mm
+    breaks = {a, z_exit}
+    for c in lead.contacts():
+        breaks.update(z for z in (c.z_start_mm, c.z_end_mm) if 0.0 < z < z_exit)
+    curves: list[_Curve] = []
+    prev_z, prev = 0.0, (0.0, 0.0)
+    for z in sorted(breaks):
+        name = _profile_name(lead, 0.5 * (prev_z + z))
+        if z <= a:  # on the hemispherical tip: arc about (0, a)
+            pt = _arc_point(a, z)
+            curves.append(_Curve(prev, pt, name, center=(0.0, a)))
+        else:
+            pt = (a, z)
+            curves.append(_Curve(prev, pt, name))
+        prev, prev_z = pt, z
+    return curves
+
+
+def _profile_name(lead: LeadModel, z_mid: float) -> str:
+    for c in lead.contacts():
+        z0 = 0.0 if c.is_tip else c.z_start_mm
+        if z0 <= z_mid <= c.z_end_mm:
+            return f"contact_{c.index}"
+    return "insulation"
+
+
+def _contact_edges(lead: LeadModel) -> list[tuple[float, float]]:
+    """Contact edges on the lead surface (r, z): singular points of the field (mm)."""
+    a = lead.radius_mm
+    pts = []
+    for c in lead.contacts():
+        zs = (c.z_end_mm,) if c.is_tip else (c.z_start_mm, c.z_end_mm)
+        for z in zs:
+            pts.append(_arc_point(a, z) if z < a else (a, z))
+    return pts
+
+
+@dataclass(frozen=True)
+class _OuterShape:
+    """Outer boundary: sphere (centre z_c, radius R) or cylinder (radius R, z in [z0, z1])."""
+
+    kind: str
+    z_c: float
+    radius: float
+    z_bottom: float
+    z_top_cyl: float = 0.0
+
+    def z_exit(self, rho: float) -> float:
+        """Axial position where the surface r = rho leaves the domain (mm)."""
+        if self.kind == "sphere":
+            return self.z_c + math.sqrt(self.radius**2 - rho**2)
+        return self.z_top_cyl
+
+    def curves(self, rho_from: float, rho_to: float, name: str = "outer") -> list[_Curve]:
+        """Outer boundary from the exit point at r = rho_from outwards and down to the
+        axis (rho_to = 0), or to the exit point at r = rho_to."""
+        p = (rho_from, self.z_exit(rho_from))
+        if self.kind == "sphere":
+            c = (0.0, self.z_c)
+            if rho_to > 0.0:
+                return [_Curve(p, (rho_to, self.z_exit(rho_to)), name, center=c)]
+            eq = (self.radius, self.z_c)
+            return [_Curve(p, eq, name, center=c), _Curve(eq, (0.0, self.z_bottom), name, center=c)]
+        if rho_to > 0.0:
+            return [_Curve(p, (rho_to, self.z_top_cyl), name)]
+        c1 = (self.radius, self.z_top_cyl)
+        c2 = (self.radius, self.z_bottom)
+        return [_Curve(p, c1, name), _Curve(c1, c2, name), _Curve(c2, (0.0, self.z_bottom), name)]
+
+
+def _reverse(curves: Sequence[_Curve]) -> list[_Curve]:
+    return [_Curve(c.q, c.p, c.name, c.center) for c in reversed(curves)]
+
+
+def _lead_geometry(lead: LeadModel, shape: _OuterShape, t_encap: float) -> _Geometry:
+    """Tissue (and encapsulation) loops for a lead in a sphere or cylinder."""
+    a = lead.radius_mm
+    b = a + t_encap
+    z_exit_a = shape.z_exit(a)
+    profile = _lead_profile(lead, z_exit_a)
+    names = [f"contact_{c.index}" for c in lead.contacts()]
+    edges = _contact_edges(lead)
+    dist = f"sqrt(x^2+min(y-({a!r}),0)^2)-({a!r})"  # distance to the lead body
+    if t_encap <= 0.0:
+        loop = [_Curve((0.0, shape.z_bottom), (0.0, 0.0), "axis")]
+        loop += profile
+        loop += shape.curves(a, 0.0)
+        return _Geometry({"tissue": _orient(loop)}, edges, names, dist, [((0.0, a), a)])
+    z_exit_b = shape.z_exit(b)
+    iface = [
+        _Curve((0.0, -t_encap), (b, a), "interface", center=(0.0, a)),
+        _Curve((b, a), (b, z_exit_b), "interface"),
+    ]
+    encap = [_Curve((0.0, -t_encap), (0.0, 0.0), "axis")] + profile
+    encap += shape.curves(a, b) + _reverse(iface)
+    tissue = [_Curve((0.0, shape.z_bottom), (0.0, -t_encap), "axis")] + iface + shape.curves(b, 0.0)
+    return _Geometry({"tissue": _orient(tissue), "encapsulation": _orient(encap)}, edges, names, dist,
+                     [((0.0, a), a), ((0.0, a), b)])
+
+
+def _orient(loop: list[_Curve]) -> list[_Curve]:
+    """Check that a loop is closed (consecutive end points coincide)."""
+    for c0, c1 in zip(loop, loop[1:] + loop[:1]):
+        if math.dist(c0.q, c1.p) > 1e-9:
+            raise VtaError(f"internal error: open boundary loop at {c0.q} -> {c1.p}")
+    return loop
+
+
+def _spheres_geometry(a: float, R: float) -> _Geometry:
+    """Spherical electrode of radius a (contact_0) inside a sphere of radius R."""
+    loop = [
+        _Curve((0.0, -R), (0.0, -a), "axis"),
+        _Curve((0.0, -a), (a, 0.0), "contact_0", center=(0.0, 0.0)),
+        _Curve((a, 0.0), (0.0, a), "contact_0", center=(0.0, 0.0)),
+        _Curve((0.0, a), (0.0, R), "axis"),
+        _Curve((0.0, R), (R, 0.0), "outer", center=(0.0, 0.0)),
+        _Curve((R, 0.0), (0.0, -R), "outer", center=(0.0, 0.0)),
+    ]
+    return _Geometry({"tissue": loop}, [], ["contact_0"], f"sqrt(x^2+y^2)-({a!r})", [((0.0, 0.0), a)])
+
+
+# --------------------------------------------------------------------------------------
+# meshing (gmsh, built-in kernel)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _TriMesh:
+    """Straight-sided triangle mesh of the (r, z) domain.
+
+    Attributes
+    ----------
+    points : (N, 2) vertex coordinates (r, z) in mm.
+    tris : (M, 3) vertex indices, counter-clockwise.
+    region : (M,) 0 = tissue, 1 = encapsulation.
+    boundary : boundary name -> (E, 2) vertex indices of its edges.
+    """
+
+    points: np.ndarray
+    tris: np.ndarray
+    region: np.ndarray
+    boundary: dict[str, np.ndarray]
+
+
+class _GmshGeo:
+    """Deduplicating wrapper around gmsh.model.geo for loops of :class:`_Curve`."""
+
+    def __init__(self, gmsh_mod) -> None:
+        self.g = gmsh_mod
+        self.points: dict[tuple[float, float], int] = {}
+        self.curves: dict[tuple, int] = {}
+        self.names: dict[str, list[int]] = {}
+
+    def point(self, xy: tuple[float, float]) -> int:
+        key = (round(xy[0], 12), round(xy[1], 12))
+        if key not in self.points:
+            self.points[key] = self.g.model.geo.addPoint(xy[0], xy[1], 0.0)
+        return self.points[key]
+
+    def curve(self, c: _Curve) -> int:
+        p, q = self.point(c.p), self.point(c.q)
+        if (q, p) in self.curves:
+            return -self.curves[(q, p)]
+        if (p, q) not in self.curves:
+            if c.center is None:
+                tag = self.g.model.geo.addLine(p, q)
+            else:
+                tag = self.g.model.geo.addCircleArc(p, self.point(c.center), q)
+            self.curves[(p, q)] = tag
+            self.names.setdefault(c.name, []).append(tag)
+        return self.curves[(p, q)]
+
+    def surface(self, loop: list[_Curve]) -> int:
+        loop_tag = self.g.model.geo.addCurveLoop([self.curve(c) for c in loop])
+        return self.g.model.geo.addPlaneSurface([loop_tag])
+
+
+def _nested_min(terms: list[str]) -> str:
+    out = terms[0]
+    for t in terms[1:]:
+        out = f"min({out}, {t})"
+    return out
+
+
+def _size_expression(geom: _Geometry, p: AxisymPreset) -> str:
+    """gmsh MathEval size (mm) at (x, y) = (r, z): ``h_edge + growth * d`` from the
+    contact edges, ``h_lead + growth * d`` from the lead (or electrode) surface,
+    capped by ``h_far``."""
+    terms = [f"{p.h_far_mm!r}"]
+    if geom.edge_points:
+        dists = [f"sqrt((x-({r!r}))^2+(y-({z!r}))^2)" for r, z in geom.edge_points]
+        terms.append(f"{p.h_edge_mm!r}+{p.growth!r}*{_nested_min(dists)}")
+    terms.append(f"{p.h_lead_mm!r}+{p.growth!r}*max({geom.surface_distance}, 0)")
+    for (cr, cz), rad in geom.arcs:
+        dist = f"max(sqrt((x-({cr!r}))^2+(y-({cz!r}))^2)-({rad!r}), 0)"
+        terms.append(f"{p.arc_fraction * rad!r}+{p.growth!r}*{dist}")
+    return _nested_min(terms)
+
+
+def _size_fields(gmsh_mod, geom: _Geometry, p: AxisymPreset) -> None:
+    """Background size field: fine at contact edges and on the lead, graded outwards."""
+    f = gmsh_mod.model.mesh.field
+    tag = f.add("MathEval")
+    f.setString(tag, "F", _size_expression(geom, p))
+    f.setAsBackgroundMesh(tag)
+
+
+def _mesh(geom: _Geometry, p: AxisymPreset) -> _TriMesh:
+    """Mesh the (r, z) geometry with gmsh (2D, Frontal-Delaunay), quietly."""
+    import gmsh
+
+    initialised_here = not gmsh.isInitialized()
+    if initialised_here:
+        gmsh.initialize(readConfigFiles=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.option.setNumber("General.Verbosity", 0)
+        gmsh.model.add("vta_axisym")
+        geo = _GmshGeo(gmsh)
+        surfaces = {name: geo.surface(loop) for name, loop in geom.regions.items()}
+        gmsh.model.geo.synchronize()
+        _size_fields(gmsh, geom, p)
+        for key, val in {
+            "Mesh.MeshSizeExtendFromBoundary": 0,
+            "Mesh.MeshSizeFromPoints": 0,
+            "Mesh.MeshSizeFromCurvature": 0,
+            "Mesh.Algorithm": 5,
+            "Mesh.MeshSizeMax": p.h_far_mm,
+            "Mesh.LcIntegrationPrecision": 1e-3,  # 1D sizing: default 1e-9 is very slow
+        }.items():
+            gmsh.option.setNumber(key, val)
+        gmsh.model.mesh.generate(2)
+        return _extract_mesh(gmsh, geo, surfaces)
+    finally:
+        gmsh.model.remove()
+        if initialised_here:
+            gmsh.finalize()
+
+
+def _extract_mesh(gmsh_mod, geo: _GmshGeo, surfaces: dict[str, int]) -> _TriMesh:
+    tags, coords, _ = gmsh_mod.model.mesh.getNodes()
+    lookup = np.full(int(tags.max()) + 1, -1, dtype=np.int64)
+    lookup[tags.astype(np.int64)] = np.arange(tags.size)
+    points = coords.reshape(-1, 3)[:, :2].copy()
+    tris, region = [], []
+    for reg_id, name in enumerate(("tissue", "encapsulation")):
+        if name not in surfaces:
+            continue
+        etypes, _, enodes = gmsh_mod.model.mesh.getElements(2, surfaces[name])
+        for et, en in zip(etypes, enodes):
+            if et != 2:
+                raise VtaError(f"internal error: unexpected gmsh element type {et}")
+            t = lookup[en.astype(np.int64)].reshape(-1, 3)
+            tris.append(t)
+            region.append(np.full(t.shape[0], reg_id, dtype=np.int8))
+    tris_a = np.concatenate(tris)
+    boundary = {}
+    for name, ctags in geo.names.items():
+        segs = []
+        for ct in ctags:
+            etypes, _, enodes = gmsh_mod.model.mesh.getElements(1, ct)
+            for et, en in zip(etypes, enodes):
+                segs.append(lookup[en.astype(np.int64)].reshape(-1, 2))
+        boundary[name] = np.concatenate(segs) if segs else np.empty((0, 2), dtype=np.int64)
+    # drop unused nodes (e.g. arc centres) and orient triangles counter-clockwise
+    used = np.unique(tris_a)
+    remap = np.full(points.shape[0], -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    points = points[used]
+    tris_a = remap[tris_a]
+    boundary = {k: remap[v] for k, v in boundary.items()}
+    d = points[tris_a]
+    det = (d[:, 1, 0] - d[:, 0, 0]) * (d[:, 2, 1] - d[:, 0, 1]) - (d[:, 2, 0] - d[:, 0, 0]) * (d[:, 1, 1] - d[:, 0, 1])
+    flip = det < 0
+    tris_a[flip] = tris_a[flip][:, [0, 2, 1]]
+    points[:, 0] = np.maximum(points[:, 0], 0.0)  # r >= 0 exactly on the axis
+    return _TriMesh(points, tris_a, np.concatenate(region), boundary)
+
+
+# --------------------------------------------------------------------------------------
+# P1 / P2 Lagrange spaces on straight-sided triangles
+# --------------------------------------------------------------------------------------
+
+# local edge order of the P2 midpoint DOFs: (0,1), (1,2), (2,0)
+_EDGES = np.array([[0, 1], [1, 2], [2, 0]])
+
+
+@dataclass
+class _Space:
+    """Lagrange space: DOF coordinates and element-to-DOF map."""
+
+    order: int
+    dof_points: np.ndarray      # (D, 2)
+    elem_dofs: np.ndarray       # (M, 3) or (M, 6)
+    edge_keys: np.ndarray | None  # sorted unique edge keys (P2)
+    n_vertices: int
+
+    def boundary_dofs(self, segs: np.ndarray) -> np.ndarray:
+        """DOFs on boundary segments (E, 2) of vertex indices."""
+        if segs.size == 0:
+            return np.empty(0, dtype=np.int64)
+        dofs = [segs.ravel()]
+        if self.order == 2:
+            keys = _edge_key(segs, self.n_vertices)
+            pos = np.searchsorted(self.edge_keys, keys)
+            dofs.append(self.n_vertices + pos)
+        return np.unique(np.concatenate(dofs))
+
+
+def _edge_key(pairs: np.ndarray, n: int) -> np.ndarray:
+    lo = np.minimum(pairs[..., 0], pairs[..., 1]).astype(np.int64)
+    hi = np.maximum(pairs[..., 0], pairs[..., 1]).astype(np.int64)
+    return lo * n + hi
+
+
+def _make_space(points: np.ndarray, tris: np.ndarray, order: int) -> _Space:
+    n = points.shape[0]
+    if order == 1:
+        return _Space(1, points, tris, None, n)
+    if order != 2:
+        raise VtaError(f"element order must be 1 or 2, got {order}")
+    keys = _edge_key(tris[:, _EDGES], n)            # (M, 3)
+    ukeys, inv = np.unique(keys.ravel(), return_inverse=True)
+    lo, hi = ukeys // n, ukeys % n
+    mid = 0.5 * (points[lo] + points[hi])
+    elem = np.hstack([tris, n + inv.reshape(-1, 3)])
+    return _Space(2, np.vstack([points, mid]), elem, ukeys, n)
+
+
+def _dshape(order: int, lam: np.ndarray) -> np.ndarray:
+    """Derivatives d(phi_a)/d(lambda_k) at barycentric points lam (Q, 3) -> (Q, nb, 3)."""
+    Q = lam.shape[0]
+    if order == 1:
+        return np.broadcast_to(np.eye(3), (Q, 3, 3)).copy()
+    d = np.zeros((Q, 6, 3))
+    for i in range(3):
+        d[:, i, i] = 4.0 * lam[:, i] - 1.0
+    for e, (i, j) in enumerate(_EDGES):
+        d[:, 3 + e, i] = 4.0 * lam[:, j]
+        d[:, 3 + e, j] = 4.0 * lam[:, i]
+    return d
+
+
+def _shape(order: int, lam: np.ndarray) -> np.ndarray:
+    """Shape function values at barycentric points lam (Q, 3) -> (Q, nb)."""
+    if order == 1:
+        return lam.copy()
+    out = np.empty((lam.shape[0], 6))
+    out[:, :3] = lam * (2.0 * lam - 1.0)
+    for e, (i, j) in enumerate(_EDGES):
+        out[:, 3 + e] = 4.0 * lam[:, i] * lam[:, j]
+    return out
+
+
+def _grad_lambda(points: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of the barycentric coordinates (M, 3, 2) and triangle areas (M,)."""
+    p = points[tris]
+    e1 = p[:, 1] - p[:, 0]
+    e2 = p[:, 2] - p[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    g = np.empty((tris.shape[0], 3, 2))
+    g[:, 1, 0] = e2[:, 1] / det
+    g[:, 1, 1] = -e2[:, 0] / det
+    g[:, 2, 0] = -e1[:, 1] / det
+    g[:, 2, 1] = e1[:, 0] / det
+    g[:, 0] = -(g[:, 1] + g[:, 2])
+    return g, 0.5 * np.abs(det)
+
+
+# Dunavant degree-4 rule (6 points): exact for grad(P2).grad(P2) * r (degree 3)
+_QA, _QB = 0.445948490915965, 0.091576213509771
+_QW1, _QW2 = 0.223381589678011, 0.109951743655322
+_QUAD_LAM = np.array([
+    [1 - 2 * _QA, _QA, _QA], [_QA, 1 - 2 * _QA, _QA], [_QA, _QA, 1 - 2 * _QA],
+    [1 - 2 * _QB, _QB, _QB], [_QB, 1 - 2 * _QB, _QB], [_QB, _QB, 1 - 2 * _QB],
+])
+_QUAD_W = np.array([_QW1] * 3 + [_QW2] * 3)
+
+
+def _reference_tensor(order: int) -> np.ndarray:
+    """T[(i, k, l), (a, b)] = (1/|T|) int lambda_i dphi_a/dlambda_k dphi_b/dlambda_l.
+
+    With it the axisymmetric element matrix is linear in the vertex radii r_i and in
+    the products of barycentric gradients: ``K_e = 2 pi sigma |T| sum r_i
+    (grad lambda_k . grad lambda_l) T[i, k, l, a, b]`` (exact on straight triangles).
+    """
+    dsh = _dshape(order, _QUAD_LAM)                                  # (Q, nb, 3)
+    t = np.einsum("q,qi,qak,qbl->iklab", _QUAD_W, _QUAD_LAM, dsh, dsh)
+    nb = dsh.shape[1]
+    return t.reshape(27, nb * nb)
+
+
+def _assemble(space: _Space, tris: np.ndarray, sigma_elem: np.ndarray) -> sp.csr_matrix:
+    """Axisymmetric stiffness ``int sigma grad u . grad v 2 pi r dr dz`` (S for S/mm)."""
+    glam, area = _grad_lambda(space.dof_points, tris)
+    M = tris.shape[0]
+    gg = np.matmul(glam, glam.transpose(0, 2, 1))                    # (M, 3, 3)
+    r_vert = space.dof_points[tris, 0]                               # (M, 3)
+    x = (r_vert[:, :, None, None] * gg[:, None, :, :]).reshape(M, 27)
+    ke = (x @ _reference_tensor(space.order)) * (2.0 * math.pi * sigma_elem * area)[:, None]
+    nb = space.elem_dofs.shape[1]
+    rows = np.repeat(space.elem_dofs, nb, axis=1).ravel()
+    cols = np.tile(space.elem_dofs, (1, nb)).ravel()
+    n = space.dof_points.shape[0]
+    return sp.csr_matrix((ke.ravel(), (rows, cols)), shape=(n, n))
+
+
+# --------------------------------------------------------------------------------------
+# the field basis
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AxisymmetricBasis:
+    """Unit solutions of an axisymmetric lead model: the FieldBasis of ``vta``.
+
+    The field of any setting is ``u = sum_k V_k u_k`` with ``V`` the contact potentials
+    (V) and ``u_k`` the unit solution with contact k at 1 V, the other contacts at 0 V
+    and the outer boundary at 0 V (``outer_grounded``) or insulating.
+
+    Attributes
+    ----------
+    n_contacts : int
+        Number of contacts K.
+    outer_grounded : bool
+        True if the outer boundary is a 0 V return electrode.
+    conductance_S : ndarray, shape (K, K)
+        Conductance matrix G (S): ``I = G @ V`` with I the currents (A) leaving the
+        contacts into tissue, computed from the reactions ``K @ u`` at contact DOFs.
+    unit_solutions : ndarray, shape (n_dofs, K)
+        DOF values (V) of the unit solutions.
+    mesh_info : dict
+        ``{"kind": "axisymmetric", "nodes", "elements", "dofs", "order", "preset"}``.
+    points : ndarray, shape (N, 2)
+        Mesh vertices (r, z) in the lead's local frame (mm).
+    tris : ndarray, shape (M, 3)
+        Triangles (vertex indices).
+    elem_dofs : ndarray, shape (M, 3 or 6)
+        DOFs of each triangle (P1: vertices; P2: vertices then edge midpoints (0,1),
+        (1,2), (2,0)).
+    dof_points : ndarray, shape (n_dofs, 2)
+        (r, z) of every DOF (mm).
+    placement : LeadPlacement
+        Maps world points to the local (r, z) frame.
+    timings : dict
+        Seconds spent in ``mesh``, ``assemble`` and ``solve``.
+    vta_level : int
+        Sub-division level of :meth:`vta_volume_mm3`.
+    """
+
+    n_contacts: int
+    outer_grounded: bool
+    conductance_S: np.ndarray
+    unit_solutions: np.ndarray
+    mesh_info: dict
+    points: np.ndarray
+    tris: np.ndarray
+    elem_dofs: np.ndarray
+    dof_points: np.ndarray
+    placement: LeadPlacement
+    timings: dict = field(default_factory=dict)
+    vta_level: int = 2
+    _stiffness: sp.csr_matrix | None = field(default=None, repr=False)
+    _contact_dofs: list = field(default_factory=list, repr=False)
+    _solver: object | None = field(default=None, repr=False)
+    _locator: object | None = field(default=None, repr=False)
+    _glam: np.ndarray | None = field(default=None, repr=False)
+    _area: np.ndarray | None = field(default=None, repr=False)
+
+    # ---- helpers -------------------------------------------------------------------
+
+    @property
+    def order(self) -> int:
+        """Polynomial order of the Lagrange elements (1 or 2)."""
+        return 2 if self.elem_dofs.shape[1] == 6 else 1
+
+    def _weights(self, weights_V: Sequence[float]) -> np.ndarray:
+        w = np.asarray(weights_V, dtype=float).reshape(-1)
+        if w.shape != (self.n_contacts,):
+            raise VtaError(f"weights_V must have {self.n_contacts} contact potentials, got {w.size}")
+        return w
+
+    def dof_values(self, weights_V: Sequence[float]) -> np.ndarray:
+        """DOF values (V) of the superposition ``sum_k V_k u_k``."""
+        return self.unit_solutions @ self._weights(weights_V)
+
+    def _geometry_cache(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._glam is None:
+            self._glam, self._area = _grad_lambda(self.points, self.tris)
+        return self._glam, self._area
+
+    def to_rz(self, points_mm: np.ndarray) -> np.ndarray:
+        """World points (N, 3) in mm -> (r, z) in the lead's local frame (N, 2)."""
+        pts = np.asarray(points_mm, dtype=float)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise VtaError(f"points_mm must have shape (N, 3), got {pts.shape}")
+        loc = self.placement.to_local(pts)
+        return np.column_stack([np.hypot(loc[:, 0], loc[:, 1]), loc[:, 2]])
+
+    def locate_rz(self, rz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Triangle (-1 outside the tissue) and barycentric coordinates of (r, z) points."""
+        if self._locator is None:
+            from .locate import TriLocator
+
+            self._locator = TriLocator(self.points, self.tris)
+        return self._locator.locate(np.ascontiguousarray(rz, dtype=float))
+
+    # ---- FieldBasis ----------------------------------------------------------------
+
+    def potential_rz(self, rz: np.ndarray, weights_V: Sequence[float]) -> np.ndarray:
+        """Potential (V) at (r, z) points (N, 2) in mm; NaN outside the tissue."""
+        u = self.dof_values(weights_V)
+        elem, lam = self.locate_rz(rz)
+        out = np.full(len(elem), np.nan)
+        ok = elem >= 0
+        phi = _shape(self.order, lam[ok])
+        out[ok] = np.einsum("na,na->n", phi, u[self.elem_dofs[elem[ok]]])
+        return out
+
+    def gradient_rz(self, rz: np.ndarray, weights_V: Sequence[float]) -> np.ndarray:
+        """(du/dr, du/dz) in V/mm at (r, z) points (N, 2); NaN outside the tissue."""
+        u = self.dof_values(weights_V)
+        elem, lam = self.locate_rz(rz)
+        out = np.full((len(elem), 2), np.nan)
+        ok = elem >= 0
+        glam, _ = self._geometry_cache()
+        e = elem[ok]
+        dsh = _dshape(self.order, lam[ok])                      # (n, nb, 3)
+        dudlam = np.einsum("nak,na->nk", dsh, u[self.elem_dofs[e]])  # (n, 3)
+        out[ok] = np.einsum("nk,nkd->nd", dudlam, glam[e])
+        return out
+
+    def potential_at(self, points_mm: np.ndarray, weights_V: Sequence[float]) -> np.ndarray:
+        """Potential (V) at world points (N, 3) in mm; NaN outside the tissue."""
+        return self.potential_rz(self.to_rz(points_mm), weights_V)
+
+    def field_at(self, points_mm: np.ndarray, weights_V: Sequence[float]) -> np.ndarray:
+        """Electric field E = -grad u (V/mm) at world points (N, 3) in mm, in world
+        coordinates; NaN outside the tissue (inside the lead or outside the domain)."""
+        pts = np.asarray(points_mm, dtype=float)
+        rz = self.to_rz(pts)
+        g = self.gradient_rz(rz, weights_V)
+        loc = self.placement.to_local(pts)
+        r = rz[:, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cx = np.where(r > 0, loc[:, 0] / np.where(r > 0, r, 1.0), 0.0)
+            cy = np.where(r > 0, loc[:, 1] / np.where(r > 0, r, 1.0), 0.0)
+        e_local = -np.column_stack([g[:, 0] * cx, g[:, 0] * cy, g[:, 1]])
+        return e_local @ self.placement.frame.T
+
+    def field_vertices(self, weights_V: Sequence[float]) -> np.ndarray:
+        """E = -grad u (V/mm) as (E_r, E_z) at the three vertices of every triangle
+        (M, 3, 2); within a P2 triangle E is linear, so this defines it exactly."""
+        u = self.dof_values(weights_V)
+        glam, _ = self._geometry_cache()
+        dsh = _dshape(self.order, np.eye(3))                         # (3 vertices, nb, 3)
+        dudlam = np.einsum("vak,ma->mvk", dsh, u[self.elem_dofs])    # (M, 3, 3)
+        return -np.einsum("mvk,mkd->mvd", dudlam, glam)
+
+    def vta_volume_mm3(self, weights_V: Sequence[float], threshold_V_per_mm: float,
+                       level: int | None = None) -> float:
+        """Tissue volume (mm^3) where ``|E| >= threshold_V_per_mm``.
+
+        The integral of ``2 pi r`` over the super-threshold part of the (r, z) mesh.
+        E is linear on each (straight P2) triangle, so ``|E|`` is convex there: a
+        triangle whose vertices are all below the threshold contributes nothing, one
+        whose lower bound ``|E(centroid)| - max_i |E_i - E(centroid)|`` reaches it
+        contributes its whole ``integral of 2 pi r``; the others are split into
+        ``4**level`` sub-triangles, ``|E|^2 - thr^2`` is interpolated linearly on each
+        and the region where it is >= 0 is integrated exactly (error ~ 4**-level).
+
+        Parameters
+        ----------
+        weights_V : array_like, shape (K,)
+            Contact potentials (V).
+        threshold_V_per_mm : float
+            Activation threshold on ``|E|`` (V/mm).
+        level : int, optional
+            Sub-division level (default: the preset's ``vta_level``).
+
+        Returns
+        -------
+        float
+            Volume in mm^3 (tissue only; the lead is not part of the mesh).
+        """
+        thr = float(threshold_V_per_mm)
+        if not (thr > 0 and math.isfinite(thr)):
+            raise VtaError(f"threshold_V_per_mm must be positive, got {threshold_V_per_mm}")
+        lvl = self.vta_level if level is None else int(level)
+        ev = self.field_vertices(weights_V)
+        _, area = self._geometry_cache()
+        r_vert = self.points[self.tris, 0]
+        inside, cut = _classify(ev, thr)
+        full = float(np.sum(area[inside] * r_vert[inside].mean(axis=1)))
+        partial = _threshold_volume(ev[cut], r_vert[cut], area[cut], thr, lvl) if cut.size else 0.0
+        return 2.0 * math.pi * full + partial
+
+    # ---- direct solve (verification) ------------------------------------------------
+
+    def solve_contact_potentials(self, potentials_V: Sequence[float]) -> np.ndarray:
+        """DOF values (V) of a direct solve with every contact k at ``potentials_V[k]``
+        (and the outer boundary at 0 V or insulating); equals :meth:`dof_values`."""
+        v = self._weights(potentials_V)
+        ud = np.zeros(self.dof_points.shape[0])
+        for k, dofs in enumerate(self._contact_dofs):
+            ud[dofs] = v[k]
+        return _dirichlet_solve(self._stiffness, self._solver, ud[:, None])[:, 0]
+
+
+@dataclass(frozen=True)
+class _SubGrid:
+    """Uniform sub-division of the reference triangle into n^2 sub-triangles."""
+
+    lam: np.ndarray   # (V, 3) barycentrics of the sub-vertices
+    tri: np.ndarray   # (n^2, 3) sub-triangles (indices into lam)
+
+
+def _subgrid(level: int) -> _SubGrid:
+    n = 2 ** max(int(level), 0)
+    idx = {}
+    lam = []
+    for i in range(n + 1):
+        for j in range(n + 1 - i):
+            idx[(i, j)] = len(lam)
+            lam.append(((n - i - j) / n, i / n, j / n))
+    tri = []
+    for i in range(n):
+        for j in range(n - i):
+            tri.append((idx[(i, j)], idx[(i + 1, j)], idx[(i, j + 1)]))
+            if i + j <= n - 2:
+                tri.append((idx[(i + 1, j)], idx[(i + 1, j + 1)], idx[(i, j + 1)]))
+    return _SubGrid(np.array(lam), np.array(tri, dtype=np.int64))
+
+
+def _classify(ev: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles entirely above the threshold and triangles cut by it.
+
+    ev : (M, 3, 2) E at the vertices (V/mm), linear in each triangle. Returns index
+    arrays ``inside`` (min |E| >= thr guaranteed) and ``cut`` (the rest of those whose
+    largest vertex |E| reaches thr; by convexity all others are below everywhere).
+    """
+    e2 = np.einsum("mvd,mvd->mv", ev, ev)
+    reach = e2.max(axis=1) >= thr * thr
+    ec = ev.mean(axis=1)
+    spread = np.sqrt(np.max(np.sum((ev - ec[:, None, :]) ** 2, axis=2), axis=1))
+    lower = np.sqrt(np.sum(ec * ec, axis=1)) - spread
+    inside = reach & (lower >= thr)
+    return np.nonzero(inside)[0], np.nonzero(reach & ~inside)[0]
+
+
+def _threshold_volume(ev: np.ndarray, r_vert: np.ndarray, area: np.ndarray, thr: float,
+                      level: int) -> float:
+    """Integral of 2 pi r over {|E| >= thr} for triangles with linear E.
+
+    Parameters
+    ----------
+    ev : (M, 3, 2) E at the triangle vertices (V/mm).
+    r_vert : (M, 3) r of the vertices (mm).
+    area : (M,) triangle areas (mm^2).
+    """
+    sg = _subgrid(level)
+    n2 = sg.tri.shape[0]
+    e_sub = np.einsum("sv,mvd->msd", sg.lam, ev)                     # (M, S, 2)
+    f = np.einsum("msd,msd->ms", e_sub, e_sub) - thr * thr           # (M, S)
+    r_sub = r_vert @ sg.lam.T                                        # (M, S)
+    f_t = f[:, sg.tri]                                               # (M, n2, 3)
+    r_t = r_sub[:, sg.tri]
+    a_t = np.broadcast_to((area / n2)[:, None], f_t.shape[:2])
+    return 2.0 * math.pi * float(np.sum(_clip_integral(f_t.reshape(-1, 3), r_t.reshape(-1, 3), a_t.ravel())))
+
+
+def _clip_integral(f: np.ndarray, r: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Integral of r over {f >= 0} in triangles with linear f and r (vertex values).
+
+    f, r : (S, 3); area : (S,). Returns (S,) in mm^3 / (2 pi).
+    """
+    pos = f >= 0.0
+    npos = pos.sum(axis=1)
+    out = np.where(npos == 3, area * r.mean(axis=1), 0.0)
+    mixed = np.nonzero((npos == 1) | (npos == 2))[0]
+    if mixed.size == 0:
+        return out
+    fm, rm, am, pm = f[mixed], r[mixed], area[mixed], pos[mixed]
+    odd = np.where(npos[mixed] == 1, np.argmax(pm, axis=1), np.argmin(pm, axis=1))
+    rows = np.arange(mixed.size)
+    o, q1, q2 = odd, (odd + 1) % 3, (odd + 2) % 3
+    fo, f1, f2 = fm[rows, o], fm[rows, q1], fm[rows, q2]
+    ro, r1, r2 = rm[rows, o], rm[rows, q1], rm[rows, q2]
+    t1 = fo / (fo - f1)
+    t2 = fo / (fo - f2)
+    small = am * t1 * t2 * (3.0 * ro + t1 * (r1 - ro) + t2 * (r2 - ro)) / 3.0
+    full = am * (ro + r1 + r2) / 3.0
+    out[mixed] = np.where(fo >= 0.0, small, full - small)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# solving
+# --------------------------------------------------------------------------------------
+
+
+_DIRECT_MAX_DOFS = 400_000
+
+
+class _Solver:
+    """Solver for the free-DOF block K_ff: sparse LU (SuperLU, one factorisation shared
+    by all right-hand sides) up to ``_DIRECT_MAX_DOFS`` free DOFs, else pyamg smoothed
+    aggregation preconditioned CG (relative residual 1e-12), for refined references."""
+
+    def __init__(self, K: sp.csr_matrix, dirichlet: np.ndarray) -> None:
+        self.free = np.setdiff1d(np.arange(K.shape[0]), dirichlet)
+        kff = K[self.free][:, self.free]
+        if self.free.size <= _DIRECT_MAX_DOFS:
+            self.kind = "splu"
+            self._lu = spla.splu(kff.tocsc(), permc_spec="COLAMD")
+        else:
+            import pyamg
+
+            self.kind = "pyamg-cg"
+            self._ml = pyamg.smoothed_aggregation_solver(kff.tocsr(), symmetry="symmetric")
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """Solve K_ff x = rhs for rhs (n_free, k)."""
+        if self.kind == "splu":
+            return self._lu.solve(np.ascontiguousarray(rhs))
+        out = np.empty_like(rhs)
+        for j in range(rhs.shape[1]):
+            res: list[float] = []
+            out[:, j] = self._ml.solve(rhs[:, j], tol=1e-12, accel="cg", maxiter=1000, residuals=res)
+            log.debug("pyamg CG: %d iterations, residual %.1e", len(res), res[-1] / max(res[0], 1e-300))
+        return out
+
+
+def _dirichlet_solve(K: sp.csr_matrix, solver: _Solver, ud: np.ndarray) -> np.ndarray:
+    """Solve K u = 0 on the free DOFs with u = ud on the Dirichlet DOFs; ud (n, k)."""
+    u = ud.copy()
+    u[solver.free] = solver.solve(-(K[solver.free] @ ud))
+    return u
+
+
+def _unit_solutions(K: sp.csr_matrix, contact_dofs: list[np.ndarray], outer_dofs: np.ndarray,
+                    grounded: bool):
+    """Unit solutions (n, K), conductance matrix (K, K) in S, and the solver."""
+    n = K.shape[0]
+    parts = list(contact_dofs) + ([outer_dofs] if grounded else [])
+    dirichlet = np.unique(np.concatenate(parts))
+    solver = _Solver(K, dirichlet)
+    ud = np.zeros((n, len(contact_dofs)))
+    for k, dofs in enumerate(contact_dofs):
+        ud[dofs, k] = 1.0
+    U = _dirichlet_solve(K, solver, ud)
+    reactions = K @ U                                                # (n, K) in A
+    G = np.array([reactions[dofs].sum(axis=0) for dofs in contact_dofs])
+    asym = float(np.max(np.abs(G - G.T)) / max(np.max(np.abs(G)), 1e-300))
+    log.debug("conductance matrix relative asymmetry %.2e", asym)
+    return U, 0.5 * (G + G.T), solver
+
+
+# --------------------------------------------------------------------------------------
+# builders
+# --------------------------------------------------------------------------------------
+
+
+def _build(geom: _Geometry, sigma_by_region: tuple[float, float], grounded: bool,
+           placement: LeadPlacement, preset: str, order: int, size_scale: float) -> AxisymmetricBasis:
+    """Mesh, assemble and solve a prepared geometry; sigma in S/m per region."""
+    p = _scaled_preset(preset, size_scale)
+    t0 = time.perf_counter()
+    mesh = _mesh(geom, p)
+    t1 = time.perf_counter()
+    space = _make_space(mesh.points, mesh.tris, order)
+    sigma = np.asarray(sigma_by_region, dtype=float)[mesh.region] * _S_PER_M_TO_S_PER_MM
+    K = _assemble(space, mesh.tris, sigma)
+    contact_dofs = []
+    for name in geom.contact_names:
+        segs = mesh.boundary.get(name)
+        if segs is None or segs.size == 0:
+            raise VtaError(f"{name} has no mesh edges: is it inside the domain?")
+        contact_dofs.append(space.boundary_dofs(segs))
+    outer = space.boundary_dofs(mesh.boundary.get("outer", np.empty((0, 2), dtype=np.int64)))
+    t2 = time.perf_counter()
+    U, G, solver = _unit_solutions(K, contact_dofs, outer, grounded)
+    t3 = time.perf_counter()
+    info = {
+        "kind": "axisymmetric",
+        "nodes": int(mesh.points.shape[0]),
+        "elements": int(mesh.tris.shape[0]),
+        "dofs": int(space.dof_points.shape[0]),
+        "order": int(order),
+        "preset": preset if size_scale == 1.0 else f"{preset}*{size_scale:g}",
+    }
+    timings = {"mesh": t1 - t0, "assemble": t2 - t1, "solve": t3 - t2}
+    log.info("axisymmetric %s: %d triangles, %d dofs; mesh %.3f s, assemble %.3f s, solve %.3f s",
+             info["preset"], info["elements"], info["dofs"], *timings.values())
+    return AxisymmetricBasis(
+        n_contacts=len(contact_dofs), outer_grounded=bool(grounded), conductance_S=G,
+        unit_solutions=U, mesh_info=info, points=mesh.points, tris=mesh.tris,
+        elem_dofs=space.elem_dofs, dof_points=space.dof_points, placement=placement,
+        timings=timings, vta_level=p.vta_level, _stiffness=K, _contact_dofs=contact_dofs,
+        _solver=solver,
+    )
+
+
+def _check_positive(value: float, what: str) -> float:
+    v = float(value)
+    if not (v > 0 and math.isfinite(v)):
+        raise VtaError(f"{what} must be a positive number, got {value}")
+    return v
+
+
+def _outer_kind(outer: str) -> bool:
+    if outer not in ("ground", "insulating"):
+        raise VtaError(f"outer boundary must be 'ground' or 'insulating', got {outer!r}")
+    return outer == "ground"
+
+
+def _outer_shape(lead: LeadModel, placement: LeadPlacement, center_mm: Sequence[float],
+                 radius: float, shape: str, length: float | None, t_encap: float) -> _OuterShape:
+    """Domain in the lead's local frame, with the on-axis and containment checks."""
+    c = placement.to_local(np.asarray(center_mm, dtype=float).reshape(3))
+    off = float(math.hypot(c[0], c[1]))
+    if off > _AXIS_TOL_MM:
+        raise VtaError(
+            f"the axisymmetric model needs the domain centre on the lead axis; it is "
+            f"{off:.3g} mm off the axis (tolerance {_AXIS_TOL_MM:g} mm): use the 3D model"
+        )
+    z_c = float(c[2])
+    b = lead.radius_mm + t_encap
+    last = lead.contacts()[-1].z_end_mm
+    if shape == "sphere":
+        out = _OuterShape("sphere", z_c, radius, z_c - radius)
+        if radius <= b:
+            raise VtaError(f"domain radius {radius} mm must exceed the lead radius plus encapsulation {b} mm")
+    elif shape == "cylinder":
+        length = _check_positive(length if length is not None else float("nan"), "cylinder domain length_mm")
+        out = _OuterShape("cylinder", z_c, radius, z_c - 0.5 * length, z_c + 0.5 * length)
+    else:
+        raise VtaError(f"axisymmetric domain shape must be 'sphere' or 'cylinder', got {shape!r}")
+    margin = 1e-3 * radius
+    if out.z_bottom >= -t_encap - margin or out.z_exit(b) <= last + margin or radius <= b + margin:
+        raise VtaError(
+            f"the contacts of '{lead.name}' (tip at z = 0, last contact ends at z = {last:g} mm "
+            f"along the lead) are not inside the {shape} domain (local z from {out.z_bottom:.3g} "
+            f"to {out.z_exit(b):.3g} mm); enlarge or move the domain"
+        )
+    return out
+
+
+def build_axisymmetric_basis(
+    lead: LeadModel,
+    placement: LeadPlacement,
+    domain_center_mm: Sequence[float],
+    domain_radius_mm: float,
+    sigma_S_per_m: float,
+    outer: str = "ground",
+    encapsulation_thickness_mm: float = 0.0,
+    encapsulation_sigma_S_per_m: float | None = None,
+    preset: str = "default",
+    order: int = 2,
+    size_scale: float = 1.0,
+    domain_shape: str = "sphere",
+    domain_length_mm: float | None = None,
+) -> AxisymmetricBasis:
+    """Axisymmetric FEM field basis of a ring-contact lead in homogeneous tissue.
+
+    Parameters
+    ----------
+    lead : LeadModel
+        Lead with only ring contacts and/or a conductive tip (``lead.is_axisymmetric``).
+    placement : LeadPlacement
+        Lead tip and direction in world mm.
+    domain_center_mm : sequence of 3 float
+        World centre of the domain (mm); must lie on the lead axis (1e-6 mm).
+    domain_radius_mm : float
+        Sphere (or cylinder) radius (mm).
+    sigma_S_per_m : float
+        Tissue conductivity (S/m).
+    outer : {"ground", "insulating"}
+        Outer boundary: 0 V return electrode or zero flux.
+    encapsulation_thickness_mm : float
+        Thickness of the encapsulation layer around the lead (mm); 0 = none.
+    encapsulation_sigma_S_per_m : float, optional
+        Conductivity of the encapsulation layer (S/m); required if the thickness > 0.
+    preset : {"fast", "default", "fine"}
+        Mesh accuracy preset (see :data:`PRESETS`).
+    order : {1, 2}
+        Lagrange element order.
+    size_scale : float
+        Multiplies every mesh size and the grading slope (< 1 refines uniformly); use
+        e.g. ``preset="fine", size_scale=0.25`` for a converged reference.
+    domain_shape : {"sphere", "cylinder"}
+        Sphere centred on the axis, or a cylinder coaxial with the lead.
+    domain_length_mm : float, optional
+        Axial length of a cylinder domain (mm), centred at ``domain_center_mm``.
+
+    Returns
+    -------
+    AxisymmetricBasis
+        With ``timings`` {"mesh", "assemble", "solve"} in seconds.
+
+    Raises
+    ------
+    VtaError
+        If the lead has segmented contacts, the domain centre is off the lead axis, the
+        contacts are not inside the domain, or a parameter is invalid.
+    """
+    if not lead.is_axisymmetric:
+        raise VtaError(
+            f"lead '{lead.name}' has segmented (directional) contacts: the axisymmetric "
+            f"model needs ring contacts only; use the 3D model"
+        )
+    grounded = _outer_kind(outer)
+    sigma = _check_positive(sigma_S_per_m, "tissue conductivity sigma_S_per_m")
+    radius = _check_positive(domain_radius_mm, "domain_radius_mm")
+    t = float(encapsulation_thickness_mm)
+    if not (t >= 0 and math.isfinite(t)):
+        raise VtaError(f"encapsulation_thickness_mm must be >= 0, got {encapsulation_thickness_mm}")
+    sigma_enc = sigma
+    if t > 0:
+        if encapsulation_sigma_S_per_m is None:
+            raise VtaError("encapsulation_sigma_S_per_m is required when the encapsulation thickness is > 0")
+        sigma_enc = _check_positive(encapsulation_sigma_S_per_m, "encapsulation_sigma_S_per_m")
+    shape = _outer_shape(lead, placement, domain_center_mm, radius, domain_shape, domain_length_mm, t)
+    geom = _lead_geometry(lead, shape, t)
+    return _build(geom, (sigma, sigma_enc), grounded, placement, preset, order, size_scale)
+
+
+def concentric_spheres_basis(a_mm: float, R_mm: float, sigma_S_per_m: float,
+                             preset: str = "default", order: int = 2,
+                             size_scale: float = 1.0) -> AxisymmetricBasis:
+    """Spherical electrode of radius ``a_mm`` centred at the world origin inside a
+    grounded sphere of radius ``R_mm`` (analytic verification case).
+
+    Exact solution for the electrode at V0: ``u(rho) = V0 (a/rho) (R - rho)/(R - a)``
+    and ``G = 4 pi sigma a R / (R - a)``. The axis of symmetry is world +z.
+    """
+    a = _check_positive(a_mm, "a_mm")
+    R = _check_positive(R_mm, "R_mm")
+    if R <= a:
+        raise VtaError(f"outer radius {R} mm must exceed the electrode radius {a} mm")
+    sigma = _check_positive(sigma_S_per_m, "sigma_S_per_m")
+    geom = _spheres_geometry(a, R)
+    placement = LeadPlacement((0.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+    return _build(geom, (sigma, sigma), True, placement, preset, order, size_scale)
