@@ -15,8 +15,11 @@ Method
   outer boundary), where a uniform bucket grid either explodes in memory or leaves
   thousands of candidates per bucket.
 * Queries run in parallel (``numba.prange``) over chunks of points; inside a chunk
-  the element found for the previous point is tested first, which makes structured
-  voxel grids (coherent neighbouring queries) nearly free.
+  the search starts with a short visibility walk (across the face with the most
+  negative barycentric coordinate) from the element found for the previous point,
+  and falls back to the BVH when the walk leaves the mesh or takes too long. Large
+  query sets are processed in Morton order so that consecutive points are close,
+  which makes both voxel grids and scattered points cheap.
 
 Points outside the mesh (inside the insulating lead body or outside the domain)
 get element ``-1`` and NaN barycentric coordinates.
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 _LEAF_SIZE = 8
 _CHUNK = 512
 _STACK = 128
+_MAX_WALK = 12
 
 
 # --------------------------------------------------------------------------------------
@@ -179,9 +183,32 @@ def _morton_codes(box: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
     return codes
 
 
+@nb.njit(cache=True, parallel=True)
+def _morton_codes_points(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    Q = x.shape[0]
+    D = lo.shape[0]
+    nbits = 21 if D == 3 else 31
+    maxq = (1 << nbits) - 1
+    codes = np.empty(Q, dtype=np.int64)
+    for i in nb.prange(Q):
+        code = np.int64(0)
+        for d in range(D):
+            ext = hi[d] - lo[d]
+            v = x[i, d]
+            t = (v - lo[d]) / ext if ext > 0 else 0.0
+            if not (t >= 0.0):  # also catches nan
+                t = 0.0
+            if t > 1.0:
+                t = 1.0
+            q = np.int64(t * maxq)
+            code |= _spread_bits(q, D) << d
+        codes[i] = code
+    return codes
+
+
 @nb.njit(cache=True)
-def _build_bvh(box_sorted: np.ndarray, leaf_size: int):
-    """Implicit BVH over Morton-sorted element boxes.
+def _build_bvh(box_sorted: np.ndarray, codes_sorted: np.ndarray, leaf_size: int):
+    """BVH over Morton-sorted element boxes (split at the highest differing code bit).
 
     Returns node boxes (nn, 2D), ``child`` (nn,) index of the left child (right child
     is ``child + 1``) or -1 for leaves, and ``start``/``end`` element ranges (nn,).
@@ -190,7 +217,7 @@ def _build_bvh(box_sorted: np.ndarray, leaf_size: int):
     M = box_sorted.shape[0]
     D2 = box_sorted.shape[1]
     D = D2 // 2
-    cap = 2 * (2 * M // max(leaf_size // 2, 1) + 2) + 1
+    cap = 2 * M + 1
     start = np.empty(cap, dtype=np.int64)
     end = np.empty(cap, dtype=np.int64)
     child = np.full(cap, -1, dtype=np.int64)
@@ -202,7 +229,23 @@ def _build_bvh(box_sorted: np.ndarray, leaf_size: int):
         s = start[i]
         t = end[i]
         if t - s > leaf_size:
-            m = (s + t) // 2
+            x = codes_sorted[s] ^ codes_sorted[t - 1]
+            if x == 0:
+                m = (s + t) // 2
+            else:
+                hb = np.int64(62)
+                while ((x >> hb) & 1) == 0:
+                    hb -= 1
+                # first index in [s, t) whose code has bit hb set
+                lo_i = s
+                hi_i = t - 1
+                while lo_i < hi_i:
+                    mid = (lo_i + hi_i) // 2
+                    if (codes_sorted[mid] >> hb) & 1:
+                        hi_i = mid
+                    else:
+                        lo_i = mid + 1
+                m = lo_i
             child[i] = n
             start[n] = s
             end[n] = m
@@ -252,8 +295,67 @@ def _min_bary(q: np.ndarray, e: int, p0: np.ndarray, tinv: np.ndarray, lam: np.n
     return mn
 
 
+@nb.njit(cache=True)
+def _vertex_elements(cells: np.ndarray, n_points: int):
+    """CSR map vertex -> elements containing it: (ptr (N+1,), idx (M*nv,))."""
+    M, nv = cells.shape
+    ptr = np.zeros(n_points + 1, dtype=np.int64)
+    for e in range(M):
+        for v in range(nv):
+            ptr[cells[e, v] + 1] += 1
+    for i in range(n_points):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    idx = np.empty(M * nv, dtype=np.int64)
+    for e in range(M):
+        for v in range(nv):
+            w = cells[e, v]
+            idx[fill[w]] = e
+            fill[w] += 1
+    return ptr, idx
+
+
 @nb.njit(cache=True, parallel=True)
-def _locate_kernel(query, p0, tinv, nbox, child, start, end, order, tol, chunk):
+def _neighbours_kernel(cells: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    M, nv = cells.shape
+    nbr = np.full((M, nv), -1, dtype=np.int64)
+    face = np.empty(nv - 1, dtype=np.int64)
+    for e in nb.prange(M):
+        face = np.empty(nv - 1, dtype=np.int64)
+        for i in range(nv):
+            k = 0
+            for v in range(nv):
+                if v != i:
+                    face[k] = cells[e, v]
+                    k += 1
+            # scan the elements around the face's first vertex
+            w = face[0]
+            for j in range(ptr[w], ptr[w + 1]):
+                f = idx[j]
+                if f == e:
+                    continue
+                nmatch = 0
+                for a in range(1, nv - 1):
+                    for v in range(nv):
+                        if cells[f, v] == face[a]:
+                            nmatch += 1
+                            break
+                if nmatch == nv - 2:
+                    nbr[e, i] = f
+                    break
+    return nbr
+
+
+def _neighbours(cells: np.ndarray, n_points: int) -> np.ndarray:
+    """Face neighbours (M, D+1): element across the face opposite local vertex i, or -1."""
+    ptr, idx = _vertex_elements(cells, n_points)
+    return _neighbours_kernel(cells, ptr, idx)
+
+
+@nb.njit(cache=True, parallel=True)
+def _locate_kernel(query, perm, p0, tinv, nbox, child, start, end, order, nbr, tol, chunk,
+                   max_walk):
+    """Locate ``query[perm[i]]`` for i = 0..Q-1 (``perm`` sets the processing order)."""
     Q = query.shape[0]
     D = query.shape[1]
     elem = np.full(Q, -1, dtype=np.int64)
@@ -264,8 +366,9 @@ def _locate_kernel(query, p0, tinv, nbox, child, start, end, order, tol, chunk):
         lam = np.empty(D + 1)
         best_lam = np.empty(D + 1)
         q = np.empty(D)
-        last = -1  # index into the sorted order of the last element found
-        for p in range(c * chunk, min(Q, (c + 1) * chunk)):
+        last = -1  # element found for the previous point
+        for ip in range(c * chunk, min(Q, (c + 1) * chunk)):
+            p = perm[ip]
             finite = True
             for d in range(D):
                 q[d] = query[p, d]
@@ -276,13 +379,25 @@ def _locate_kernel(query, p0, tinv, nbox, child, start, end, order, tol, chunk):
             found = -1
             best = -np.inf
             best_e = -1
-            # 1) coherent guess: the previous point's element
+            # 1) walk from the previous point's element towards q
             if last >= 0:
-                m = _min_bary(q, order[last], p0, tinv, lam)
-                if m >= -tol:
-                    found = last
-                    for k in range(D + 1):
-                        best_lam[k] = lam[k]
+                e = last
+                for step in range(max_walk):
+                    m = _min_bary(q, e, p0, tinv, lam)
+                    if m >= -tol:
+                        found = e
+                        for k in range(D + 1):
+                            best_lam[k] = lam[k]
+                        break
+                    if m == -np.inf:
+                        break
+                    imin = 0
+                    for k in range(1, D + 1):
+                        if lam[k] < lam[imin]:
+                            imin = k
+                    e = nbr[e, imin]
+                    if e < 0:
+                        break
             # 2) BVH traversal
             if found < 0:
                 sp = 0
@@ -306,7 +421,7 @@ def _locate_kernel(query, p0, tinv, nbox, child, start, end, order, tol, chunk):
                             sp += 2
                         continue
                     for s in range(start[nd], end[nd]):
-                        m = _min_bary(q, order[s], p0, tinv, lam)
+                        m = _min_bary(q, s, p0, tinv, lam)
                         if m > best:
                             best = m
                             best_e = s
@@ -347,10 +462,12 @@ class SimplexLocator:
 
     Attributes
     ----------
+    order : ndarray of int64, shape (M,)
+        Internal (Morton) element order: internal element i is ``cells[order[i]]``.
     p0 : ndarray, shape (M, D)
-        First vertex of every element.
+        First vertex of every element, internal order.
     tinv : ndarray, shape (M, D, D)
-        Inverse of the element Jacobian ``[p1 - p0, ..., pD - p0]``.
+        Inverse of the element Jacobian ``[p1 - p0, ..., pD - p0]``, internal order.
     build_time_s : float
         Wall time to build the acceleration structure, seconds.
     """
@@ -373,16 +490,20 @@ class SimplexLocator:
         self.points = points
         self.cells = cells
         self.tol = float(tol)
-        self.p0, self.tinv = _inverse_maps(points, cells)
         lo = points.min(axis=0)
         hi = points.max(axis=0)
         pad = 1e-9 * float(np.max(hi - lo))
         box = _element_boxes(points, cells, pad)
         codes = _morton_codes(box, lo, hi)
+        # all internal arrays are stored in Morton order of the element centroids
+        # (spatial locality for the walk and the BVH); ``order`` maps back.
         self.order = np.argsort(codes, kind="stable").astype(np.int64)
+        cells_s = np.ascontiguousarray(cells[self.order])
+        self.p0, self.tinv = _inverse_maps(points, cells_s)
         self.nbox, self.child, self.start, self.end = _build_bvh(
-            np.ascontiguousarray(box[self.order]), _LEAF_SIZE
+            np.ascontiguousarray(box[self.order]), codes[self.order], _LEAF_SIZE
         )
+        self.nbr = _neighbours(cells_s, points.shape[0])
         self.build_time_s = time.perf_counter() - t0
         log.debug(
             "%s: %d elements, %d BVH nodes, built in %.3f s",
@@ -426,23 +547,16 @@ class SimplexLocator:
         t0 = time.perf_counter()
         if sort_queries is None:
             sort_queries = q.shape[0] >= 4096
-        perm = None
         if sort_queries:
             lo = self.points.min(axis=0)
             hi = self.points.max(axis=0)
-            codes = _morton_codes(np.concatenate([q, q], axis=1), lo, hi)
-            perm = np.argsort(codes)
-            q = q[perm]
+            perm = np.argsort(_morton_codes_points(q, lo, hi))
+        else:
+            perm = np.arange(q.shape[0], dtype=np.int64)
         elem, bary = _locate_kernel(
-            q, self.p0, self.tinv, self.nbox, self.child, self.start, self.end,
-            self.order, self.tol, _CHUNK,
+            q, perm, self.p0, self.tinv, self.nbox, self.child, self.start, self.end,
+            self.order, self.nbr, self.tol, _CHUNK, _MAX_WALK,
         )
-        if perm is not None:
-            e2 = np.empty_like(elem)
-            e2[perm] = elem
-            b2 = np.empty_like(bary)
-            b2[perm] = bary
-            elem, bary = e2, b2
         log.debug("located %d points in %.3f s (%d outside)", q.shape[0],
                   time.perf_counter() - t0, int(np.count_nonzero(elem < 0)))
         return elem, bary
