@@ -52,6 +52,11 @@ def _report(summary: dict, out: str) -> None:
         f"VTA {summary['vta_volume_mm3']:.2f} mm^3 at {summary['threshold_V_per_mm']:.3g} V/mm",
         f"impedance {summary['impedance_ohm']:.1f} ohm",
         f"mesh {summary['mesh']['kind']} P{summary['mesh']['order']}: {summary['mesh']['dofs']} DOFs",
+        *(
+            f"{name}: {v['overlap_mm3']:.1f} mm^3 of VTA ({100 * v['fraction']:.1f} % of the structure)"
+            for name, v in summary["structures"].items()
+            if v["overlap_mm3"] > 0
+        ),
         f"time {t['total']:.2f} s",
         f"written to {out}/summary.json",
     ]

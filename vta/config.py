@@ -9,15 +9,29 @@ Sections and keys
     ``model`` (catalogue name or alias, or ``"custom"``), ``tip_mm`` (3 floats, mm, the
     distal end), ``direction`` (3 floats, from tip towards the entry point) *or*
     ``entry_mm`` (3 floats, mm), ``rotation_deg`` (float, default 0).
+    Instead of ``tip_mm``: ``target`` (a preset such as ``"NAc_R"``: tip in the NAc,
+    trajectory through the ALIC; ``align = "tip"`` or ``"span"``), or
+    ``leaddbs_reconstruction`` (path to ``ea_reconstruction.mat``) with ``side``
+    (``"right"``/``"left"``) and ``space`` (``"mni"``/``"native"``).
 ``[lead.custom]`` (only with ``model = "custom"``)
     ``levels`` (list of 1/3), ``contact_length_mm``, ``gaps_mm`` (float or list),
     ``diameter_mm``, ``tip_length_mm``, ``tip_is_contact`` (bool), ``name``.
-``[domain]``
+``[anatomy]`` (optional)
+    ``atlas`` (``"default"`` = embedded MNI152 + HCPex + derived ALIC, ``"default-aal3"``)
+    or user files: ``tissue_nifti`` + ``tissue_labels`` (table label -> GM/WM/CSF/blood),
+    ``labels_nifti`` + ``label_table`` (+ ``structures`` list), ``probabilistic_nifti`` +
+    ``probabilistic_names``, ``t1_nifti``, ``allow_different_grids``; and optionally
+    ``dti_nifti`` (6 components), ``dti_order`` (``"fsl"``/``"mrtrix"``/``"lower"``),
+    ``dti_mapping`` (``"normalized"``/``"tuch"``). Paths are relative to the config file.
+``[domain]`` (required without anatomy; with anatomy it defaults to a 30 mm sphere
+    centred on the middle of the contacts, outer boundary grounded)
     ``shape`` (``"sphere"``/``"box"``), ``radius_mm`` (sphere), ``size_mm`` (box, 3 floats),
     ``center_mm`` (3 floats), ``outer_boundary`` (``"ground"``: the outer boundary is the
     return electrode / case; ``"insulating"``: no current leaves through it).
 ``[tissue]``
-    ``conductivity_S_per_m`` (S/m), ``encapsulation_thickness_mm`` (mm, default 0),
+    ``conductivity_S_per_m`` (S/m; homogeneous tissue, required without anatomy),
+    ``model`` (with anatomy: ``"colecole4"`` at the stimulation frequency (default),
+    ``"constant"``, ``"horn2017"``, ``"horn2017_10khz"``), ``encapsulation_thickness_mm`` (mm, default 0),
     ``encapsulation_conductivity_S_per_m`` (S/m, default: tissue conductivity / 2).
 ``[stimulation]``
     ``mode`` (``"current"`` mA / ``"voltage"`` V), ``contacts`` (table contact index ->
@@ -160,6 +174,42 @@ class LeadConfig:
 
 
 @dataclass(frozen=True)
+class AnatomyConfig:
+    """Where the anatomy comes from; :meth:`load` builds it once."""
+
+    atlas: str | None
+    files: dict[str, Any]
+    dti: dict[str, Any] | None
+
+    def load(self):
+        """The :class:`vta.anatomy.Anatomy` (memoised)."""
+        cached = self.__dict__.get("_anatomy")
+        if cached is not None:
+            return cached
+        from .anatomy import Anatomy, default_anatomy
+
+        if self.atlas is not None:
+            anatomy = default_anatomy("aal3" if self.atlas == "default-aal3" else "hcpex")
+        else:
+            anatomy = Anatomy.from_files(**self.files)
+        object.__setattr__(self, "_anatomy", anatomy)
+        return anatomy
+
+    def load_dti(self):
+        """The DTI tensor field, or None."""
+        if self.dti is None:
+            return None
+        from .tissue import load_dti_tensor
+
+        return load_dti_tensor(self.dti["path"], order=self.dti["order"])
+
+    def describe(self) -> dict:
+        """Plain-data form for summaries."""
+        return {"atlas": self.atlas, **{k: str(v) for k, v in self.files.items() if v is not None},
+                "dti": None if self.dti is None else {k: str(v) for k, v in self.dti.items()}}
+
+
+@dataclass(frozen=True)
 class DomainConfig:
     """The volume conductor when no anatomy is given (world mm)."""
 
@@ -177,11 +227,16 @@ class DomainConfig:
 
 @dataclass(frozen=True)
 class TissueConfig:
-    """Homogeneous tissue and encapsulation conductivities (S/m)."""
+    """Tissue and encapsulation conductivities (S/m).
 
-    conductivity_S_per_m: float
+    ``conductivity_S_per_m`` is the homogeneous value (no anatomy), or with an anatomy
+    the conductivity of its background class; ``model`` names the per-class model.
+    """
+
+    conductivity_S_per_m: float | None
     encapsulation_thickness_mm: float
     encapsulation_conductivity_S_per_m: float
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +283,7 @@ class RunConfig:
     """A fully validated `vta run` configuration."""
 
     lead: LeadConfig
+    anatomy: AnatomyConfig | None
     domain: DomainConfig
     tissue: TissueConfig
     stimulation: StimulationConfig
@@ -250,6 +306,7 @@ class RunConfig:
                 "tip_is_contact": lead.tip_is_contact,
                 **self.lead.placement.to_dict(),
             },
+            "anatomy": None if self.anatomy is None else self.anatomy.describe(),
             "domain": _plain(asdict(self.domain)),
             "tissue": _plain(asdict(self.tissue)),
             "stimulation": {
@@ -266,35 +323,150 @@ def _plain(d: dict) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
 
-def _parse_lead(sec: _Section) -> LeadConfig:
-    model_name = sec.raw("model")
+def _parse_model(sec: _Section, model_name: Any) -> LeadModel:
     if not isinstance(model_name, str):
         raise ConfigError(sec.key("model"), f"must be a string, got {model_name!r}")
     custom = sec.sub("custom")
     if model_name.lower() == "custom":
         if custom is None:
             raise ConfigError(sec.key("custom"), "is required when model = \"custom\"")
-        model = _parse_custom_lead(custom)
-    else:
-        if custom is not None:
-            raise ConfigError(sec.key("custom"), "is only allowed with model = \"custom\"")
+        return _parse_custom_lead(custom)
+    if custom is not None:
+        raise ConfigError(sec.key("custom"), "is only allowed with model = \"custom\"")
+    try:
+        return get_lead(model_name)
+    except VtaError as exc:
+        raise ConfigError(sec.key("model"), str(exc)) from None
+
+
+def _parse_lead(sec: _Section, anatomy: "AnatomyConfig | None", base: Path) -> LeadConfig:
+    rotation = sec.number("rotation_deg", 0.0)
+    sources = [k for k in ("tip_mm", "target", "leaddbs_reconstruction") if sec.has(k)]
+    if len(sources) != 1:
+        raise ConfigError(sec.key("tip_mm"), "give exactly one of 'tip_mm', 'target' or 'leaddbs_reconstruction'")
+    if sources[0] == "leaddbs_reconstruction":
+        from .targets import load_leaddbs_reconstruction
+
+        path = _path(sec, "leaddbs_reconstruction", base)
+        side = sec.choice("side", ("right", "left"), "right")
+        space = sec.choice("space", ("mni", "native"), "mni")
+        explicit = sec.has("model")
+        model = _parse_model(sec, sec.raw("model")) if explicit else None
+        placement, name = load_leaddbs_reconstruction(path, side=side, space=space, lead=model)
+        if model is None:
+            if name is None:
+                raise ConfigError(sec.key("model"), f"'{path}' names no catalogue lead; set lead.model")
+            model = get_lead(name)
+        if sec.has("rotation_deg"):
+            placement = LeadPlacement(placement.tip_mm, placement.direction, rotation)
+        sec.finish()
+        return LeadConfig(model, placement)
+    model = _parse_model(sec, sec.raw("model"))
+    if sources[0] == "target":
+        from .targets import TARGET_PRESETS, placement_for_target
+
+        target = sec.choice("target", tuple(TARGET_PRESETS))
+        align = sec.choice("align", ("tip", "span"), "tip")
+        anat = anatomy.load() if anatomy is not None else None
         try:
-            model = get_lead(model_name)
+            placement = placement_for_target(target, model, anat, rotation_deg=rotation, align=align)
         except VtaError as exc:
-            raise ConfigError(sec.key("model"), str(exc)) from None
+            raise ConfigError(sec.key("target"), str(exc)) from None
+        sec.finish()
+        return LeadConfig(model, placement)
     tip = sec.vector3("tip_mm")
     has_dir, has_entry = sec.has("direction"), sec.has("entry_mm")
     if has_dir == has_entry:
         raise ConfigError(sec.key("direction"), "give exactly one of 'direction' or 'entry_mm'")
-    rotation = sec.number("rotation_deg", 0.0)
-    if has_dir:
-        direction = sec.vector3("direction")
-    else:
-        direction = sec.vector3("entry_mm") - tip
+    direction = sec.vector3("direction") if has_dir else sec.vector3("entry_mm") - tip
     if np.linalg.norm(direction) < 1e-9:
         raise ConfigError(sec.key("direction" if has_dir else "entry_mm"), "gives a zero-length lead direction")
     sec.finish()
     return LeadConfig(model, LeadPlacement(tip, direction, rotation))
+
+
+def _path(sec: _Section, name: str, base: Path) -> Path:
+    value = sec.raw(name)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(sec.key(name), f"must be a file path, got {value!r}")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ConfigError(sec.key(name), f"file not found: {path}")
+    return path
+
+
+def _parse_anatomy(sec: _Section | None, base: Path) -> "AnatomyConfig | None":
+    if sec is None:
+        return None
+    atlas = sec.raw("atlas", None)
+    file_keys = ("tissue_nifti", "labels_nifti", "probabilistic_nifti")
+    has_files = any(sec.has(k) for k in file_keys)
+    if atlas is not None and has_files:
+        raise ConfigError(sec.key("atlas"), "give either atlas or user files (tissue_nifti/labels_nifti/...), not both")
+    if atlas is None and not has_files:
+        raise ConfigError(sec.key("atlas"), "give atlas = \"default\" or user files (tissue_nifti, labels_nifti, probabilistic_nifti)")
+    files: dict[str, Any] = {}
+    if atlas is not None and atlas not in ("default", "default-aal3"):
+        raise ConfigError(sec.key("atlas"), f"must be 'default' or 'default-aal3', got {atlas!r}")
+    if has_files:
+        opt = lambda k: _path(sec, k, base) if sec.has(k) else None  # noqa: E731
+        labels_map = sec.raw("tissue_labels", None)
+        if labels_map is not None:
+            if not isinstance(labels_map, dict):
+                raise ConfigError(sec.key("tissue_labels"), "must be a table of label -> GM/WM/CSF/blood")
+            try:
+                labels_map = {int(k): str(v) for k, v in labels_map.items()}
+            except ValueError:
+                raise ConfigError(sec.key("tissue_labels"), "keys must be integer labels") from None
+        names = sec.raw("probabilistic_names", None)
+        if isinstance(names, str):
+            names = _path(sec, "probabilistic_names", base)
+        structures = sec.raw("structures", None)
+        if structures is not None and not (isinstance(structures, list) and all(isinstance(n, str) for n in structures)):
+            raise ConfigError(sec.key("structures"), "must be a list of structure names")
+        files = {
+            "tissue": opt("tissue_nifti"),
+            "tissue_mapping": labels_map,
+            "labels": opt("labels_nifti"),
+            "label_table": opt("label_table"),
+            "structures": structures,
+            "probabilistic": opt("probabilistic_nifti"),
+            "probabilistic_names": names,
+            "t1": opt("t1_nifti"),
+            "allow_different_grids": sec.boolean("allow_different_grids", False),
+        }
+    dti = None
+    if sec.has("dti_nifti"):
+        dti = {
+            "path": _path(sec, "dti_nifti", base),
+            "order": sec.choice("dti_order", ("fsl", "mrtrix", "lower"), "fsl"),
+            "mapping": sec.choice("dti_mapping", ("normalized", "tuch"), "normalized"),
+        }
+    sec.finish()
+    return AnatomyConfig(atlas, files, dti)
+
+
+def _check_lead_in_anatomy(lead: LeadConfig, anatomy: AnatomyConfig) -> None:
+    anat = anatomy.load()
+    centres = np.array([lead.placement.contact_center_mm(lead.model, c.index) for c in lead.model.contacts()])
+    inside = anat.contains(centres)
+    if not inside.all():
+        bad = int(np.flatnonzero(~inside)[0])
+        lo, hi = anat.bounds_mm()
+        raise ConfigError(
+            "lead",
+            f"contact {bad} at {np.round(centres[bad], 1).tolist()} mm lies outside the anatomy "
+            f"(x {lo[0]:.0f}..{hi[0]:.0f}, y {lo[1]:.0f}..{hi[1]:.0f}, z {lo[2]:.0f}..{hi[2]:.0f} mm)",
+        )
+
+
+def _default_domain(lead: LeadConfig) -> DomainConfig:
+    """A 30 mm sphere centred on the middle of the contacts, grounded (with anatomy)."""
+    ext = lead.model.level_extents_mm()
+    middle = 0.5 * (ext[0][0] + ext[-1][1])
+    center = lead.placement.to_world(np.array([0.0, 0.0, middle]))
+    return DomainConfig("sphere", center, 30.0, None, "ground")
 
 
 def _parse_custom_lead(sec: _Section) -> LeadModel:
@@ -335,16 +507,27 @@ def _parse_domain(sec: _Section) -> DomainConfig:
     return DomainConfig(shape, center, radius, size, outer)
 
 
-def _parse_tissue(sec: _Section) -> TissueConfig:
-    sigma = sec.number("conductivity_S_per_m", positive=True)
-    if sigma > 10:
+def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
+    sec = sec or _Section({}, "tissue")
+    model = None
+    if has_anatomy:
+        from .tissue import CONDUCTIVITY_PRESETS
+
+        model = sec.choice("model", tuple(CONDUCTIVITY_PRESETS), "colecole4")
+        sigma = sec.number("conductivity_S_per_m", None, positive=True)
+    else:
+        if sec.has("model"):
+            raise ConfigError(sec.key("model"), "needs an [anatomy]; without one give conductivity_S_per_m")
+        sigma = sec.number("conductivity_S_per_m", positive=True)
+    if sigma is not None and sigma > 10:
         raise ConfigError(sec.key("conductivity_S_per_m"), f"{sigma} S/m is not a tissue conductivity (expected 0.01-2)")
     thickness = sec.number("encapsulation_thickness_mm", 0.0, min_value=0.0)
-    enc_sigma = sec.number("encapsulation_conductivity_S_per_m", sigma / 2, positive=True)
+    enc_default = (sigma if sigma is not None else 0.1) / 2
+    enc_sigma = sec.number("encapsulation_conductivity_S_per_m", enc_default, positive=True)
     if thickness > 2.0:
         raise ConfigError(sec.key("encapsulation_thickness_mm"), f"{thickness} mm is implausible (expected 0-0.5)")
     sec.finish()
-    return TissueConfig(sigma, thickness, enc_sigma)
+    return TissueConfig(sigma, thickness, enc_sigma, model)
 
 
 def _parse_stimulation(sec: _Section) -> StimulationConfig:
@@ -438,9 +621,12 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
         Naming the first offending key path.
     """
     root = _Section(data, "")
-    lead = _parse_lead(root.table("lead"))
-    domain = _parse_domain(root.table("domain"))
-    tissue = _parse_tissue(root.table("tissue"))
+    base = Path(source).parent if source != "<dict>" else Path.cwd()
+    anatomy = _parse_anatomy(root.sub("anatomy"), base)
+    lead = _parse_lead(root.table("lead"), anatomy, base)
+    domain_sec = root.sub("domain") if anatomy is not None else root.table("domain")
+    domain = _parse_domain(domain_sec) if domain_sec is not None else _default_domain(lead)
+    tissue = _parse_tissue(root.sub("tissue") if anatomy is not None else root.table("tissue"), anatomy is not None)
     stim = _parse_stimulation(root.table("stimulation"))
     for index in stim.contacts:
         if index >= lead.model.n_contacts:
@@ -448,11 +634,13 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
                 f"stimulation.contacts.{index}",
                 f"contact {index} does not exist on '{lead.model.name}' (contacts 0..{lead.model.n_contacts - 1})",
             )
+    if anatomy is not None:
+        _check_lead_in_anatomy(lead, anatomy)
     vta = _parse_vta(root.sub("vta"), stim)
     solver = _parse_solver(root.sub("solver"))
     output = _parse_output(root.sub("output"))
     root.finish()
-    return RunConfig(lead, domain, tissue, stim, vta, solver, output, source)
+    return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source)
 
 
 def load_config(path: str | Path) -> RunConfig:

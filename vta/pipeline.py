@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from . import __version__
-from .activation import auto_grid, field_norm_on_grid
+from .activation import auto_grid, field_norm_on_grid, structure_coverage
 from .config import RunConfig
 from .errors import VtaError
 from .io import OutputTransaction
@@ -22,7 +22,7 @@ __all__ = ["build_basis", "choose_method", "run", "simulate"]
 
 log = logging.getLogger(__name__)
 
-PHASES = ("mesh+solve", "setting", "vta", "grid", "write")
+PHASES = ("mesh+solve", "setting", "vta", "grid", "structures")
 
 
 class _PhaseTimer:
@@ -58,6 +58,8 @@ def choose_method(config: RunConfig) -> str:
     """
     lead, placement, domain = config.lead.model, config.lead.placement, config.domain
     reasons = []
+    if config.anatomy is not None:
+        reasons.append("the tissue is heterogeneous (anatomy)")
     if not lead.is_axisymmetric:
         reasons.append(f"'{lead.name}' has directional segments")
     if domain.shape != "sphere":
@@ -118,10 +120,7 @@ def build_basis(config: RunConfig, method: str | None = None):
         Encapsulation(tissue.encapsulation_thickness_mm, tissue.encapsulation_conductivity_S_per_m),
         preset=solver.preset,
     )
-    sigma = np.full(lead_mesh.mesh.t.shape[1], tissue.conductivity_S_per_m * 1e-3)
-    encapsulated = lead_mesh.mesh.subdomains.get("encapsulation") if lead_mesh.mesh.subdomains else None
-    if encapsulated is not None and len(encapsulated):
-        sigma[encapsulated] = tissue.encapsulation_conductivity_S_per_m * 1e-3
+    sigma = element_sigma_S_per_mm(config, lead_mesh.mesh)
     basis = solve_unit_fields(
         lead_mesh,
         sigma,
@@ -133,6 +132,43 @@ def build_basis(config: RunConfig, method: str | None = None):
     basis.timings = {"mesh": lead_mesh.build_time_s, **basis.timings}
     basis.mesh_info["preset"] = solver.preset
     return basis
+
+
+def conductivity_model(config: RunConfig):
+    """The per-class conductivity model (S/m) of a configuration."""
+    from .tissue import ConductivityModel
+
+    tissue = config.tissue
+    if config.anatomy is None:
+        return ConductivityModel.homogeneous(tissue.conductivity_S_per_m)
+    return ConductivityModel.preset(tissue.model, config.stimulation.frequency_hz, background=tissue.conductivity_S_per_m)
+
+
+def element_sigma_S_per_mm(config: RunConfig, mesh) -> np.ndarray:
+    """Conductivity of every tetrahedron (S/mm; (M,) or (M, 3, 3) with DTI)."""
+    from .tissue import element_conductivity
+
+    n = mesh.t.shape[1]
+    encapsulated = np.zeros(n, dtype=bool)
+    if mesh.subdomains and len(mesh.subdomains.get("encapsulation", [])):
+        encapsulated[mesh.subdomains["encapsulation"]] = True
+    anatomy = dti = None
+    mapping = "normalized"
+    if config.anatomy is not None:
+        anatomy = config.anatomy.load()
+        dti = config.anatomy.load_dti()
+        if config.anatomy.dti is not None:
+            mapping = config.anatomy.dti["mapping"]
+    centroids = mesh.p[:, mesh.t].mean(axis=1).T
+    return element_conductivity(
+        centroids,
+        anatomy,
+        conductivity_model(config),
+        dti,
+        encapsulation_mask=encapsulated,
+        encapsulation_sigma=config.tissue.encapsulation_conductivity_S_per_m,
+        dti_mapping=mapping,
+    )
 
 
 def _contact_table(config: RunConfig, state: ContactState, impedances_ohm: np.ndarray) -> dict:
@@ -153,6 +189,13 @@ def _contact_table(config: RunConfig, state: ContactState, impedances_ohm: np.nd
             "center_mm": config.lead.placement.contact_center_mm(lead, k).tolist(),
         }
     return table
+
+
+def _domain_box(config: RunConfig) -> np.ndarray:
+    """World bounding box of the mesh domain (mm), shape (2, 3)."""
+    d = config.domain
+    half = np.full(3, d.radius_mm) if d.shape == "sphere" else 0.5 * np.asarray(d.size_mm)
+    return np.array([d.center_mm - half, d.center_mm + half])
 
 
 def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, object]:
@@ -183,7 +226,8 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
                 lead = config.lead.model
                 carrying = [k for k in range(lead.n_contacts) if abs(state.currents_mA[k]) > 1e-9] or list(range(lead.n_contacts))
                 centers = np.array([config.lead.placement.contact_center_mm(lead, k) for k in carrying])
-                sigma_min = min(config.tissue.conductivity_S_per_m, config.tissue.encapsulation_conductivity_S_per_m)
+                model = conductivity_model(config)
+                sigma_min = min(model.wm_S_per_m, model.gm_S_per_m)
                 grid = auto_grid(
                     centers,
                     state.currents_mA[carrying],
@@ -193,6 +237,12 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
                     config.output.grid_margin_mm,
                 )
                 vta_grid = field_norm_on_grid(basis, state.potentials_V, grid, threshold)
+        structures = {}
+        if config.anatomy is not None:
+            with timer.phase("structures"):
+                structures = structure_coverage(
+                    basis, state.potentials_V, threshold, config.anatomy.load().structures, _domain_box(config)
+                )
     finally:
         timer.close()
     timings = {**basis.timings, **{k: v for k, v in timer.timings.items() if k != "mesh+solve"}}
@@ -205,7 +255,7 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
         "impedance_ohm": state.impedance_ohm,
         "ground_current_mA": state.ground_current_mA,
         "contacts": _contact_table(config, state, impedances),
-        "structures": {},
+        "structures": structures,
         "field_max_on_grid_V_per_mm": None if vta_grid is None else float(vta_grid.field_norm_V_per_mm.max()),
         "method": method,
         "mesh": basis.mesh_info,
