@@ -1,0 +1,156 @@
+"""End to end: `vta run` as a user runs it, outputs, contract and one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "homogeneous_3389.toml"
+
+
+def vta(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "vta", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def homogeneous_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = vta("run", str(EXAMPLE), "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads((out / "summary.json").read_text()), proc
+
+
+def test_summary_contract(homogeneous_run):
+    out, s, proc = homogeneous_run
+    for key in ("vta_volume_mm3", "impedance_ohm", "contacts", "structures", "mesh", "timings_s", "config", "version"):
+        assert key in s
+    assert set(s["contacts"]) == {"0", "1", "2", "3"}
+    for c in s["contacts"].values():
+        assert {"potential_V", "current_mA"} <= set(c)
+    assert {"nodes", "elements", "dofs"} <= set(s["mesh"])
+    assert s["contacts"]["1"]["current_mA"] == pytest.approx(-1.0)
+    assert sum(abs(s["contacts"][k]["current_mA"]) for k in "023") < 1e-9
+    # the converged reference of this case: 540.58 ohm, 9.716 mm^3 (docs/validation.md)
+    assert s["impedance_ohm"] == pytest.approx(540.58, rel=0.01)
+    assert s["vta_volume_mm3"] == pytest.approx(9.716, rel=0.005)
+    assert s["config"]["stimulation"]["contacts"] == {"1": -1.0}
+    assert "VTA 9.7" in proc.stdout
+
+
+def test_nifti_outputs(homogeneous_run):
+    out, s, _ = homogeneous_run
+    vta_img = nib.load(out / "vta.nii.gz")
+    e_img = nib.load(out / "efield_norm.nii.gz")
+    np.testing.assert_allclose(vta_img.affine, e_img.affine)
+    mask = np.asarray(vta_img.dataobj) > 0
+    field = np.asarray(e_img.dataobj)
+    assert mask.sum() > 0 and np.all(field[mask] >= 0.2)
+    # the voxel-counted VTA agrees with the mesh integral to voxelisation accuracy
+    assert mask.sum() * 0.25**3 == pytest.approx(s["vta_volume_mm3"], rel=0.08)
+    # the VTA is centred on contact 1 at z = 4.25 mm
+    ijk = np.argwhere(mask)
+    centre = nib.affines.apply_affine(vta_img.affine, ijk).mean(axis=0)
+    np.testing.assert_allclose(centre, [0, 0, 4.25], atol=0.2)
+    assert not mask[0].any() and not mask[-1].any()
+    assert sorted(p.name for p in out.iterdir()) == ["efield_norm.nii.gz", "summary.json", "vta.nii.gz"]
+
+
+def test_leads_listing():
+    proc = vta("leads")
+    assert proc.returncode == 0
+    assert "SceneRay SR1242" in proc.stdout and "Boston Scientific Vercise Directed" in proc.stdout
+    rows = json.loads(vta("leads", "--json").stdout)
+    assert len(rows) >= 18
+
+
+BAD_CASES = [
+    ('model = "Medtronic 3389"', 'model = "Medtronic 9999"', "unknown lead model 'Medtronic 9999'"),
+    ("contacts = { 1 = -1.0 }", "contacts = { 4 = -1.0 }", "contact 4 does not exist"),
+    ("contacts = { 1 = -1.0 }", "contacts = { 1 = -5000.0 }", "outside the plausible range"),
+    ("threshold_V_per_mm = 0.2", "threshold_V_per_mm = -0.2", "vta.threshold_V_per_mm': must be positive"),
+    ("tip_mm = [0.0, 0.0, 0.0]", "tip_mm = [0.0, 0.0, 40.0]", "not inside the sphere domain"),
+    ("conductivity_S_per_m = 0.2", "conductivity_S_per_m = 0.2\ncolour = 1", "'tissue.colour': unknown key"),
+]
+
+
+@pytest.mark.parametrize("old, new, message", BAD_CASES)
+def test_bad_input_one_line_error_no_output(tmp_path, old, new, message):
+    text = EXAMPLE.read_text()
+    assert old in text
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text.replace(old, new, 1))
+    out = tmp_path / "out"
+    proc = vta("run", str(cfg), "--out", str(out), "-q")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vta: error:"), proc.stderr
+    assert message in lines[0]
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+def test_missing_config_file(tmp_path):
+    proc = vta("run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "config file not found" in proc.stderr
+
+
+def test_broken_affine_in_user_anatomy(tmp_path):
+    data = np.ones((20, 20, 20), np.uint8)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.set_qform(None, code=0)
+    img.set_sform(np.eye(4), code=2)
+    nib.save(img, tmp_path / "seg.nii")
+    raw = bytearray((tmp_path / "seg.nii").read_bytes())
+    raw[280:296] = np.zeros(4, "<f4").tobytes()  # srow_x = 0: a singular affine, as a broken tool writes it
+    (tmp_path / "seg.nii").write_bytes(bytes(raw))
+    cfg = tmp_path / "anat.toml"
+    cfg.write_text(
+        '[anatomy]\ntissue_nifti = "seg.nii"\ntissue_labels = { 1 = "WM" }\n'
+        '[lead]\nmodel = "3389"\ntip_mm = [10.0, 10.0, 5.0]\ndirection = [0, 0, 1]\n'
+        '[stimulation]\nmode = "current"\ncontacts = { 0 = -1.0 }\n'
+    )
+    proc = vta("run", str(cfg), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "seg.nii" in proc.stderr and "affine" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_lead_outside_anatomy(tmp_path):
+    data = np.full((20, 20, 20), 2, np.uint8)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "seg.nii.gz")
+    cfg = tmp_path / "anat.toml"
+    cfg.write_text(
+        '[anatomy]\ntissue_nifti = "seg.nii.gz"\ntissue_labels = { 2 = "WM" }\n'
+        '[lead]\nmodel = "3389"\ntip_mm = [50.0, 50.0, 50.0]\ndirection = [0, 0, 1]\n'
+        '[stimulation]\nmode = "current"\ncontacts = { 0 = -1.0 }\n'
+    )
+    proc = vta("run", str(cfg), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "lies outside the anatomy" in proc.stderr
+
+
+def test_directional_lead_3d_run(tmp_path):
+    """A segment of a directional lead: solved in 3D, VTA off-axis towards the segment."""
+    text = (ROOT / "examples" / "directional_vercise.toml").read_text()
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(text + '\n[solver]\npreset = "fast"\n')
+    out = tmp_path / "out"
+    proc = vta("run", str(cfg), "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["method"] == "3d" and s["mesh"]["kind"] == "tet"
+    img = nib.load(out / "vta.nii.gz")
+    ijk = np.argwhere(np.asarray(img.dataobj) > 0)
+    centroid = nib.affines.apply_affine(img.affine, ijk).mean(axis=0)
+    tip = np.array(s["config"]["lead"]["tip_mm"])
+    direction = np.array(s["config"]["lead"]["direction"])
+    seg_centre = np.array(s["contacts"]["2"]["center_mm"])
+    axis_point = tip + direction * ((seg_centre - tip) @ direction)
+    # the VTA centroid lies off the axis on the side the segment faces
+    outward = seg_centre - axis_point
+    assert (centroid - axis_point) @ outward / np.linalg.norm(outward) > 0.5
