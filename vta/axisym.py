@@ -532,6 +532,30 @@ def _grad_lambda(points: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.n
     return g, 0.5 * np.abs(det)
 
 
+def _unique_rz(rz: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(unique, inverse)`` with ``unique[inverse] == rz`` when many of the (r, z) points
+    coincide, else None.
+
+    A voxel grid around a lead aligned with a world axis maps onto few (r, z) pairs
+    (symmetric x/y offsets share r); each is then located and evaluated once. Values
+    are the same as evaluating every point (same operations per point). The check
+    costs one sort of r when the points are not redundant.
+    """
+    n = rz.shape[0]
+    if n < 1024 or rz.ndim != 2 or rz.shape[1] != 2:
+        return None
+    ur, ir = np.unique(rz[:, 0], return_inverse=True)
+    if ur.size > n // 4:
+        return None
+    uz, iz = np.unique(rz[:, 1], return_inverse=True)
+    if ur.size * uz.size > 2**62:
+        return None
+    keys, inv = np.unique(ir.ravel().astype(np.int64) * uz.size + iz.ravel(), return_inverse=True)
+    if keys.size > n // 2:
+        return None
+    return np.column_stack([ur[keys // uz.size], uz[keys % uz.size]]), inv.ravel()
+
+
 # Dunavant degree-4 rule (6 points): exact for grad(P2).grad(P2) * r (degree 3)
 _QA, _QB = 0.445948490915965, 0.091576213509771
 _QW1, _QW2 = 0.223381589678011, 0.109951743655322
@@ -665,7 +689,7 @@ class AxisymmetricBasis:
     def locate_rz(self, rz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Triangle (-1 outside the tissue) and barycentric coordinates of (r, z) points."""
         if self._locator is None:
-            from .locate import TriLocator
+            from .locate import TriLocator  # pure numpy: no JIT start-up cost
 
             self._locator = TriLocator(self.points, self.tris)
         return self._locator.locate(np.ascontiguousarray(rz, dtype=float))
@@ -675,6 +699,13 @@ class AxisymmetricBasis:
     def potential_rz(self, rz: np.ndarray, weights_V: Sequence[float]) -> np.ndarray:
         """Potential (V) at (r, z) points (N, 2) in mm; NaN outside the tissue."""
         u = self.dof_values(weights_V)
+        rz = np.asarray(rz, dtype=float)
+        uniq = _unique_rz(rz)
+        if uniq is not None:
+            return self._potential_rz(uniq[0], u)[uniq[1]]
+        return self._potential_rz(rz, u)
+
+    def _potential_rz(self, rz: np.ndarray, u: np.ndarray) -> np.ndarray:
         elem, lam = self.locate_rz(rz)
         out = np.full(len(elem), np.nan)
         ok = elem >= 0
@@ -685,6 +716,13 @@ class AxisymmetricBasis:
     def gradient_rz(self, rz: np.ndarray, weights_V: Sequence[float]) -> np.ndarray:
         """(du/dr, du/dz) in V/mm at (r, z) points (N, 2); NaN outside the tissue."""
         u = self.dof_values(weights_V)
+        rz = np.asarray(rz, dtype=float)
+        uniq = _unique_rz(rz)
+        if uniq is not None:
+            return self._gradient_rz(uniq[0], u)[uniq[1]]
+        return self._gradient_rz(rz, u)
+
+    def _gradient_rz(self, rz: np.ndarray, u: np.ndarray) -> np.ndarray:
         elem, lam = self.locate_rz(rz)
         out = np.full((len(elem), 2), np.nan)
         ok = elem >= 0
@@ -703,10 +741,11 @@ class AxisymmetricBasis:
         """Electric field E = -grad u (V/mm) at world points (N, 3) in mm, in world
         coordinates; NaN outside the tissue (inside the lead or outside the domain)."""
         pts = np.asarray(points_mm, dtype=float)
-        rz = self.to_rz(pts)
-        g = self.gradient_rz(rz, weights_V)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise VtaError(f"points_mm must have shape (N, 3), got {pts.shape}")
         loc = self.placement.to_local(pts)
-        r = rz[:, 0]
+        r = np.hypot(loc[:, 0], loc[:, 1])
+        g = self.gradient_rz(np.column_stack([r, loc[:, 2]]), weights_V)
         with np.errstate(invalid="ignore", divide="ignore"):
             cx = np.where(r > 0, loc[:, 0] / np.where(r > 0, r, 1.0), 0.0)
             cy = np.where(r > 0, loc[:, 1] / np.where(r > 0, r, 1.0), 0.0)

@@ -5,13 +5,21 @@ barycentric coordinates in the element's vertex order) plus the element DOF map 
 :mod:`vta.assembly` (skfem order) and ONE solution vector. To evaluate a stimulation
 setting, first combine the unit solutions, ``u = U @ weights_V``, then evaluate once.
 
+The kernels are serial, GIL-free numba functions over an index range; large inputs are
+split over threads (:func:`vta.locate._run_threaded`). numba is imported, and the
+kernels compiled or loaded from its cache, on first use (:func:`_jit`): serial kernels
+compile several times faster than ``parallel=True`` ones and need no threading layer.
+
 Units: mm, V, V/mm.
 """
 
 from __future__ import annotations
 
-import numba as nb
+import threading
+
 import numpy as np
+
+from . import locate as _locate
 
 __all__ = [
     "grid_points",
@@ -43,34 +51,56 @@ def grid_points(origin: np.ndarray, spacing: np.ndarray | float, shape) -> np.nd
     origin = np.asarray(origin, dtype=np.float64).reshape(3)
     spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
     nx, ny, nz = (int(s) for s in shape)
-    return _grid(origin, np.ascontiguousarray(spacing), nx, ny, nz)
-
-
-@nb.njit(cache=True, parallel=True)
-def _grid(origin, spacing, nx, ny, nz):
-    out = np.empty((nx * ny * nz, 3))
-    for i in nb.prange(nx):
-        x = origin[0] + i * spacing[0]
-        for j in range(ny):
-            y = origin[1] + j * spacing[1]
-            base = (i * ny + j) * nz
-            for k in range(nz):
-                out[base + k, 0] = x
-                out[base + k, 1] = y
-                out[base + k, 2] = origin[2] + k * spacing[2]
-    return out
+    out = np.empty((nx, ny, nz, 3))
+    out[..., 0] = (origin[0] + np.arange(nx) * spacing[0])[:, None, None]
+    out[..., 1] = (origin[1] + np.arange(ny) * spacing[1])[None, :, None]
+    out[..., 2] = (origin[2] + np.arange(nz) * spacing[2])[None, None, :]
+    return out.reshape(nx * ny * nz, 3)
 
 
 # skfem local edge order of ElementTetP2: (0,1), (1,2), (0,2), (0,3), (1,3), (2,3)
 _EI = np.array([0, 1, 0, 0, 1, 2], dtype=np.int64)
 _EJ = np.array([1, 2, 2, 3, 3, 3], dtype=np.int64)
 
+#: Work for one thread: a kernel is split over threads only when each gets at least
+#: this many points (potential, gradient) or element samples (VTA volume).
+_POINTS_PER_THREAD = 100_000
+_SAMPLES_PER_THREAD = 400_000
 
-@nb.njit(cache=True, parallel=True)
-def _potential(elem, bary, edofs, u, order, ei, ej):
-    Q = elem.shape[0]
-    out = np.full(Q, np.nan)
-    for p in nb.prange(Q):
+_jit_lock = threading.Lock()
+_jitted = False
+
+
+def _jit() -> None:
+    """Import numba and wrap the kernels (each compiled, or loaded from numba's cache,
+    on its first call). Module globals are rebound to the compiled versions; numba
+    resolves the helper ``_grad_at`` when it compiles its callers."""
+    global _jitted, _grad_at, _potential, _gradient, _threshold_volume, _grad_norm_max
+    if _jitted:
+        return
+    with _jit_lock:
+        if _jitted:
+            return
+        import numba
+
+        _grad_at = numba.njit(cache=True, inline="always")(_grad_at)
+        _potential = numba.njit(cache=True, nogil=True)(_potential)
+        _gradient = numba.njit(cache=True, nogil=True)(_gradient)
+        _threshold_volume = numba.njit(cache=True, nogil=True)(_threshold_volume)
+        _grad_norm_max = numba.njit(cache=True, nogil=True)(_grad_norm_max)
+        _jitted = True
+
+
+def _run(kernel: str, n: int, per_thread: int, args: tuple) -> list:
+    """Run the compiled kernel named ``kernel`` over [0, n), on as many threads as there
+    are ``per_thread`` units of work (at least one). Returns the per-range results."""
+    _jit()
+    return _locate._run_threaded(globals()[kernel], n, args, max(1, n // max(1, per_thread)))
+
+
+def _potential(i0, i1, elem, bary, edofs, u, order, ei, ej, out):
+    """u at points i0..i1-1 into ``out`` (pre-filled with NaN)."""
+    for p in range(i0, i1):
         e = elem[p]
         if e < 0:
             continue
@@ -85,10 +115,8 @@ def _potential(elem, bary, edofs, u, order, ei, ej):
             for k in range(6):
                 acc += 4.0 * bary[p, ei[k]] * bary[p, ej[k]] * u[edofs[e, 4 + k]]
         out[p] = acc
-    return out
 
 
-@nb.njit(cache=True, inline="always")
 def _grad_at(e, lam, edofs, glam, u, order, ei, ej, g):
     """grad u (3,) at barycentric point ``lam`` of element e, into g."""
     g[0] = 0.0
@@ -112,20 +140,17 @@ def _grad_at(e, lam, edofs, glam, u, order, ei, ej, g):
                 g[d] += c * (lam[i] * glam[e, j, d] + lam[j] * glam[e, i, d])
 
 
-@nb.njit(cache=True, parallel=True)
-def _gradient(elem, bary, edofs, glam, u, order, ei, ej):
-    Q = elem.shape[0]
-    out = np.full((Q, 3), np.nan)
-    for p in nb.prange(Q):
+def _gradient(i0, i1, elem, bary, edofs, glam, u, order, ei, ej, out):
+    """grad u at points i0..i1-1 into ``out`` (pre-filled with NaN)."""
+    g = np.empty(3)
+    for p in range(i0, i1):
         e = elem[p]
         if e < 0:
             continue
-        g = np.empty(3)
         _grad_at(e, bary[p], edofs, glam, u, order, ei, ej, g)
         out[p, 0] = g[0]
         out[p, 1] = g[1]
         out[p, 2] = g[2]
-    return out
 
 
 def potential_at_located(
@@ -151,10 +176,13 @@ def potential_at_located(
     ndarray, shape (Q,)
         u at the points, V; NaN outside the mesh.
     """
-    return _potential(
-        np.ascontiguousarray(elem, dtype=np.int64), np.ascontiguousarray(bary),
-        element_dofs, np.ascontiguousarray(u, dtype=np.float64), int(order), _EI, _EJ,
-    )
+    elem = np.ascontiguousarray(elem, dtype=np.int64)
+    out = np.full(elem.shape[0], np.nan)
+    _run("_potential", elem.shape[0], _POINTS_PER_THREAD, (
+        elem, np.ascontiguousarray(bary), element_dofs,
+        np.ascontiguousarray(u, dtype=np.float64), int(order), _EI, _EJ, out,
+    ))
+    return out
 
 
 def gradient_at_located(
@@ -179,11 +207,13 @@ def gradient_at_located(
     ndarray, shape (Q, 3)
         grad u, V/mm (the field is E = -grad u); NaN outside the mesh.
     """
-    return _gradient(
-        np.ascontiguousarray(elem, dtype=np.int64), np.ascontiguousarray(bary),
-        element_dofs, grad_lambda, np.ascontiguousarray(u, dtype=np.float64), int(order),
-        _EI, _EJ,
-    )
+    elem = np.ascontiguousarray(elem, dtype=np.int64)
+    out = np.full((elem.shape[0], 3), np.nan)
+    _run("_gradient", elem.shape[0], _POINTS_PER_THREAD, (
+        elem, np.ascontiguousarray(bary), element_dofs, grad_lambda,
+        np.ascontiguousarray(u, dtype=np.float64), int(order), _EI, _EJ, out,
+    ))
+    return out
 
 
 def subdivision_centroids(level: int) -> np.ndarray:
@@ -218,15 +248,14 @@ def subdivision_centroids(level: int) -> np.ndarray:
     return np.array([t.mean(axis=0) for t in tets])
 
 
-@nb.njit(cache=True, parallel=True)
-def _threshold_volume(edofs, glam, vol, u, order, ei, ej, sub, thr2, mask):
-    M = edofs.shape[0]
+def _threshold_volume(e0, e1, edofs, glam, vol, u, order, ei, ej, sub, thr2, mask):
+    """Thresholded volume of elements e0..e1-1 (see :func:`threshold_volume`)."""
     ns = sub.shape[0]
     total = 0.0
-    for e in nb.prange(M):
+    g = np.empty(3)
+    for e in range(e0, e1):
         if not mask[e]:
             continue
-        g = np.empty(3)
         if order == 1:
             _grad_at(e, sub[0], edofs, glam, u, order, ei, ej, g)
             if g[0] * g[0] + g[1] * g[1] + g[2] * g[2] >= thr2:
@@ -278,22 +307,21 @@ def threshold_volume(
     sub = np.ascontiguousarray(subdivision_centroids(level))
     if element_mask is None:
         element_mask = np.ones(element_dofs.shape[0], dtype=np.bool_)
-    return float(
-        _threshold_volume(
-            element_dofs, grad_lambda, volumes, np.ascontiguousarray(u, dtype=np.float64),
-            int(order), _EI, _EJ, sub, float(threshold_V_per_mm) ** 2,
-            np.ascontiguousarray(element_mask, dtype=np.bool_),
-        )
-    )
+    n = element_dofs.shape[0]
+    work = _SAMPLES_PER_THREAD // (sub.shape[0] if int(order) != 1 else 1)
+    partial = _run("_threshold_volume", n, work, (
+        element_dofs, grad_lambda, volumes, np.ascontiguousarray(u, dtype=np.float64),
+        int(order), _EI, _EJ, sub, float(threshold_V_per_mm) ** 2,
+        np.ascontiguousarray(element_mask, dtype=np.bool_),
+    ))
+    return float(sum(partial))
 
 
-@nb.njit(cache=True, parallel=True)
-def _grad_norm_max(edofs, glam, u, order, ei, ej):
-    M = edofs.shape[0]
-    out = np.empty(M)
+def _grad_norm_max(e0, e1, edofs, glam, u, order, ei, ej, out):
+    """Max |grad u| over the vertices of elements e0..e1-1 into ``out``."""
     corners = np.eye(4)
-    for e in nb.prange(M):
-        g = np.empty(3)
+    g = np.empty(3)
+    for e in range(e0, e1):
         mx = 0.0
         for c in range(4):
             _grad_at(e, corners[c], edofs, glam, u, order, ei, ej, g)
@@ -301,7 +329,6 @@ def _grad_norm_max(edofs, glam, u, order, ei, ej):
             if v > mx:
                 mx = v
         out[e] = mx
-    return out
 
 
 def element_gradient_norm_max(
@@ -312,7 +339,9 @@ def element_gradient_norm_max(
     For P1/P2 the gradient is constant/linear in an element, so its norm (convex)
     peaks at a vertex: this is the exact element maximum.
     """
-    return _grad_norm_max(
+    out = np.empty(element_dofs.shape[0])
+    _run("_grad_norm_max", element_dofs.shape[0], _POINTS_PER_THREAD // 4, (
         element_dofs, grad_lambda, np.ascontiguousarray(u, dtype=np.float64), int(order),
-        _EI, _EJ,
-    )
+        _EI, _EJ, out,
+    ))
+    return out

@@ -1,25 +1,47 @@
-"""Fast point location in tetrahedral and triangular meshes (numba).
+"""Fast point location in tetrahedral and triangular meshes.
 
 A :class:`TetLocator` / :class:`TriLocator` is built once per mesh and answers
 "which element contains this point, and with which barycentric coordinates" for
-millions of query points, e.g. every voxel of a NIfTI grid.
+many query points, e.g. every voxel of a NIfTI grid.
 
-Method
-------
-* Per-element inverse affine maps are precomputed once, so the barycentric
-  coordinates of a point in an element cost one small mat-vec.
-* Elements are ordered along a Morton (Z-order) curve of their centroids and a
-  bounding-volume hierarchy (BVH) is built over the sorted elements by recursive
-  halving of index ranges; node boxes are the unions of element bounding boxes.
-  This adapts to strongly graded meshes (0.05 mm at the contacts, several mm at the
-  outer boundary), where a uniform bucket grid either explodes in memory or leaves
-  thousands of candidates per bucket.
-* Queries run in parallel (``numba.prange``) over chunks of points; inside a chunk
-  the search starts with a short visibility walk (across the face with the most
-  negative barycentric coordinate) from the element found for the previous point,
-  and falls back to the BVH when the walk leaves the mesh or takes too long. Large
-  query sets are processed in Morton order so that consecutive points are close,
-  which makes both voxel grids and scattered points cheap.
+Two implementations give the same answer (element, barycentric coordinates):
+
+:class:`TetLocator` (any :class:`SimplexLocator`; numba, for millions of 3D points)
+    * Per-element inverse affine maps are precomputed once, so the barycentric
+      coordinates of a point in an element cost one small mat-vec.
+    * Elements are ordered along a Morton (Z-order) curve of their centroids and a
+      bounding-volume hierarchy (BVH) is built over the sorted elements by recursive
+      halving of index ranges; node boxes are the unions of element bounding boxes.
+      This adapts to strongly graded meshes (0.05 mm at the contacts, several mm at
+      the outer boundary), where a uniform bucket grid either explodes in memory or
+      leaves thousands of candidates per bucket.
+    * Queries are processed in chunks of points; inside a chunk the search starts with
+      a short visibility walk (across the face with the most negative barycentric
+      coordinate) from the element found for the previous point, and falls back to
+      the BVH when the walk leaves the mesh or takes too long. Large query sets are
+      processed in Morton order so that consecutive points are close, which makes
+      both voxel grids and scattered points cheap.
+    * Start-up cost: the build (boxes, Morton codes, BVH, face neighbours) is
+      vectorised numpy. The query kernel is one serial, GIL-free numba function,
+      imported and compiled (or loaded from numba's cache) on the first
+      :meth:`SimplexLocator.locate`; large queries split its chunks over Python
+      threads. No ``parallel=True`` function: those compile several times slower and
+      start numba's threading layer. The chunking, hence the answer, is the same
+      whatever the thread count.
+
+:class:`TriLocator` (pure numpy, for the axisymmetric (r, z) meshes)
+    A multi-level bucket grid: a triangle whose bounding box spans ``d + 1`` base cells
+    is filed under the finest level ``L`` (cells of ``2**L`` base cells) at which it
+    touches at most 2 x 2 cells, however graded the mesh is. A query visits one cell
+    per level, finest first, tests the triangles filed there with vectorised
+    barycentric coordinates, and stops once it is strictly inside one. It keeps the
+    triangle with the largest smallest barycentric coordinate. No compilation and no
+    numba import: the first query costs milliseconds, which is what one-shot commands
+    on the axisymmetric fast path need (importing numba alone takes ~0.4 s).
+
+Both compute barycentric coordinates with the same per-element inverse maps and the
+same operations, so they return bitwise identical results except, possibly, for points
+on a shared edge (within ``tol``), where either neighbour is a valid answer.
 
 Points outside the mesh (inside the insulating lead body or outside the domain)
 get element ``-1`` and NaN barycentric coordinates.
@@ -30,9 +52,10 @@ All coordinates are in the caller's units (mm throughout ``vta``).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 
-import numba as nb
 import numpy as np
 
 __all__ = ["TetLocator", "TriLocator", "SimplexLocator"]
@@ -43,237 +66,230 @@ _LEAF_SIZE = 8
 _CHUNK = 512
 _STACK = 128
 _MAX_WALK = 12
+#: Queries of at least this many points are split over threads.
+_PARALLEL_MIN = 100_000
+
+#: Query points per vectorised block of :class:`TriLocator` (bounds its memory).
+_TRI_BLOCK = 1 << 16
+#: A triangle whose smallest barycentric coordinate exceeds this holds the point in its
+#: interior: no other triangle of a conforming mesh can do better, the search stops.
+_INTERIOR = 1e-10
 
 
 # --------------------------------------------------------------------------------------
-# numba kernels (dimension-generic: D = 2 triangles, D = 3 tetrahedra)
+# vectorised build steps (dimension-generic: D = 2 triangles, D = 3 tetrahedra)
 # --------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, parallel=True)
-def _inverse_maps(points: np.ndarray, cells: np.ndarray):
+def _inverse_maps(points: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-element origin ``p0`` (M, D) and inverse Jacobian ``Tinv`` (M, D, D).
 
     For x in element e: lam[1:] = Tinv[e] @ (x - p0[e]), lam[0] = 1 - sum(lam[1:]).
-    Degenerate elements get ``Tinv = nan`` (never found).
+    Degenerate elements get ``Tinv = nan`` (never found). Explicit cofactor formulas
+    (not ``np.linalg.inv``) so every element gets the same, reproducible rounding.
     """
-    M = cells.shape[0]
     D = points.shape[1]
-    p0 = np.empty((M, D))
-    tinv = np.empty((M, D, D))
-    for e in nb.prange(M):
-        a = cells[e, 0]
-        for d in range(D):
-            p0[e, d] = points[a, d]
-        if D == 3:
-            b = cells[e, 1]
-            c = cells[e, 2]
-            f = cells[e, 3]
-            j00 = points[b, 0] - points[a, 0]
-            j10 = points[b, 1] - points[a, 1]
-            j20 = points[b, 2] - points[a, 2]
-            j01 = points[c, 0] - points[a, 0]
-            j11 = points[c, 1] - points[a, 1]
-            j21 = points[c, 2] - points[a, 2]
-            j02 = points[f, 0] - points[a, 0]
-            j12 = points[f, 1] - points[a, 1]
-            j22 = points[f, 2] - points[a, 2]
-            c00 = j11 * j22 - j12 * j21
-            c01 = j02 * j21 - j01 * j22
-            c02 = j01 * j12 - j02 * j11
-            c10 = j12 * j20 - j10 * j22
-            c11 = j00 * j22 - j02 * j20
-            c12 = j02 * j10 - j00 * j12
-            c20 = j10 * j21 - j11 * j20
-            c21 = j01 * j20 - j00 * j21
-            c22 = j00 * j11 - j01 * j10
-            det = j00 * c00 + j01 * c10 + j02 * c20
-            scale = (abs(j00) + abs(j10) + abs(j20) + abs(j01) + abs(j11) + abs(j21)
-                     + abs(j02) + abs(j12) + abs(j22))
-            if abs(det) <= 1e-14 * scale * scale * scale:
-                for i in range(3):
-                    for j in range(3):
-                        tinv[e, i, j] = np.nan
-            else:
-                inv = 1.0 / det
-                tinv[e, 0, 0] = c00 * inv
-                tinv[e, 0, 1] = c01 * inv
-                tinv[e, 0, 2] = c02 * inv
-                tinv[e, 1, 0] = c10 * inv
-                tinv[e, 1, 1] = c11 * inv
-                tinv[e, 1, 2] = c12 * inv
-                tinv[e, 2, 0] = c20 * inv
-                tinv[e, 2, 1] = c21 * inv
-                tinv[e, 2, 2] = c22 * inv
-        else:
-            b = cells[e, 1]
-            c = cells[e, 2]
-            j00 = points[b, 0] - points[a, 0]
-            j10 = points[b, 1] - points[a, 1]
-            j01 = points[c, 0] - points[a, 0]
-            j11 = points[c, 1] - points[a, 1]
-            det = j00 * j11 - j01 * j10
-            scale = abs(j00) + abs(j10) + abs(j01) + abs(j11)
-            if abs(det) <= 1e-14 * scale * scale:
-                for i in range(2):
-                    for j in range(2):
-                        tinv[e, i, j] = np.nan
-            else:
-                inv = 1.0 / det
-                tinv[e, 0, 0] = j11 * inv
-                tinv[e, 0, 1] = -j01 * inv
-                tinv[e, 1, 0] = -j10 * inv
-                tinv[e, 1, 1] = j00 * inv
+    p0 = points[cells[:, 0]]
+    tinv = np.empty((cells.shape[0], D, D))
+    # vertex coordinates as contiguous columns: x[k][d] = coordinate d of vertex k
+    cols = [np.ascontiguousarray(points[:, d]) for d in range(D)]
+    x = [[c.take(cells[:, k]) for c in cols] for k in range(D + 1)]
+    if D == 3:
+        a, b, c, f = x
+        j00 = b[0] - a[0]
+        j10 = b[1] - a[1]
+        j20 = b[2] - a[2]
+        j01 = c[0] - a[0]
+        j11 = c[1] - a[1]
+        j21 = c[2] - a[2]
+        j02 = f[0] - a[0]
+        j12 = f[1] - a[1]
+        j22 = f[2] - a[2]
+        c00 = j11 * j22 - j12 * j21
+        c01 = j02 * j21 - j01 * j22
+        c02 = j01 * j12 - j02 * j11
+        c10 = j12 * j20 - j10 * j22
+        c11 = j00 * j22 - j02 * j20
+        c12 = j02 * j10 - j00 * j12
+        c20 = j10 * j21 - j11 * j20
+        c21 = j01 * j20 - j00 * j21
+        c22 = j00 * j11 - j01 * j10
+        det = j00 * c00 + j01 * c10 + j02 * c20
+        scale = (np.abs(j00) + np.abs(j10) + np.abs(j20) + np.abs(j01) + np.abs(j11)
+                 + np.abs(j21) + np.abs(j02) + np.abs(j12) + np.abs(j22))
+        bad = np.abs(det) <= 1e-14 * scale * scale * scale
+        cof = ((c00, c01, c02), (c10, c11, c12), (c20, c21, c22))
+    else:
+        a, b, c = x
+        j00 = b[0] - a[0]
+        j10 = b[1] - a[1]
+        j01 = c[0] - a[0]
+        j11 = c[1] - a[1]
+        det = j00 * j11 - j01 * j10
+        scale = np.abs(j00) + np.abs(j10) + np.abs(j01) + np.abs(j11)
+        bad = np.abs(det) <= 1e-14 * scale * scale
+        cof = ((j11, -j01), (-j10, j00))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / det
+        for i in range(D):
+            for j in range(D):
+                tinv[:, i, j] = cof[i][j] * inv
+    tinv[bad] = np.nan
     return p0, tinv
 
 
-@nb.njit(cache=True, parallel=True)
-def _element_boxes(points: np.ndarray, cells: np.ndarray, pad: float):
+def _element_boxes(points: np.ndarray, cells: np.ndarray, pad: float) -> np.ndarray:
     """Axis-aligned bounding boxes (M, 2D): [min_0..min_{D-1}, max_0..max_{D-1}]."""
-    M = cells.shape[0]
     D = points.shape[1]
-    nv = cells.shape[1]
-    box = np.empty((M, 2 * D))
-    for e in nb.prange(M):
-        for d in range(D):
-            lo = np.inf
-            hi = -np.inf
-            for v in range(nv):
-                x = points[cells[e, v], d]
-                if x < lo:
-                    lo = x
-                if x > hi:
-                    hi = x
-            box[e, d] = lo - pad
-            box[e, D + d] = hi + pad
+    box = np.empty((cells.shape[0], 2 * D))
+    for d in range(D):
+        x = points[:, d]
+        v = [x.take(cells[:, k]) for k in range(cells.shape[1])]
+        lo, hi = v[0].copy(), v[0].copy()
+        for w in v[1:]:
+            np.minimum(lo, w, out=lo)
+            np.maximum(hi, w, out=hi)
+        box[:, d] = lo - pad
+        box[:, D + d] = hi + pad
     return box
 
 
-@nb.njit(cache=True)
-def _spread_bits(v: np.int64, D: int) -> np.int64:
-    """Interleave the bits of ``v`` with D-1 zero bits (Morton encoding helper)."""
-    out = np.int64(0)
-    nbits = 21 if D == 3 else 31
-    for i in range(nbits):
-        if (v >> i) & 1:
-            out |= np.int64(1) << (i * D)
-    return out
+def _spread_bits(v: np.ndarray, D: int) -> np.ndarray:
+    """Interleave the bits of ``v`` (int64 >= 0) with D-1 zero bits (Morton encoding).
+
+    D = 3 keeps the low 21 bits, D = 2 the low 31 bits.
+    """
+    x = v.astype(np.uint64)
+    if D == 3:
+        x &= np.uint64(0x1FFFFF)
+        for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF),
+                            (8, 0x100F00F00F00F00F), (4, 0x10C30C30C30C30C3),
+                            (2, 0x1249249249249249)):
+            x = (x | (x << np.uint64(shift))) & np.uint64(mask)
+    else:
+        x &= np.uint64(0x7FFFFFFF)
+        for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
+                            (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333),
+                            (1, 0x5555555555555555)):
+            x = (x | (x << np.uint64(shift))) & np.uint64(mask)
+    return x.view(np.int64)
 
 
-@nb.njit(cache=True, parallel=True)
-def _morton_codes(box: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    M = box.shape[0]
-    D = lo.shape[0]
-    nbits = 21 if D == 3 else 31
-    maxq = (1 << nbits) - 1
-    codes = np.empty(M, dtype=np.int64)
-    for e in nb.prange(M):
-        code = np.int64(0)
-        for d in range(D):
-            c = 0.5 * (box[e, d] + box[e, D + d])
-            ext = hi[d] - lo[d]
-            t = (c - lo[d]) / ext if ext > 0 else 0.0
-            q = np.int64(t * maxq)
-            if q < 0:
-                q = 0
-            if q > maxq:
-                q = maxq
-            code |= _spread_bits(q, D) << d
-        codes[e] = code
-    return codes
+def _morton(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Morton codes (Q,) of points x (Q, D) quantised in the box [lo, hi].
+
+    Coordinates are clamped to the box; NaN maps to the low corner.
+    """
+    Q, D = x.shape
+    maxq = (1 << (21 if D == 3 else 31)) - 1
+    code = np.zeros(Q, dtype=np.int64)
+    for d in range(D):
+        ext = hi[d] - lo[d]
+        if ext > 0:
+            t = (x[:, d] - lo[d]) / ext
+            t = np.where(t >= 0.0, t, 0.0)          # also catches nan
+            np.minimum(t, 1.0, out=t)
+        else:
+            t = np.zeros(Q)
+        code |= _spread_bits((t * maxq).astype(np.int64), D) << d
+    return code
 
 
-@nb.njit(cache=True, parallel=True)
-def _morton_codes_points(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    Q = x.shape[0]
-    D = lo.shape[0]
-    nbits = 21 if D == 3 else 31
-    maxq = (1 << nbits) - 1
-    codes = np.empty(Q, dtype=np.int64)
-    for i in nb.prange(Q):
-        code = np.int64(0)
-        for d in range(D):
-            ext = hi[d] - lo[d]
-            v = x[i, d]
-            t = (v - lo[d]) / ext if ext > 0 else 0.0
-            if not (t >= 0.0):  # also catches nan
-                t = 0.0
-            if t > 1.0:
-                t = 1.0
-            q = np.int64(t * maxq)
-            code |= _spread_bits(q, D) << d
-        codes[i] = code
-    return codes
-
-
-@nb.njit(cache=True)
 def _build_bvh(box_sorted: np.ndarray, codes_sorted: np.ndarray, leaf_size: int):
     """BVH over Morton-sorted element boxes (split at the highest differing code bit).
 
     Returns node boxes (nn, 2D), ``child`` (nn,) index of the left child (right child
     is ``child + 1``) or -1 for leaves, and ``start``/``end`` element ranges (nn,).
-    Children are always stored after their parent (BFS order).
+    Nodes are in breadth-first order (children after their parent); the tree is built
+    one level at a time.
     """
-    M = box_sorted.shape[0]
-    D2 = box_sorted.shape[1]
+    M, D2 = box_sorted.shape
     D = D2 // 2
-    cap = 2 * M + 1
-    start = np.empty(cap, dtype=np.int64)
-    end = np.empty(cap, dtype=np.int64)
-    child = np.full(cap, -1, dtype=np.int64)
-    start[0] = 0
-    end[0] = M
+    starts, ends, childs = [], [], []
+    s = np.zeros(1, dtype=np.int64)
+    t = np.full(1, M, dtype=np.int64)
     n = 1
-    i = 0
-    while i < n:
-        s = start[i]
-        t = end[i]
-        if t - s > leaf_size:
-            x = codes_sorted[s] ^ codes_sorted[t - 1]
-            if x == 0:
-                m = (s + t) // 2
-            else:
-                hb = np.int64(62)
-                while ((x >> hb) & 1) == 0:
-                    hb -= 1
-                # first index in [s, t) whose code has bit hb set
-                lo_i = s
-                hi_i = t - 1
-                while lo_i < hi_i:
-                    mid = (lo_i + hi_i) // 2
-                    if (codes_sorted[mid] >> hb) & 1:
-                        hi_i = mid
-                    else:
-                        lo_i = mid + 1
-                m = lo_i
-            child[i] = n
-            start[n] = s
-            end[n] = m
-            start[n + 1] = m
-            end[n + 1] = t
-            n += 2
-        i += 1
-    nbox = np.empty((n, D2))
-    for k in range(n - 1, -1, -1):
-        if child[k] < 0:
-            for d in range(D):
-                nbox[k, d] = np.inf
-                nbox[k, D + d] = -np.inf
-            for e in range(start[k], end[k]):
-                for d in range(D):
-                    if box_sorted[e, d] < nbox[k, d]:
-                        nbox[k, d] = box_sorted[e, d]
-                    if box_sorted[e, D + d] > nbox[k, D + d]:
-                        nbox[k, D + d] = box_sorted[e, D + d]
-        else:
-            a = child[k]
-            for d in range(D):
-                nbox[k, d] = min(nbox[a, d], nbox[a + 1, d])
-                nbox[k, D + d] = max(nbox[a, D + d], nbox[a + 1, D + d])
-    return nbox, child[:n].copy(), start[:n].copy(), end[:n].copy()
+    while True:
+        starts.append(s)
+        ends.append(t)
+        child = np.full(s.size, -1, dtype=np.int64)
+        childs.append(child)
+        split = np.flatnonzero(t - s > leaf_size)
+        if split.size == 0:
+            break
+        ss, tt = s[split], t[split]
+        x = codes_sorted[ss] ^ codes_sorted[tt - 1]
+        m = (ss + tt) // 2                      # identical codes: halve the range
+        nz = np.flatnonzero(x)
+        if nz.size:
+            xv = x[nz]
+            hb = np.frexp(xv.astype(np.float64))[1].astype(np.int64) - 1
+            hb -= (xv >> hb) == 0               # float rounding up to the next power
+            # first index whose code has bit hb set (codes in [s, t) share the bits
+            # above hb, and the global order is sorted)
+            key = ((codes_sorted[ss[nz]] >> hb) | 1) << hb
+            m[nz] = np.searchsorted(codes_sorted, key, side="left")
+        child[split] = n + 2 * np.arange(split.size, dtype=np.int64)
+        n += 2 * split.size
+        s = np.empty(2 * split.size, dtype=np.int64)
+        t = np.empty(2 * split.size, dtype=np.int64)
+        s[0::2], t[0::2] = ss, m
+        s[1::2], t[1::2] = m, tt
+    start = np.concatenate(starts)
+    end = np.concatenate(ends)
+    child = np.concatenate(childs)
+    nbox = np.empty((start.size, D2))
+    leaf = np.flatnonzero(child < 0)
+    leaf = leaf[np.argsort(start[leaf])]        # leaves partition [0, M)
+    nbox[leaf, :D] = np.minimum.reduceat(box_sorted[:, :D], start[leaf], axis=0)
+    nbox[leaf, D:] = np.maximum.reduceat(box_sorted[:, D:], start[leaf], axis=0)
+    offs = np.cumsum([0] + [a.size for a in starts])
+    for k in range(len(starts) - 2, -1, -1):    # bottom-up, one level at a time
+        nodes = np.arange(offs[k], offs[k + 1])
+        nodes = nodes[child[nodes] >= 0]
+        a = child[nodes]
+        nbox[nodes, :D] = np.minimum(nbox[a, :D], nbox[a + 1, :D])
+        nbox[nodes, D:] = np.maximum(nbox[a, D:], nbox[a + 1, D:])
+    return nbox, child, start, end
 
 
-@nb.njit(cache=True, inline="always")
+def _neighbours(cells: np.ndarray, n_points: int) -> np.ndarray:
+    """Face neighbours (M, D+1): element across the face opposite local vertex i, or -1.
+
+    Faces are matched by sorting their vertex keys (a face shared by two elements
+    appears twice in a row).
+    """
+    M, nv = cells.shape
+    # sorted vertices (lo, mid, hi) of the face opposite each local vertex, (M * nv,)
+    f = [cells[:, [v for v in range(nv) if v != i]] for i in range(nv)]
+    f = np.stack(f, axis=1).reshape(M * nv, nv - 1)
+    lo = f.min(axis=1)
+    hi = f.max(axis=1)
+    if float(n_points) ** (nv - 1) < 2.0**62:
+        key = lo * n_points + hi
+        if nv == 4:
+            mid = f.sum(axis=1) - lo - hi
+            key = (lo * n_points + mid) * n_points + hi
+        order = np.argsort(key)
+        ks = key[order]
+        same = np.flatnonzero(ks[1:] == ks[:-1])
+    else:
+        faces = np.sort(f, axis=1)
+        order = np.lexsort(faces.T[::-1])
+        fs = faces[order]
+        same = np.flatnonzero(np.all(fs[1:] == fs[:-1], axis=1))
+    nbr = np.full(M * nv, -1, dtype=np.int64)
+    a, b = order[same], order[same + 1]
+    nbr[a] = b // nv
+    nbr[b] = a // nv
+    return nbr.reshape(M, nv)
+
+
+# --------------------------------------------------------------------------------------
+# query kernel (numba, compiled lazily: see _jit)
+# --------------------------------------------------------------------------------------
+
+
 def _min_bary(q: np.ndarray, e: int, p0: np.ndarray, tinv: np.ndarray, lam: np.ndarray) -> float:
     """Fill ``lam`` (D+1,) with the barycentric coordinates of q in e; return min."""
     D = q.shape[0]
@@ -295,77 +311,21 @@ def _min_bary(q: np.ndarray, e: int, p0: np.ndarray, tinv: np.ndarray, lam: np.n
     return mn
 
 
-@nb.njit(cache=True)
-def _vertex_elements(cells: np.ndarray, n_points: int):
-    """CSR map vertex -> elements containing it: (ptr (N+1,), idx (M*nv,))."""
-    M, nv = cells.shape
-    ptr = np.zeros(n_points + 1, dtype=np.int64)
-    for e in range(M):
-        for v in range(nv):
-            ptr[cells[e, v] + 1] += 1
-    for i in range(n_points):
-        ptr[i + 1] += ptr[i]
-    fill = ptr[:-1].copy()
-    idx = np.empty(M * nv, dtype=np.int64)
-    for e in range(M):
-        for v in range(nv):
-            w = cells[e, v]
-            idx[fill[w]] = e
-            fill[w] += 1
-    return ptr, idx
+def _locate_chunks(c0, c1, query, perm, p0, tinv, nbox, child, start, end, order, nbr, tol,
+                   chunk, max_walk, elem, bary):
+    """Locate ``query[perm[i]]`` for i in chunks c0..c1-1 (i in [c * chunk, (c+1) * chunk))
+    into ``elem`` (Q,) and ``bary`` (Q, D+1), pre-filled with -1 and NaN.
 
-
-@nb.njit(cache=True, parallel=True)
-def _neighbours_kernel(cells: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    M, nv = cells.shape
-    nbr = np.full((M, nv), -1, dtype=np.int64)
-    face = np.empty(nv - 1, dtype=np.int64)
-    for e in nb.prange(M):
-        face = np.empty(nv - 1, dtype=np.int64)
-        for i in range(nv):
-            k = 0
-            for v in range(nv):
-                if v != i:
-                    face[k] = cells[e, v]
-                    k += 1
-            # scan the elements around the face's first vertex
-            w = face[0]
-            for j in range(ptr[w], ptr[w + 1]):
-                f = idx[j]
-                if f == e:
-                    continue
-                nmatch = 0
-                for a in range(1, nv - 1):
-                    for v in range(nv):
-                        if cells[f, v] == face[a]:
-                            nmatch += 1
-                            break
-                if nmatch == nv - 2:
-                    nbr[e, i] = f
-                    break
-    return nbr
-
-
-def _neighbours(cells: np.ndarray, n_points: int) -> np.ndarray:
-    """Face neighbours (M, D+1): element across the face opposite local vertex i, or -1."""
-    ptr, idx = _vertex_elements(cells, n_points)
-    return _neighbours_kernel(cells, ptr, idx)
-
-
-@nb.njit(cache=True, parallel=True)
-def _locate_kernel(query, perm, p0, tinv, nbox, child, start, end, order, nbr, tol, chunk,
-                   max_walk):
-    """Locate ``query[perm[i]]`` for i = 0..Q-1 (``perm`` sets the processing order)."""
+    ``perm`` sets the processing order. The walk restarts at each chunk, so the answer
+    does not depend on how chunks are distributed over threads.
+    """
     Q = query.shape[0]
     D = query.shape[1]
-    elem = np.full(Q, -1, dtype=np.int64)
-    bary = np.full((Q, D + 1), np.nan)
-    nchunks = (Q + chunk - 1) // chunk
-    for c in nb.prange(nchunks):
-        stack = np.empty(_STACK, dtype=np.int64)
-        lam = np.empty(D + 1)
-        best_lam = np.empty(D + 1)
-        q = np.empty(D)
+    stack = np.empty(_STACK, dtype=np.int64)
+    lam = np.empty(D + 1)
+    best_lam = np.empty(D + 1)
+    q = np.empty(D)
+    for c in range(c0, c1):
         last = -1  # element found for the previous point
         for ip in range(c * chunk, min(Q, (c + 1) * chunk)):
             p = perm[ip]
@@ -438,7 +398,104 @@ def _locate_kernel(query, perm, p0, tinv, nbox, child, start, end, order, nbr, t
                 elem[p] = order[found]
                 for k in range(D + 1):
                     bary[p, k] = best_lam[k]
-    return elem, bary
+
+
+def _morton_points(x, lo, hi, out):
+    """Compiled :func:`_morton` (same codes) for query points, into ``out`` (Q,)."""
+    D = x.shape[1]
+    maxq = (1 << (21 if D == 3 else 31)) - 1
+    for i in range(x.shape[0]):
+        code = np.int64(0)
+        for d in range(D):
+            ext = hi[d] - lo[d]
+            t = 0.0
+            if ext > 0:
+                t = (x[i, d] - lo[d]) / ext
+                if not (t >= 0.0):  # also catches nan
+                    t = 0.0
+                if t > 1.0:
+                    t = 1.0
+            v = np.uint64(np.int64(t * maxq))
+            if D == 3:
+                v &= np.uint64(0x1FFFFF)
+                v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+                v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+                v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+                v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+                v = (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
+            else:
+                v &= np.uint64(0x7FFFFFFF)
+                v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+                v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+                v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+                v = (v | (v << np.uint64(2))) & np.uint64(0x3333333333333333)
+                v = (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
+            code |= np.int64(v) << d
+        out[i] = code
+
+
+_jit_lock = threading.Lock()
+_jitted = False
+
+
+def _jit() -> None:
+    """Import numba and wrap the query kernels (each compiled, or loaded from numba's
+    cache, on its first call).
+
+    Deferred to the first query so that importing :mod:`vta.locate`, and everything
+    that only needs :class:`TriLocator`, stays free of numba's import and start-up cost.
+    The module globals are rebound to the compiled versions; numba resolves the helper
+    ``_min_bary`` (a global of ``_locate_chunks``) when it compiles its caller. The
+    cache is keyed by this file, so it stays valid across processes.
+    """
+    global _jitted, _min_bary, _locate_chunks, _morton_points
+    if _jitted:
+        return
+    with _jit_lock:
+        if _jitted:
+            return
+        import numba
+
+        _min_bary = numba.njit(cache=True, inline="always")(_min_bary)
+        _locate_chunks = numba.njit(cache=True, nogil=True)(_locate_chunks)
+        _morton_points = numba.njit(cache=True, nogil=True)(_morton_points)
+        _jitted = True
+
+
+def _num_threads() -> int:
+    """Worker threads for large kernels: ``NUMBA_NUM_THREADS`` (numba's setting, by
+    default the CPU count), at most the CPUs this process may run on."""
+    import numba
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(int(numba.config.NUMBA_NUM_THREADS), cpus))
+
+
+def _run_threaded(kernel, n: int, args: tuple, max_threads: int | None = None) -> list:
+    """Run ``kernel(i0, i1, *args)`` over ranges covering [0, n); returns the results in
+    range order.
+
+    The kernels are GIL-free numba functions whose ranges write disjoint outputs, so
+    plain Python threads run them in parallel (no numba threading layer to start, and a
+    serial kernel compiles several times faster than a ``parallel=True`` one). A few
+    ranges per thread balance uneven work. With one thread (or ``max_threads`` <= 1)
+    the kernel runs once over [0, n) on the calling thread.
+    """
+    threads = _num_threads()
+    if max_threads is not None:
+        threads = min(threads, max_threads)
+    if threads <= 1 or n < 2:
+        return [kernel(0, n, *args)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    ntasks = min(n, 4 * threads)
+    bounds = [n * i // ntasks for i in range(ntasks + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(ntasks)]
+        return [f.result() for f in futures]
 
 
 # --------------------------------------------------------------------------------------
@@ -446,8 +503,32 @@ def _locate_kernel(query, perm, p0, tinv, nbox, child, start, end, order, nbr, t
 # --------------------------------------------------------------------------------------
 
 
+def _check_mesh(points: np.ndarray, cells: np.ndarray, dim: int, name: str):
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    cells = np.ascontiguousarray(cells, dtype=np.int64)
+    if points.ndim != 2 or points.shape[1] not in (2, 3):
+        raise ValueError(f"points must be (N, 2) or (N, 3), got {points.shape}")
+    D = points.shape[1]
+    if dim and D != dim:
+        raise ValueError(f"{name} needs (N, {dim}) points, got {points.shape}")
+    if cells.ndim != 2 or cells.shape[1] != D + 1:
+        raise ValueError(f"cells must be (M, {D + 1}), got {cells.shape}")
+    if cells.shape[0] == 0:
+        raise ValueError("mesh has no elements")
+    return points, cells
+
+
+def _check_query(query: np.ndarray, D: int) -> np.ndarray:
+    q = np.ascontiguousarray(query, dtype=np.float64)
+    if q.ndim == 1 and q.shape[0] == D:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != D:
+        raise ValueError(f"query must be (Q, {D}), got {q.shape}")
+    return q
+
+
 class SimplexLocator:
-    """Point locator for a simplicial mesh (triangles in 2D, tetrahedra in 3D).
+    """Point locator for a simplicial mesh (triangles in 2D, tetrahedra in 3D); numba.
 
     Parameters
     ----------
@@ -469,32 +550,24 @@ class SimplexLocator:
     tinv : ndarray, shape (M, D, D)
         Inverse of the element Jacobian ``[p1 - p0, ..., pD - p0]``, internal order.
     build_time_s : float
-        Wall time to build the acceleration structure, seconds.
+        Wall time to build the acceleration structure, seconds (numpy only: the query
+        kernel is compiled or loaded from numba's cache on the first :meth:`locate`).
     """
 
     dim: int = 0
 
     def __init__(self, points: np.ndarray, cells: np.ndarray, tol: float = 1e-9) -> None:
         t0 = time.perf_counter()
-        points = np.ascontiguousarray(points, dtype=np.float64)
-        cells = np.ascontiguousarray(cells, dtype=np.int64)
-        if points.ndim != 2 or points.shape[1] not in (2, 3):
-            raise ValueError(f"points must be (N, 2) or (N, 3), got {points.shape}")
-        D = points.shape[1]
-        if self.dim and D != self.dim:
-            raise ValueError(f"{type(self).__name__} needs (N, {self.dim}) points, got {points.shape}")
-        if cells.ndim != 2 or cells.shape[1] != D + 1:
-            raise ValueError(f"cells must be (M, {D + 1}), got {cells.shape}")
-        if cells.shape[0] == 0:
-            raise ValueError("mesh has no elements")
+        points, cells = _check_mesh(points, cells, self.dim, type(self).__name__)
         self.points = points
         self.cells = cells
         self.tol = float(tol)
-        lo = points.min(axis=0)
-        hi = points.max(axis=0)
-        pad = 1e-9 * float(np.max(hi - lo))
+        self._lo = points.min(axis=0)
+        self._hi = points.max(axis=0)
+        pad = 1e-9 * float(np.max(self._hi - self._lo))
         box = _element_boxes(points, cells, pad)
-        codes = _morton_codes(box, lo, hi)
+        D = points.shape[1]
+        codes = _morton(0.5 * (box[:, :D] + box[:, D:]), self._lo, self._hi)
         # all internal arrays are stored in Morton order of the element centroids
         # (spatial locality for the walk and the BVH); ``order`` maps back.
         self.order = np.argsort(codes, kind="stable").astype(np.int64)
@@ -538,25 +611,25 @@ class SimplexLocator:
             Barycentric coordinates (ordered like the element's vertices; sum to 1;
             each >= -tol). NaN for points outside.
         """
-        q = np.ascontiguousarray(query, dtype=np.float64)
-        D = self.points.shape[1]
-        if q.ndim == 1 and q.shape[0] == D:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != D:
-            raise ValueError(f"query must be (Q, {D}), got {q.shape}")
+        q = _check_query(query, self.points.shape[1])
         t0 = time.perf_counter()
         if sort_queries is None:
             sort_queries = q.shape[0] >= 4096
+        _jit()
+        Q, D = q.shape
         if sort_queries:
-            lo = self.points.min(axis=0)
-            hi = self.points.max(axis=0)
-            perm = np.argsort(_morton_codes_points(q, lo, hi))
+            codes = np.empty(Q, dtype=np.int64)
+            _morton_points(q, self._lo, self._hi, codes)
+            perm = np.argsort(codes)
         else:
-            perm = np.arange(q.shape[0], dtype=np.int64)
-        elem, bary = _locate_kernel(
-            q, perm, self.p0, self.tinv, self.nbox, self.child, self.start, self.end,
-            self.order, self.nbr, self.tol, _CHUNK, _MAX_WALK,
-        )
+            perm = np.arange(Q, dtype=np.int64)
+        elem = np.full(Q, -1, dtype=np.int64)
+        bary = np.full((Q, D + 1), np.nan)
+        args = (q, perm, self.p0, self.tinv, self.nbox, self.child, self.start, self.end,
+                self.order, self.nbr, self.tol, _CHUNK, _MAX_WALK, elem, bary)
+        # chunks of _CHUNK points; several threads only for large queries
+        _run_threaded(_locate_chunks, (Q + _CHUNK - 1) // _CHUNK, args,
+                      None if Q >= _PARALLEL_MIN else 1)
         log.debug("located %d points in %.3f s (%d outside)", q.shape[0],
                   time.perf_counter() - t0, int(np.count_nonzero(elem < 0)))
         return elem, bary
@@ -586,8 +659,12 @@ class TetLocator(SimplexLocator):
         super().__init__(points, tets, tol)
 
 
-class TriLocator(SimplexLocator):
-    """Point locator for triangular meshes (e.g. the axisymmetric (r, z) mesh).
+class TriLocator:
+    """Point locator for triangular meshes (e.g. the axisymmetric (r, z) mesh); numpy.
+
+    Pure numpy (no compilation): a multi-level bucket grid, see the module docstring.
+    A point is assigned the triangle with the largest smallest barycentric coordinate
+    among those that contain it within ``tol`` (the one it is strictly inside, if any).
 
     Parameters
     ----------
@@ -596,10 +673,192 @@ class TriLocator(SimplexLocator):
     tris : ndarray, shape (M, 3)
         Vertex indices (e.g. ``skfem.MeshTri.t.T``).
     tol : float
-        Barycentric tolerance (dimensionless).
+        Barycentric tolerance (dimensionless), as in :class:`SimplexLocator`.
+
+    Attributes
+    ----------
+    p0 : ndarray, shape (M, 2)
+        First vertex of every triangle (caller's order).
+    tinv : ndarray, shape (M, 2, 2)
+        Inverse of the triangle Jacobian ``[p1 - p0, p2 - p0]`` (NaN if degenerate).
+    build_time_s : float
+        Wall time to build the bucket grid, seconds.
     """
 
     dim = 2
 
     def __init__(self, points: np.ndarray, tris: np.ndarray, tol: float = 1e-9) -> None:
-        super().__init__(points, tris, tol)
+        t0 = time.perf_counter()
+        points, cells = _check_mesh(points, tris, 2, type(self).__name__)
+        self.points = points
+        self.cells = cells
+        self.tol = float(tol)
+        self.p0, self.tinv = _inverse_maps(points, cells)
+        # flat per-triangle columns for the vectorised barycentric test
+        self._cols = (self.p0[:, 0].copy(), self.p0[:, 1].copy(),
+                      self.tinv[:, 0, 0].copy(), self.tinv[:, 0, 1].copy(),
+                      self.tinv[:, 1, 0].copy(), self.tinv[:, 1, 1].copy())
+        lo_all = points.min(axis=0)
+        hi_all = points.max(axis=0)
+        span = float(np.max(hi_all - lo_all))
+        pad = 1e-9 * span
+        box = _element_boxes(points, cells, pad)
+        ext = np.max(box[:, 2:] - box[:, :2], axis=1)
+        # base cell: the smallest triangle, but no finer than span / 2**26 so that cell
+        # indices fit the 28-bit fields of the bucket keys
+        self._h0 = max(float(ext.min()), span * 2.0**-26) or 1.0
+        self._origin = lo_all - 2.0 * pad
+        self._top = hi_all + 2.0 * pad
+        a0 = np.floor((box[:, :2] - self._origin) / self._h0).astype(np.int64)
+        a1 = np.floor((box[:, 2:] - self._origin) / self._h0).astype(np.int64)
+        # level L: the smallest at which the box touches <= 2 cells per axis; that is
+        # bit_length(d) - 1 or bit_length(d - 1) for a box spanning d + 1 base cells
+        d = np.max(a1 - a0, axis=1)
+        lev = np.maximum(np.frexp(d.astype(np.float64))[1].astype(np.int64) - 1, 0)
+        wide = np.max((a1 >> lev[:, None]) - (a0 >> lev[:, None]), axis=1) > 1
+        lev[wide] += 1
+        i0 = a0 >> lev[:, None]
+        i1 = a1 >> lev[:, None]
+        keys, ids = [], []
+        tri = np.arange(cells.shape[0], dtype=np.int64)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                ok = (i0[:, 0] + dx <= i1[:, 0]) & (i0[:, 1] + dy <= i1[:, 1])
+                keys.append(_bucket_key(lev[ok], i0[ok, 0] + dx, i0[ok, 1] + dy))
+                ids.append(tri[ok])
+        keys = np.concatenate(keys)
+        ids = np.concatenate(ids)
+        o = np.argsort(keys, kind="stable")
+        self._ids = ids[o]
+        self._keys, self._kstart, self._kcount = np.unique(
+            keys[o], return_index=True, return_counts=True)
+        # per level (finest first): cell index range covered by its triangles
+        self._levels = []
+        for L in np.unique(lev):
+            sel = lev == L
+            self._levels.append((int(L), i0[sel].min(axis=0), i1[sel].max(axis=0)))
+        self.build_time_s = time.perf_counter() - t0
+        log.debug("TriLocator: %d triangles, %d levels, %d buckets, built in %.3f s",
+                  cells.shape[0], len(self._levels), self._keys.size, self.build_time_s)
+
+    @property
+    def n_elements(self) -> int:
+        """Number of elements."""
+        return int(self.cells.shape[0])
+
+    def locate(
+        self, query: np.ndarray, sort_queries: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Find the triangle containing each query point.
+
+        Parameters
+        ----------
+        query : ndarray, shape (Q, 2)
+            Points (same units as the mesh, mm).
+        sort_queries : bool, optional
+            Accepted for compatibility with :meth:`SimplexLocator.locate`; ignored.
+
+        Returns
+        -------
+        elem : ndarray of int64, shape (Q,)
+            Triangle index, or -1 when the point lies outside the mesh.
+        bary : ndarray of float64, shape (Q, 3)
+            Barycentric coordinates (ordered like the triangle's vertices; sum to 1;
+            each >= -tol). NaN for points outside.
+        """
+        q = _check_query(query, 2)
+        t0 = time.perf_counter()
+        Q = q.shape[0]
+        elem = np.full(Q, -1, dtype=np.int64)
+        bary = np.full((Q, 3), np.nan)
+        for b in range(0, Q, _TRI_BLOCK):
+            self._locate_block(q[b:b + _TRI_BLOCK], elem[b:b + _TRI_BLOCK],
+                               bary[b:b + _TRI_BLOCK])
+        log.debug("located %d points in %.3f s (%d outside)", Q,
+                  time.perf_counter() - t0, int(np.count_nonzero(elem < 0)))
+        return elem, bary
+
+    def _locate_block(self, q: np.ndarray, elem: np.ndarray, bary: np.ndarray) -> None:
+        """Locate the points q (n, 2) into the views elem (n,) and bary (n, 3)."""
+        qx = q[:, 0].copy()
+        qy = q[:, 1].copy()
+        inside = ((qx >= self._origin[0]) & (qx <= self._top[0])
+                  & (qy >= self._origin[1]) & (qy <= self._top[1]))   # False for NaN
+        act = np.flatnonzero(inside)                      # points still searching
+        ix = np.floor((qx[act] - self._origin[0]) / self._h0).astype(np.int64)
+        iy = np.floor((qy[act] - self._origin[1]) / self._h0).astype(np.int64)
+        best = np.full(q.shape[0], -np.inf)
+        x0, y0, t00, t01, t10, t11 = self._cols
+        nkeys = self._keys.size
+        for L, cmin, cmax in self._levels:                # finest first
+            if act.size == 0:
+                break
+            jx = ix >> L
+            jy = iy >> L
+            sel = np.flatnonzero((jx >= cmin[0]) & (jx <= cmax[0])
+                                 & (jy >= cmin[1]) & (jy <= cmax[1]))
+            if sel.size == 0:
+                continue
+            key = _bucket_key(L, jx[sel], jy[sel])
+            pos = np.minimum(np.searchsorted(self._keys, key), nkeys - 1)
+            hit = self._keys[pos] == key
+            sel, pos = sel[hit], pos[hit]
+            if sel.size == 0:
+                continue
+            # (point, triangle) pairs of this level's buckets; a point's pairs are
+            # adjacent
+            cnt = self._kcount[pos]
+            csum = np.cumsum(cnt)
+            n = int(csum[-1])
+            t = self._ids.take(np.repeat(self._kstart[pos] - (csum - cnt), cnt)
+                               + np.arange(n))
+            p = act.take(np.repeat(sel, cnt))
+            # barycentric coordinates (same operations as _min_bary)
+            dx = qx.take(p)
+            dx -= x0.take(t)
+            dy = qy.take(p)
+            dy -= y0.take(t)
+            l1 = t00.take(t)
+            l1 *= dx
+            tmp = t01.take(t)
+            tmp *= dy
+            l1 += tmp
+            l2 = t10.take(t)
+            l2 *= dx
+            np.multiply(t11.take(t), dy, out=tmp)
+            l2 += tmp
+            l0 = np.add(l1, l2, out=dx)
+            np.subtract(1.0, l0, out=l0)
+            m = np.minimum(l0, l1, out=dy)
+            np.minimum(m, l2, out=m)
+            h = np.flatnonzero(m >= -self.tol)            # NaN (degenerate) -> False
+            if h.size == 0:
+                continue
+            ph = p[h]
+            if h.size > 1 and np.any(ph[1:] == ph[:-1]):
+                # several candidates for a point: keep the first with the largest m
+                new = np.empty(h.size, dtype=bool)
+                new[0] = True
+                np.not_equal(ph[1:], ph[:-1], out=new[1:])
+                gid = np.cumsum(new) - 1
+                mh = m[h]
+                c = np.flatnonzero(mh == np.maximum.reduceat(mh, np.flatnonzero(new))[gid])
+                first = np.empty(c.size, dtype=bool)
+                first[0] = True
+                np.not_equal(gid[c[1:]], gid[c[:-1]], out=first[1:])
+                h = h[c[first]]
+                ph = p[h]
+            better = m[h] > best[ph]
+            h, ph = h[better], ph[better]
+            best[ph] = m[h]
+            elem[ph] = t[h]
+            bary[ph, 0] = l0[h]
+            bary[ph, 1] = l1[h]
+            bary[ph, 2] = l2[h]
+            keep = best[act] <= _INTERIOR
+            act, ix, iy = act[keep], ix[keep], iy[keep]
+
+
+def _bucket_key(level, ix, iy):
+    """Bucket key of cell (ix, iy) at ``level`` (6 + 28 + 28 bits)."""
+    return (np.int64(level) << 56) | (ix << 28) | iy
