@@ -2,7 +2,7 @@
 
 import copy
 import tomllib
-from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +12,8 @@ from vta.config import load_config, parse_config
 
 @pytest.fixture
 def design_case():
-    """The reference case of DESIGN.md, as shipped for the demo."""
-    return tomllib.loads(resources.files("vta").joinpath("data/demo.toml").read_text())
+    """The reference case of DESIGN.md."""
+    return tomllib.loads((Path(__file__).resolve().parents[1] / "examples" / "homogeneous_3389.toml").read_text())
 
 
 def test_design_case_parses(design_case):
@@ -112,3 +112,48 @@ def test_load_config_file_errors(tmp_path):
     bad.write_text("[lead\nmodel = 1")
     with pytest.raises(VtaError, match="is not valid TOML"):
         load_config(bad)
+
+
+ANATOMY_CASE = """
+[anatomy]
+atlas = "default"
+[lead]
+model = "SceneRay SR1242"
+target = "NAc_R"
+[stimulation]
+mode = "voltage"
+contacts = { 0 = -3.0 }
+"""
+
+
+def test_anatomy_target_and_defaults():
+    cfg = parse_config(tomllib.loads(ANATOMY_CASE))
+    assert cfg.anatomy.atlas == "default"
+    assert cfg.tissue.model == "colecole4" and cfg.tissue.conductivity_S_per_m is None
+    # default domain: a grounded 30 mm sphere around the middle of the contacts
+    assert cfg.domain.shape == "sphere" and cfg.domain.radius_mm == 30.0 and cfg.domain.outer_grounded
+    tip = cfg.lead.placement.tip_mm
+    assert tip[0] > 5 and tip[2] < -5  # right NAc (FACTS s7.2: ~(9.4, 8.9, -10))
+    anatomy = cfg.anatomy.load()
+    assert anatomy.structure("NAc_R").contains(cfg.lead.placement.contact_center_mm(cfg.lead.model, 0)[None])[0]
+    assert cfg.anatomy.load() is anatomy  # memoised
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('atlas = "default"', 'atlas = "colin27"', r"anatomy.atlas.*'default' or 'default-aal3'"),
+        ('atlas = "default"', 'tissue_nifti = "missing.nii.gz"', r"anatomy.tissue_nifti.*file not found"),
+        ('target = "NAc_R"', 'target = "STN_R"', r"lead.target.*one of"),
+        ('target = "NAc_R"', 'target = "NAc_R"\ntip_mm = [0.0, 0.0, 0.0]', r"exactly one of 'tip_mm', 'target'"),
+    ],
+)
+def test_bad_anatomy_config(old, new, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(tomllib.loads(ANATOMY_CASE.replace(old, new)))
+
+
+def test_tissue_model_needs_anatomy(design_case):
+    case = mutate(design_case, "tissue.model", "colecole4")
+    with pytest.raises(ConfigError, match=r"tissue.model.*needs an \[anatomy\]"):
+        parse_config(case)
