@@ -266,7 +266,12 @@ def test_size_expression_values():
     assert size(0.0, 0.0, 0.0) == pytest.approx(p.size_contact_mm)  # distal end of the tip contact
     assert size(0.0, 0.0, -1.0) == pytest.approx(p.size_contact_mm + p.growth)
     assert size(30.0, 0.0, 0.0) == pytest.approx(p.size_far_mm)
-    assert size(r + 1.0, 0.0, 30.0) == pytest.approx(p.size_lead_mm + p.growth)
+    # the shaft, beyond shaft_margin_mm above the last contact
+    assert size(r + 1.0, 0.0, 30.0) == pytest.approx(p.size_shaft_mm + p.growth)
+    z_top = lead.contacts()[-1].z_end_mm + 0.5 * p.shaft_margin_mm
+    d = math.hypot(1.0, 0.5 * p.shaft_margin_mm)  # to the last contact's proximal edge
+    assert size(r + 1.0, 0.0, z_top) == pytest.approx(
+        min(p.size_lead_mm + p.growth, p.size_edge_mm + p.growth * d, p.size_contact_mm + p.growth * d))
 
 
 @pytest.mark.parametrize("direction", [(0, 0, 1), (0, 0, -1), (0, -1, 0), (1, 1e-9, 0), (0.3, -0.5, -0.8)])
@@ -330,3 +335,105 @@ def test_sphere_electrode_mesh():
     assert np.all(tet_volumes(mesh) > 0)
     with pytest.raises(VtaError, match="must exceed"):
         build_sphere_electrode_mesh(2.0, 1.0, 0.1, 1.0)
+
+
+# ----------------------------------------------------------------------------- revolved layer
+
+
+def test_polygon_capacity_ratio():
+    from vta.mesh import polygon_capacity_ratio
+
+    # square: capacity Gamma(1/4)^2 / (4 pi^1.5) * side, side = sqrt(2) * circumradius
+    square = math.gamma(0.25) ** 2 / (4.0 * math.pi**1.5) * math.sqrt(2.0)
+    assert polygon_capacity_ratio(4) == pytest.approx(square, rel=1e-12)
+    ratios = [polygon_capacity_ratio(n) for n in (8, 12, 16, 32, 64, 1024)]
+    assert all(a < b < 1.0 for a, b in zip(ratios, ratios[1:]))
+    # about 3.2 / n^2 below one: between the perimeter and the area deficits
+    for n in (16, 32, 64):
+        deficit = 1.0 - polygon_capacity_ratio(n)
+        assert math.pi**2 / (6 * n**2) < deficit < math.pi**2 / (3 * n**2)
+    with pytest.raises(VtaError):
+        polygon_capacity_ratio(2)
+
+
+def _layer_nodes(lm, placement, lead, preset):
+    """Local coordinates of the nodes in the revolved layer of a ring lead."""
+    p = PRESETS[preset]
+    loc = placement.to_local(lm.mesh.p.T)
+    r = np.hypot(loc[:, 0], loc[:, 1])
+    edges = [z for z0, z1 in lead.level_extents_mm() for z in (z0, z1) if z > 0]
+    inside = (r < lead.radius_mm + 0.5 * p.tube_thickness_mm) & (loc[:, 2] > min(edges)) & (loc[:, 2] < max(edges))
+    return loc[inside]
+
+
+@pytest.mark.parametrize("placement", [AXIAL, LeadPlacement([3.0, -1.0, 2.0], [0.3, -0.5, 0.8], rotation_deg=33.0)])
+def test_revolved_layer_is_structured(placement):
+    """Every node of the layer lies on one of the sector half-planes, at the widened
+    (capacity-equivalent) radius on the lead, for any placement; tags and areas hold."""
+    from vta.mesh import polygon_capacity_ratio
+
+    lead = get_lead("Medtronic 3389")
+    domain = Domain.sphere(placement.to_world(np.array([0.0, 0.0, 4.25])), 15.0)
+    lm = build_mesh(lead, placement, domain, preset="default")
+    check_tags(lm, lead)
+    check_areas(lm, lead)
+    n = PRESETS["default"].tube_sectors
+    loc = _layer_nodes(lm, placement, lead, "default")
+    assert len(loc) > 1000
+    k = np.arctan2(loc[:, 1], loc[:, 0]) / (2 * np.pi / n)
+    assert np.abs(k - np.round(k)).max() < 1e-6
+    r = np.hypot(loc[:, 0], loc[:, 1])
+    assert r.min() == pytest.approx(lead.radius_mm / polygon_capacity_ratio(n), rel=1e-9)
+    # contact edges refined to tube_edge_mm in (r, z)
+    on_lead = np.abs(r - r.min()) < 1e-9
+    z = np.sort(loc[on_lead, 2])
+    assert np.diff(np.unique(np.round(z, 9))).min() < 2 * PRESETS["default"].tube_edge_mm
+
+
+def test_mesh_does_not_depend_on_rotation_about_the_axis():
+    lead = get_lead("Medtronic 3389")
+    meshes = [build_mesh(lead, LeadPlacement([0, 0, 0], [0, 0, 1], rot), SPHERE, preset="fast")
+              for rot in (0.0, 41.0)]
+    a, b = (m.mesh for m in meshes)
+    assert a.p.shape == b.p.shape and a.t.shape == b.t.shape
+    rot = LeadPlacement([0, 0, 0], [0, 0, 1], 41.0).frame @ LeadPlacement([0, 0, 0], [0, 0, 1], 0.0).frame.T
+    np.testing.assert_allclose(rot @ a.p, b.p, atol=1e-9)
+
+
+def test_layer_and_hxt_fallbacks(monkeypatch, caplog):
+    """A failing revolved layer or HXT run falls back (isotropic edges, Delaunay)."""
+    import vta.mesh as vm
+
+    lead = get_lead("Medtronic 3389")
+    small = Domain.sphere([0.0, 0.0, 4.25], 10.0)
+
+    def broken_layer(gmsh, layer, sectors):
+        raise vm._LayerFailed("test")
+
+    monkeypatch.setattr(vm, "_check_layer", broken_layer)
+    lm = build_mesh(lead, AXIAL, small, preset="fast")
+    check_tags(lm, lead)
+    assert "revolved layer failed" in caplog.text
+    monkeypatch.undo()
+
+    original = vm._generate
+
+    def hxt_fails(gmsh):
+        if gmsh.option.getNumber("Mesh.Algorithm3D") == vm._ALGORITHMS_3D["hxt"]:
+            raise VtaError("meshing failed in gmsh: HXT 3D mesh failed")
+        original(gmsh)
+
+    monkeypatch.setattr(vm, "_generate", hxt_fails)
+    lm = build_mesh(lead, AXIAL, small, preset="fast")
+    check_tags(lm, lead)
+    assert "Delaunay" in caplog.text
+
+
+def test_encapsulation_keeps_shaft_facets_inside_the_layer():
+    """With a thin encapsulation the shaft is not coarsened beyond size_lead_mm (the
+    faceted shell and lead surfaces would cross) and ring leads use isotropic edges."""
+    lead = get_lead("Medtronic 3389")
+    lm = build_mesh(lead, AXIAL, Domain.sphere([0.0, 0.0, 4.25], 12.0),
+                    encapsulation=Encapsulation(0.1, 0.05), preset="fast")
+    check_tags(lm, lead)
+    assert len(lm.mesh.subdomains["encapsulation"]) > 0

@@ -317,3 +317,150 @@ def test_anisotropic_point_source():
     dv = v_point(P) - v_point(ref)[0]
     scale = np.abs(v_point(P)).mean()
     assert np.abs(du - dv).max() < 0.03 * scale, np.abs(du - dv).max() / scale
+
+
+# ----------------------------------------------------------------------------- block solver
+
+
+def test_block_multigrid_pcg_matches_direct(three_contacts):
+    """Lockstep block CG with the P2 -> P1 -> smoothed-aggregation V-cycle solves every
+    right-hand side (zero, one, four, five columns) like a sparse LU."""
+    import scipy.sparse.linalg as spla
+
+    from vta.solve import BlockMultigrid, block_pcg, p1_embedding
+
+    m = three_contacts
+    K, dm = assemble_stiffness(m.p.T, m.t.T, SIGMA, 2)
+    # ground a few vertices to make the matrix SPD, keep the rest free
+    D = np.arange(0, dm.n_vertices, 7)
+    free = np.ones(K.shape[0], bool)
+    free[D] = False
+    F = np.flatnonzero(free)
+    A = K[F][:, F].tocsr()
+    P = p1_embedding(dm).tocsr()[F][:, F[F < dm.n_vertices]]
+    mg = BlockMultigrid(A, P)
+    assert mg.sizes[0] == A.shape[0] and mg.sizes[1] == P.shape[1] and len(mg.sizes) >= 3
+    rng = np.random.default_rng(3)
+    lu = spla.splu(A.tocsc())
+    for k in (1, 4, 5):
+        B = rng.normal(size=(A.shape[0], k))
+        B[:, 0] = 0.0  # a zero column converges at once
+        X, its, rel = block_pcg(A, B, mg, tol=1e-10)
+        assert its[0] == 0 and np.all(np.asarray(its[1:]) < 40), its
+        assert rel.max() <= 1e-10
+        np.testing.assert_allclose(X, lu.solve(B), rtol=0, atol=1e-8 * np.abs(lu.solve(B)).max())
+
+
+def test_p1_embedding_is_exact_for_linear_functions(small_mesh):
+    from vta.solve import p1_embedding
+
+    m = small_mesh
+    dm = build_dofmap(m.t.T, m.p.shape[1], 2)
+    E = p1_embedding(dm)
+    f = m.p[0] - 2.0 * m.p[1] + 0.5 * m.p[2] + 1.0  # linear: P1 and P2 interpolants agree
+    np.testing.assert_allclose(E @ f, dm.dof_locations(m.p.T) @ [1.0, -2.0, 0.5] + 1.0, atol=1e-12)
+
+
+def test_conductance_from_energy_is_insensitive_to_tolerance(three_contacts):
+    """G = U^T K U errs quadratically in the solver error: a 1e-4 residual already gives
+    G to ~1e-8, and the fields to ~1e-4."""
+    loose = solve_unit_fields(three_contacts, SIGMA, solver="amg", tol=1e-4)
+    tight = solve_unit_fields(three_contacts, SIGMA, solver="amg", tol=1e-12)
+    G = tight.conductance_S
+    np.testing.assert_allclose(loose.conductance_S, G, rtol=0, atol=1e-7 * np.abs(G).max())
+    np.testing.assert_allclose(loose.unit_solutions, tight.unit_solutions, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- storage and cache
+
+
+def _assert_same_basis(a, b):
+    np.testing.assert_array_equal(a.conductance_S, b.conductance_S)
+    np.testing.assert_array_equal(a.unit_solutions, b.unit_solutions)
+    np.testing.assert_array_equal(a.mesh.p, b.mesh.p)
+    np.testing.assert_array_equal(a.mesh.t, b.mesh.t)
+    assert sorted(a.mesh.boundaries) == sorted(b.mesh.boundaries)
+    for name in a.mesh.boundaries:
+        np.testing.assert_array_equal(a.mesh.boundaries[name], b.mesh.boundaries[name])
+    np.testing.assert_array_equal(a.mesh.facets, b.mesh.facets)
+    assert a.mesh_info == b.mesh_info and a.outer_grounded == b.outer_grounded
+    w = np.array([0.3, -1.0, 0.2])
+    pts = np.random.default_rng(1).uniform(-4.0, 4.0, (200, 3))
+    np.testing.assert_array_equal(a.field_at(pts, w), b.field_at(pts, w))
+    assert a.vta_volume_mm3(w, 0.1) == b.vta_volume_mm3(w, 0.1)
+
+
+def test_basis_arrays_round_trip(three_contacts):
+    from vta.solve import TetFieldBasis
+
+    fb = solve_unit_fields(three_contacts, SIGMA, solver="amg")
+    back = TetFieldBasis.from_arrays(fb.to_arrays())
+    _assert_same_basis(fb, back)
+    for a, b in zip(fb.contact_dof_sets, back.contact_dof_sets):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cached_basis_hit_miss_corrupt_and_off(three_contacts, tmp_path, monkeypatch):
+    from vta import cache
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return solve_unit_fields(three_contacts, SIGMA, solver="amg")
+
+    key = {"scene": "three spheres", "sigma_S_per_m": 0.2, "center": np.array([0.0, 0.0, 1.5]),
+           "preset": "test"}
+    monkeypatch.setenv("VTA_CACHE_DIR", str(tmp_path))
+    first = cache.cached_basis(key, build)
+    assert len(calls) == 1 and first.cache["hit"] is False
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+    # same key (dict order, -0.0, tuple vs list do not matter): loaded, not rebuilt
+    same = {"preset": "test", "center": np.array([-0.0, 0.0, 1.5]), "sigma_S_per_m": 0.2,
+            "scene": "three spheres"}
+    second = cache.cached_basis(same, build)
+    assert len(calls) == 1 and second.cache["hit"] is True
+    assert set(second.timings) == {"cache_load"}
+    _assert_same_basis(first, second)
+    # another key: a new entry
+    cache.cached_basis({**key, "sigma_S_per_m": 0.3}, build)
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.npz"))) == 2
+    # a corrupt file is rebuilt and replaced
+    files[0].write_bytes(files[0].read_bytes()[:500])
+    third = cache.cached_basis(key, build)
+    assert len(calls) == 3 and third.cache["hit"] is False
+    assert cache.cached_basis(key, build).cache["hit"] is True and len(calls) == 3
+    # caching off
+    monkeypatch.setenv("VTA_CACHE_DIR", "off")
+    cache.cached_basis(key, build)
+    assert len(calls) == 4
+    assert cache.clear_cache(tmp_path) == 2 and not list(tmp_path.glob("*.npz"))
+
+
+def test_cache_key_canonical_and_strict():
+    from dataclasses import dataclass
+
+    from vta.cache import cache_key
+
+    @dataclass(frozen=True)
+    class Thing:
+        a: float
+        b: tuple
+
+    k1 = cache_key({"x": Thing(1.0, (1, 2)), "arr": np.arange(200.0), "y": [1, 2.5]})
+    k2 = cache_key({"y": (1, 2.5), "arr": np.arange(200.0), "x": Thing(1.0, [1, 2])})
+    assert k1 == k2
+    assert k1 != cache_key({"x": Thing(1.0, (1, 2)), "arr": np.arange(200.0) * 1.0000001, "y": [1, 2.5]})
+    with pytest.raises(TypeError):
+        cache_key({"x": object()})
+
+
+def test_file_digest(tmp_path):
+    from vta.cache import file_digest
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"abc")
+    d = file_digest(f)
+    f.write_bytes(b"abd")
+    assert file_digest(f) != d and len(d) == 64

@@ -11,8 +11,10 @@ against (and mixed with) ``skfem.Basis(mesh, ElementTetP1() / ElementTetP2())``:
 
 The DOF map is built from ``mesh.t`` with one packed-int64 sort (no skfem ``Basis``),
 and the matrix is assembled straight into CSR: the sparsity pattern is built per row
-from a DOF -> element incidence map, and each row is filled by the elements around
-its DOF (row-parallel, no atomics, no COO triplets in memory).
+from a DOF -> element incidence map, then each element matrix is computed once and
+added to its rows (no COO triplets in memory). The kernels are serial: on the 2-core
+target a numba ``parallel=True`` kernel costs about 0.5 s to load and start its thread
+pool in every new process, more than it saves below ~10^6 DOFs.
 
 Units: lengths in mm and conductivity in S/mm give ``K @ u`` in A for u in V.
 """
@@ -157,13 +159,13 @@ def build_dofmap(tets: np.ndarray, n_vertices: int, order: int = 2) -> DofMap:
     return DofMap(2, n_vertices, n_vertices + len(uniq), dofs, edges)
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def _geometry(points: np.ndarray, tets: np.ndarray):
     """Gradients of the barycentric coordinates (M, 4, 3) in 1/mm and volumes (M,) mm^3."""
     M = tets.shape[0]
     glam = np.empty((M, 4, 3))
     vol = np.empty(M)
-    for e in nb.prange(M):
+    for e in range(M):
         a = tets[e, 0]
         j = np.empty((3, 3))
         for c in range(3):
@@ -265,52 +267,45 @@ def _dof_elements(edofs: np.ndarray, n_dofs: int):
     return ptr, inc
 
 
-@nb.njit(cache=True)
-def _row_columns(r, edofs, ptr, inc, buf, marker):
-    """Sorted unique columns of row r into buf[:k]; returns k.
+@nb.njit(cache=True, nogil=True)
+def _pattern(edofs: np.ndarray, ptr: np.ndarray, inc: np.ndarray, n_dofs: int):
+    """CSR pattern (indptr int64, sorted indices int32) of the element couplings.
 
-    ``marker`` (n_dofs,) is a per-thread scratch array: marker[c] == r marks column c
-    as already taken for this row (no sort of duplicates needed).
+    Pass 1 counts the distinct columns of each row with a marker array (no sorting);
+    pass 2 collects and sorts them.
     """
     nl = edofs.shape[1]
-    k = 0
-    for j in range(ptr[r], ptr[r + 1]):
-        e = inc[j] // nl
-        for b in range(nl):
-            c = edofs[e, b]
-            if marker[c] != r:
-                marker[c] = r
-                buf[k] = c
-                k += 1
-    buf[:k].sort()
-    return k
-
-
-@nb.njit(cache=True, parallel=True)
-def _pattern(edofs: np.ndarray, ptr: np.ndarray, inc: np.ndarray, n_dofs: int, nthreads: int):
-    nl = edofs.shape[1]
-    maxinc = 0
+    marker = np.full(n_dofs, -1, dtype=np.int64)
+    indptr = np.zeros(n_dofs + 1, dtype=np.int64)
+    maxk = 0
     for r in range(n_dofs):
-        c = ptr[r + 1] - ptr[r]
-        if c > maxinc:
-            maxinc = c
-    nchunks = max(1, min(n_dofs, 4 * nthreads))
-    step = (n_dofs + nchunks - 1) // nchunks
-    counts = np.zeros(n_dofs + 1, dtype=np.int64)
-    for ch in nb.prange(nchunks):
-        buf = np.empty(maxinc * nl + 1, dtype=np.int64)
-        marker = np.full(n_dofs, -1, dtype=np.int64)
-        for r in range(ch * step, min(n_dofs, (ch + 1) * step)):
-            counts[r + 1] = _row_columns(r, edofs, ptr, inc, buf, marker)
-    indptr = np.cumsum(counts)
-    indices = np.empty(indptr[-1], dtype=np.int64)
-    for ch in nb.prange(nchunks):
-        buf = np.empty(maxinc * nl + 1, dtype=np.int64)
-        marker = np.full(n_dofs, -1, dtype=np.int64)
-        for r in range(ch * step, min(n_dofs, (ch + 1) * step)):
-            k = _row_columns(r, edofs, ptr, inc, buf, marker)
-            for i in range(k):
-                indices[indptr[r] + i] = buf[i]
+        k = 0
+        for j in range(ptr[r], ptr[r + 1]):
+            e = inc[j] // nl
+            for b in range(nl):
+                c = edofs[e, b]
+                if marker[c] != r:
+                    marker[c] = r
+                    k += 1
+        indptr[r + 1] = indptr[r] + k
+        if k > maxk:
+            maxk = k
+    indices = np.empty(indptr[n_dofs], dtype=np.int32)
+    buf = np.empty(maxk, dtype=np.int32)
+    marker[:] = -1
+    for r in range(n_dofs):
+        k = 0
+        for j in range(ptr[r], ptr[r + 1]):
+            e = inc[j] // nl
+            for b in range(nl):
+                c = edofs[e, b]
+                if marker[c] != r:
+                    marker[c] = r
+                    buf[k] = c
+                    k += 1
+        row = buf[:k]
+        row.sort()
+        indices[indptr[r]:indptr[r] + k] = row
     return indptr, indices
 
 
@@ -339,54 +334,55 @@ def _p2_grads(glam, e, lam, g):
             g[4 + k, d] = 4.0 * (lam[i] * glam[e, j, d] + lam[j] * glam[e, i, d])
 
 
-@nb.njit(cache=True, parallel=True)
-def _fill(edofs, ptr, inc, indptr, indices, glam, vol, sigma, order, qlam, qw):
-    n_dofs = indptr.shape[0] - 1
-    nl = edofs.shape[1]
-    nq = qlam.shape[0]
+@nb.njit(cache=True, nogil=True)
+def _fill(edofs, indptr, indices, glam, vol, sigma, order, qlam, qw):
+    """CSR values: each element matrix is computed once (4-point rule, exact for the
+    degree-2 integrand of P2 with element-constant sigma; P1: one point) and added to
+    its rows (binary search of the column in the sorted row)."""
+    M, nl = edofs.shape
+    nq = qlam.shape[0] if order == 2 else 1
     data = np.zeros(indices.shape[0])
-    for r in nb.prange(n_dofs):
-        g = np.empty((nl, 3))
-        sg = np.empty(3)
-        krow = np.empty(nl)
-        r0 = indptr[r]
-        r1 = indptr[r + 1]
-        for j in range(ptr[r], ptr[r + 1]):
-            e = inc[j] // nl
-            a = inc[j] % nl
-            for b in range(nl):
-                krow[b] = 0.0
+    g = np.empty((nl, 3))
+    sg = np.empty((nl, 3))
+    ke = np.empty((nl, nl))
+    perm = np.empty(nl, dtype=np.int64)
+    for e in range(M):
+        ke[:, :] = 0.0
+        for q in range(nq):
             if order == 1:
-                for d in range(3):
-                    acc = 0.0
-                    for c in range(3):
-                        acc += sigma[e, d, c] * glam[e, a, c]
-                    sg[d] = acc
-                for b in range(nl):
-                    krow[b] = vol[e] * (sg[0] * glam[e, b, 0] + sg[1] * glam[e, b, 1]
-                                        + sg[2] * glam[e, b, 2])
-            else:
-                for q in range(nq):
-                    _p2_grads(glam, e, qlam[q], g)
-                    w = qw[q] * vol[e]
+                for a in range(4):
                     for d in range(3):
-                        acc = 0.0
-                        for c in range(3):
-                            acc += sigma[e, d, c] * g[a, c]
-                        sg[d] = acc * w
-                    for b in range(nl):
-                        krow[b] += sg[0] * g[b, 0] + sg[1] * g[b, 1] + sg[2] * g[b, 2]
-            for b in range(nl):
+                        g[a, d] = glam[e, a, d]
+                w = vol[e]
+            else:
+                _p2_grads(glam, e, qlam[q], g)
+                w = qw[q] * vol[e]
+            for a in range(nl):
+                for d in range(3):
+                    sg[a, d] = w * (sigma[e, d, 0] * g[a, 0] + sigma[e, d, 1] * g[a, 1]
+                                    + sigma[e, d, 2] * g[a, 2])
+            for a in range(nl):
+                for b in range(nl):
+                    ke[a, b] += sg[a, 0] * g[b, 0] + sg[a, 1] * g[b, 1] + sg[a, 2] * g[b, 2]
+        # the element's columns in increasing order (insertion sort of nl values), so
+        # that each row is scanned once, forwards
+        for b in range(nl):
+            perm[b] = b
+        for b in range(1, nl):
+            v = perm[b]
+            i = b - 1
+            while i >= 0 and edofs[e, perm[i]] > edofs[e, v]:
+                perm[i + 1] = perm[i]
+                i -= 1
+            perm[i + 1] = v
+        for a in range(nl):
+            pos = indptr[edofs[e, a]]
+            for bb in range(nl):
+                b = perm[bb]
                 col = edofs[e, b]
-                lo = r0
-                hi = r1 - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if indices[mid] < col:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                data[lo] += krow[b]
+                while indices[pos] < col:
+                    pos += 1
+                data[pos] += ke[a, b]
     return data
 
 
@@ -434,11 +430,9 @@ def assemble_stiffness(
     sig = normalise_sigma(sigma, M)
     t1 = time.perf_counter()
     ptr, inc = _dof_elements(dofmap.element_dofs, dofmap.n_dofs)
-    indptr, indices = _pattern(dofmap.element_dofs, ptr, inc, dofmap.n_dofs,
-                               nb.get_num_threads())
+    indptr, indices = _pattern(dofmap.element_dofs, ptr, inc, dofmap.n_dofs)
     t2 = time.perf_counter()
-    data = _fill(dofmap.element_dofs, ptr, inc, indptr, indices, glam, vol, sig, order,
-                 _QUAD_LAM, _QUAD_W)
+    data = _fill(dofmap.element_dofs, indptr, indices, glam, vol, sig, order, _QUAD_LAM, _QUAD_W)
     t3 = time.perf_counter()
     idx_dtype = np.int32 if indices.shape[0] < 2**31 - 1 else np.int64
     K = sp.csr_matrix(

@@ -12,11 +12,26 @@ The result is a :class:`skfem.MeshTet` in world mm with boundaries ``"contact_0"
 
 Element sizes come from :class:`MeshPreset`: fine at the contacts and finest at the
 contact edges (where the field is singular), growing linearly with the distance from
-the lead, capped by a far-field size. The size field is one analytic expression of the
-lead's local coordinates (gmsh ``MathEval`` inside a ``Param`` field), which is exact
-and cheaper to evaluate than sampled ``Distance`` fields. gmsh is global,
-non-thread-safe state: every build runs under a module lock and finalizes what it
-initialised.
+the lead, capped by a far-field size, and coarser on the lead shaft beyond the contacts.
+The size field is one analytic expression of the lead's local coordinates (gmsh
+``MathEval``), which is exact and cheaper to evaluate than sampled ``Distance`` fields:
+the whole model is built in the lead's local frame (the domain is moved there) and the
+nodes are mapped to world mm at the end, so the mesh of a scene does not depend on the
+lead's rotation.
+
+Ring-contact leads (no encapsulation) get a *revolved layer*: a thin tube round the
+lead over the contacts, meshed by revolving its graded (r, z) section in ``tube_sectors``
+structured sectors (prisms split into tets). Its section is refined to ``tube_edge_mm``
+at the contact edges while the sectors stay wide: the edge singularity is 2D in (r, z),
+and isotropic tets that small all round each edge would cost ~10x more. The layer is an
+inscribed regular polygon round the axis; the lead radius in the model is widened so
+that the polygon's logarithmic capacity equals the true circle's
+(:func:`polygon_capacity_ratio`), which makes the exterior field and the impedance those
+of the round lead. Elsewhere (and for directional leads) the tets are isotropic.
+
+gmsh is global, non-thread-safe state: every build runs under a module lock and
+finalizes what it initialised. Builds use one gmsh thread: deterministic meshes, and on
+two cores no slower.
 """
 
 from __future__ import annotations
@@ -202,6 +217,14 @@ class MeshPreset:
         Element size within ``span_radius_mm`` of the active span (mm); ``None``: off.
     span_radius_mm : float
         Radius of the refined region around the active span axis (mm).
+    edge_growth : float or None
+        Growth of the element size away from the contact edges (mm per mm); ``None``:
+        ``growth``. A faster growth keeps the edge refinement local.
+    size_shaft_mm : float or None
+        Element size on the lead body more than ``shaft_margin_mm`` beyond the last
+        contact (mm), where the field hardly matters; ``None``: ``size_lead_mm``.
+    shaft_margin_mm : float
+        Axial distance beyond the last contact before ``size_shaft_mm`` applies (mm).
     algorithm : str
         gmsh 3D algorithm: ``"delaunay"`` (fastest below ~10^5 tets) or ``"hxt"``
         (multi-threaded).
@@ -215,15 +238,30 @@ class MeshPreset:
     size_far_mm: float
     size_span_mm: float | None = None
     span_radius_mm: float = 3.0
+    edge_growth: float | None = None
+    size_shaft_mm: float | None = None
+    shaft_margin_mm: float = 2.0
+    tube_sectors: int = 0
+    tube_thickness_mm: float = 0.15
+    tube_edge_mm: float = 0.01
+    tube_growth: float = 0.4
+    tube_margin_mm: float = 0.5
     algorithm: str = "delaunay"
 
     def __post_init__(self) -> None:
         if self.algorithm not in _ALGORITHMS_3D:
             raise VtaError(f"mesh preset '{self.name}': algorithm must be one of {', '.join(_ALGORITHMS_3D)}")
-        for key in ("size_contact_mm", "size_edge_mm", "size_lead_mm", "growth", "size_far_mm", "span_radius_mm"):
+        for key in ("size_contact_mm", "size_edge_mm", "size_lead_mm", "growth", "size_far_mm", "span_radius_mm",
+                    "shaft_margin_mm"):
             _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
-        if self.size_span_mm is not None:
-            _positive(self.size_span_mm, f"mesh preset '{self.name}' size_span_mm")
+        for key in ("size_span_mm", "edge_growth", "size_shaft_mm"):
+            if getattr(self, key) is not None:
+                _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
+        if self.tube_sectors:
+            if int(self.tube_sectors) != self.tube_sectors or self.tube_sectors < 8 or self.tube_sectors % 4:
+                raise VtaError(f"mesh preset '{self.name}': tube_sectors must be a multiple of 4, >= 8 (or 0)")
+            for key in ("tube_thickness_mm", "tube_edge_mm", "tube_growth", "tube_margin_mm"):
+                _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
 
     def scaled(self, scale: float) -> "MeshPreset":
         """All element sizes multiplied by ``scale`` (growth and radii unchanged)."""
@@ -238,18 +276,34 @@ class MeshPreset:
             size_lead_mm=self.size_lead_mm * s,
             size_far_mm=self.size_far_mm * s,
             size_span_mm=None if self.size_span_mm is None else self.size_span_mm * s,
+            size_shaft_mm=None if self.size_shaft_mm is None else self.size_shaft_mm * s,
+            tube_thickness_mm=self.tube_thickness_mm * s,
+            tube_edge_mm=self.tube_edge_mm * s,
+            tube_sectors=0 if not self.tube_sectors else 4 * max(2, round(self.tube_sectors / (4 * s))),
         )
 
 
 PRESETS: dict[str, MeshPreset] = {
-    # Medtronic 3389 in a 25 mm sphere: ~14k / ~33k / ~136k tets. The insulation size
-    # sets how many facets go round the lead (circumference 4 mm: 8 / 11 / 20).
+    # Ring-contact leads get the revolved layer (``tube_*``): its (r, z) section is
+    # graded to tube_edge_mm at the contact edges while the sectors stay wide, which
+    # isotropic tets cannot do. Medtronic 3389 in a 25 mm sphere, contact 1 at -1/-3 mA,
+    # against the converged axisymmetric reference (540.58 ohm, 9.716/50.05 mm^3):
+    #   fast     35k DOFs  impedance -0.73 %  VTA -1.9 % / -0.1 %
+    #   default  75k DOFs  impedance -0.29 %  VTA -0.3..0.0 % / 0.0..+0.1 %
+    #   fine    276k DOFs  impedance -0.08 %  VTA -0.08 % / -0.17 %
+    # (ranges: meshes of domains moved by up to 0.07 mm; the VTA of one mesh scatters by
+    # a few tenths of a percent, up to ~0.7 % on other cases: 3387 at -2 V +0.7 %).
+    # Directional leads (and leads with encapsulation) get isotropic tets refined to
+    # size_edge_mm at the contact edges: about 1 % low on impedance at "default".
     "fast": MeshPreset("fast", size_contact_mm=0.3, size_edge_mm=0.15, size_lead_mm=0.5,
-                       growth=0.6, size_far_mm=6.0),
+                       growth=0.35, size_far_mm=6.0, size_shaft_mm=1.0, tube_sectors=12,
+                       tube_edge_mm=0.02, tube_growth=0.8, algorithm="hxt"),
     "default": MeshPreset("default", size_contact_mm=0.2, size_edge_mm=0.09, size_lead_mm=0.35,
-                          growth=0.45, size_far_mm=5.0),
+                          growth=0.27, size_far_mm=5.0, size_shaft_mm=0.8, tube_sectors=16,
+                          tube_edge_mm=0.01, tube_growth=0.7, algorithm="hxt"),
     "fine": MeshPreset("fine", size_contact_mm=0.1, size_edge_mm=0.04, size_lead_mm=0.2,
-                       growth=0.3, size_far_mm=3.5),
+                       growth=0.2, size_far_mm=3.5, size_shaft_mm=0.5, tube_sectors=32,
+                       tube_edge_mm=0.005, tube_growth=0.5, algorithm="hxt"),
 }
 
 
@@ -345,7 +399,7 @@ def _check_placement(lead: LeadModel, placement: LeadPlacement, domain: Domain, 
 
 
 @contextlib.contextmanager
-def _gmsh_session(name: str, threads: int = 2) -> Iterator[object]:
+def _gmsh_session(name: str, threads: int = 1) -> Iterator[object]:
     """Initialise gmsh (or reuse a caller's session), yield the module, clean up.
 
     Safe to call repeatedly and from non-main threads; builds are serialised.
@@ -387,7 +441,10 @@ def _set_mesh_options(gmsh, preset: MeshPreset) -> None:
     opt("Mesh.MeshSizeFromPoints", 0)
     opt("Mesh.MeshSizeFromCurvature", 0)
     opt("Mesh.MeshSizeMax", preset.size_far_mm)
-    opt("Mesh.MeshSizeMin", 0.5 * min(preset.size_edge_mm, preset.size_contact_mm))
+    smallest = min(preset.size_edge_mm, preset.size_contact_mm)
+    if preset.tube_sectors:
+        smallest = min(smallest, preset.tube_edge_mm)
+    opt("Mesh.MeshSizeMin", 0.5 * smallest)
     opt("Mesh.Algorithm", 6)  # Frontal-Delaunay 2D
     opt("Mesh.Algorithm3D", _ALGORITHMS_3D[preset.algorithm])
     opt("Mesh.Optimize", 1)
@@ -398,24 +455,29 @@ def _set_mesh_options(gmsh, preset: MeshPreset) -> None:
 # ----------------------------------------------------------------------------- geometry
 
 
-def _add_domain(occ, domain: Domain) -> int:
+def _add_domain(occ, domain: Domain, placement: LeadPlacement | None = None) -> int:
+    """The domain in the lead's local frame (world frame without ``placement``)."""
     c = domain.center_mm
     if domain.shape == "sphere":
+        if placement is not None:
+            c = placement.to_local(c)
         return occ.addSphere(*c, domain.radius_mm)
     lo = c - 0.5 * domain.size_mm
-    return occ.addBox(*lo, *domain.size_mm)
+    tag = occ.addBox(*lo, *domain.size_mm)
+    if placement is not None:
+        _unplace(occ, [(3, tag)], placement)
+    return tag
 
 
-def _place(occ, dim_tags: list[tuple[int, int]], placement: LeadPlacement) -> None:
-    """Move entities from the lead's local frame to world mm with a rigid rotation and
-    a translation (a general affine map would turn analytic surfaces into B-splines and
-    make the Boolean operations very slow)."""
-    frame = placement.frame
-    angle, axis = _axis_angle(frame)
-    if angle > 1e-12:
-        occ.rotate(dim_tags, 0.0, 0.0, 0.0, *axis, angle)
+def _unplace(occ, dim_tags: list[tuple[int, int]], placement: LeadPlacement) -> None:
+    """Move entities from world mm to the lead's local frame (the inverse of the rigid
+    rotation and translation of ``placement``; a general affine map would turn analytic
+    surfaces into B-splines and make the Boolean operations very slow)."""
     if np.any(placement.tip_mm != 0):
-        occ.translate(dim_tags, *placement.tip_mm)
+        occ.translate(dim_tags, *(-placement.tip_mm))
+    angle, axis = _axis_angle(placement.frame)
+    if angle > 1e-12:
+        occ.rotate(dim_tags, 0.0, 0.0, 0.0, *axis, -angle)
 
 
 def _axis_angle(rot: np.ndarray) -> tuple[float, np.ndarray]:
@@ -439,8 +501,8 @@ def _level_of(lead: LeadModel, z0: float, z1: float) -> list[ContactGeometry]:
     return [c for c in lead.contacts() if c.z_start_mm < zm < c.z_end_mm or (c.is_tip and zm < c.z_end_mm)]
 
 
-def _breakpoints(lead: LeadModel, length_mm: float) -> list[float]:
-    r = lead.radius_mm
+def _breakpoints(lead: LeadModel, length_mm: float, radius_mm: float | None = None) -> list[float]:
+    r = lead.radius_mm if radius_mm is None else radius_mm
     zs = {r, length_mm}
     for z0, z1 in lead.level_extents_mm():
         zs.update(z for z in (z0, z1) if z > r)
@@ -469,15 +531,17 @@ def _add_wedges(occ, z0: float, z1: float, r: float, segments: list[ContactGeome
     return out
 
 
-def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: float) -> list[tuple[int, int]]:
-    """The lead body as volumes labelled by contact index (or insulation), in world mm."""
-    r = lead.radius_mm
+def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: float,
+                     radius_mm: float | None = None) -> list[tuple[int, int]]:
+    """The lead body as volumes labelled by contact index (or insulation), in the lead's
+    local frame (radius ``radius_mm``, default the lead's)."""
+    r = lead.radius_mm if radius_mm is None else radius_mm
     contacts = lead.contacts()
     tip = contacts[0] if contacts[0].is_tip else None
     if tip is not None and tip.z_end_mm < r - 1e-9:
         raise VtaError(f"lead '{lead.name}': a tip contact shorter than the tip radius is not supported")
     pieces = [(occ.addSphere(0, 0, r, r, angle1=-0.5 * math.pi, angle2=0.0), tip.index if tip else _INSULATION)]
-    zs = _breakpoints(lead, length_mm)
+    zs = _breakpoints(lead, length_mm, r)
     for z0, z1 in zip(zs[:-1], zs[1:]):
         covering = _level_of(lead, z0, z1)
         if len(covering) > 1:
@@ -485,19 +549,95 @@ def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: 
         else:
             label = covering[0].index if covering else _INSULATION
             pieces.append((occ.addCylinder(0, 0, z0, 0, 0, z1 - z0, r), label))
-    _place(occ, [(3, t) for t, _ in pieces], placement)
     return pieces
+
+
+@dataclass(frozen=True)
+class _Tube:
+    """The revolved layer around the lead: r in [r_in, r_out], z in [z_lo, z_hi] (local
+    mm), ``sectors`` equal sectors round the axis, section points at ``z_points``."""
+
+    r_in: float
+    r_out: float
+    z_lo: float
+    z_hi: float
+    sectors: int
+    z_points: tuple[float, ...]
+
+
+def polygon_capacity_ratio(n: int) -> float:
+    """Logarithmic capacity of a regular n-gon over its circumradius.
+
+    ``sin(pi/n) Gamma(1/n) / (2^(2/n) sqrt(pi) Gamma(1/2 + 1/n))`` (Polya and Szego):
+    far from it, a prism with this cross-section conducts like a circular cylinder of
+    radius ``ratio * circumradius``. ``1 - ratio`` is about ``3.2 / n^2`` (0.79 % for
+    n = 20), close to the area deficit ``pi^2 / (3 n^2)`` and twice the perimeter
+    deficit ``pi^2 / (6 n^2)``.
+    """
+    n = int(n)
+    if n < 3:
+        raise VtaError(f"a polygon needs at least 3 sides, got {n}")
+    return (math.sin(math.pi / n) * math.gamma(1.0 / n)
+            / (2.0 ** (2.0 / n) * math.sqrt(math.pi) * math.gamma(0.5 + 1.0 / n)))
+
+
+def _ring_label(lead: LeadModel):
+    """z (local mm) -> the label of the ring lead's surface there: contact index or
+    insulation (a tip contact covers the hemisphere)."""
+    spans = [(c.z_start_mm, c.z_end_mm, c.index, c.is_tip) for c in lead.contacts()]
+
+    def label(z: float):
+        for z0, z1, index, tip in spans:
+            if (tip or z0 < z) and z < z1:
+                return index
+        return _INSULATION
+    return label
+
+
+def _plan_tube(lead: LeadModel, preset: MeshPreset, shell_mm: float, radius_mm: float) -> _Tube | None:
+    """The revolved layer for a ring-contact lead, or None (directional lead, tube off,
+    or edges too close to the tip hemisphere)."""
+    if not preset.tube_sectors or not lead.is_axisymmetric or shell_mm > 0:
+        # (with an encapsulation layer gmsh loses the revolved layers in the Boolean
+        # operations: the contact edges get isotropic tets)
+        return None
+    edges = sorted({z for z0, z1 in lead.level_extents_mm() for z in (z0, z1) if z > 1e-9})
+    z_lo = edges[0] - preset.tube_margin_mm
+    z_hi = edges[-1] + preset.tube_margin_mm
+    if z_lo < radius_mm + 0.05:  # the layer must stay on the cylindrical part
+        z_lo = radius_mm + 0.05
+        if edges[0] - z_lo < 0.05:
+            return None
+    t = preset.tube_thickness_mm
+    pts = tuple([z_lo] + [z for z in edges if z_lo < z < z_hi] + [z_hi])
+    return _Tube(radius_mm, radius_mm + t, z_lo, z_hi, int(preset.tube_sectors), pts)
+
+
+def _add_tube(occ, tube: _Tube, placement: LeadPlacement) -> list[int]:
+    """Revolve the (r, z) section of the layer round the lead axis in four quarters of
+    ``sectors / 4`` structured layers each (gmsh extrusion: prisms split into tets);
+    return the volume tags (lead-local frame: gmsh keeps the revolution parameters of
+    an extruded entity and would lose the layers if it were moved afterwards)."""
+    local = [(tube.r_in, z) for z in tube.z_points] + [(tube.r_out, tube.z_hi), (tube.r_out, tube.z_lo)]
+    ring = [occ.addPoint(r, 0.0, z) for r, z in local]
+    lines = [occ.addLine(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+    surf = occ.addPlaneSurface([occ.addCurveLoop(lines)])
+    vols, cur = [], [(2, surf)]
+    for _ in range(4):
+        ext = occ.revolve(cur, 0, 0, 0, 0, 0, 1, 0.5 * math.pi, numElements=[tube.sectors // 4])
+        vols += [tag for dim, tag in ext if dim == 3]
+        cur = [ext[0]]
+    return vols
 
 
 def _add_shell_solid(occ, radius_mm: float, thickness_mm: float, length_mm: float,
                      placement: LeadPlacement) -> int:
     """The lead grown by ``thickness_mm`` (mm): a cylinder of radius ``radius_mm +
-    thickness_mm`` with a hemispherical end concentric with the lead's tip, in world mm."""
+    thickness_mm`` with a hemispherical end concentric with the lead's tip, in the lead's local frame."""
     big = radius_mm + thickness_mm
     cyl = occ.addCylinder(0, 0, radius_mm, 0, 0, length_mm - radius_mm, big)
     sph = occ.addSphere(0, 0, radius_mm, big)
     out, _ = occ.fuse([(3, cyl)], [(3, sph)])
-    _place(occ, out, placement)
     return out[0][1]
 
 
@@ -505,8 +645,11 @@ def _children(mapping: list, i: int) -> set[int]:
     return {tag for dim, tag in mapping[i] if dim == 3}
 
 
-def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: int | None):
-    """Fragment domain, lead pieces and shell; keep tissue and encapsulation volumes.
+def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: int | None,
+              layer: Sequence[int] = (), lead_labels=None):
+    """Fragment domain, lead pieces, shell and the revolved layer (``layer``, tissue
+    volumes that must come through unchanged to keep their structured mesh); keep
+    tissue and encapsulation volumes.
 
     Returns
     -------
@@ -538,10 +681,45 @@ def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: i
             lead_surf[abs(s)] = label
     for s in sorted(bnd):
         surfaces.setdefault(lead_surf.get(s, "outer"), []).append(s)
-    drop = [(3, v) for _, v in occ.getEntities(3) if v not in kept]
+    drop = [(3, v) for _, v in occ.getEntities(3) if v not in kept and v not in layer]
     occ.remove(drop, recursive=True)
     occ.synchronize()
+    if layer:
+        # carve the revolved layer out of the tissue (or encapsulation) it lies in; its
+        # inner faces merge with the lead surface, whose labels are kept by tag
+        host = encaps if encaps else tissue
+        objs = [(3, v) for v in host]
+        _, mapping = occ.fragment(objs, [(3, t) for t in layer])
+        occ.synchronize()
+        for i, tag in enumerate(layer):
+            if _children(mapping, len(objs) + i) != {tag}:
+                raise VtaError("meshing failed: the revolved layer around the lead was cut by the geometry")
+        new_host = sorted(set().union(*(_children(mapping, i) for i in range(len(objs)))) - set(layer))
+        if encaps:
+            encaps = new_host + list(layer)
+        else:
+            tissue = new_host + list(layer)
+        kept = tissue + encaps
+        surfaces = _label_ring_lead_faces(gmsh, kept, lead_labels)
     return {"tissue": tissue, "encapsulation": encaps}, surfaces
+
+
+def _label_ring_lead_faces(gmsh, kept: list[int], lead_labels) -> dict:
+    """Label the boundary faces of the kept volumes geometrically (lead-local model
+    frame): faces within the lead radius are the lead, labelled by ``lead_labels(z)``
+    at their axial middle; the rest is the outer boundary. For ring-contact leads, whose
+    faces the revolved layer has re-cut."""
+    radius, label_at = lead_labels
+    bnd = {t for _, t in gmsh.model.getBoundary([(3, v) for v in kept], combined=True, oriented=False)}
+    surfaces: dict = {"outer": []}
+    tol = 1e-6 * max(1.0, radius)
+    for s in sorted(bnd):
+        x0, y0, z0, x1, y1, z1 = gmsh.model.getBoundingBox(2, s)
+        if max(abs(x0), abs(x1), abs(y0), abs(y1)) <= radius + tol:
+            surfaces.setdefault(label_at(0.5 * (z0 + z1)), []).append(s)
+        else:
+            surfaces["outer"].append(s)
+    return surfaces
 
 
 def _num(v: float) -> str:
@@ -569,13 +747,13 @@ def _outside(z0: float, z1: float) -> str:
     return f"Max({_num(z0)}-z,Max(0,z-{_num(z1)}))"
 
 
-def _contact_distances(lead: LeadModel) -> tuple[list[str], list[str]]:
+def _contact_distances(lead: LeadModel, radius_mm: float | None = None) -> tuple[list[str], list[str]]:
     """Local-frame distance expressions (mm) to the contact surfaces and their edges.
 
     Segmented levels count as full bands for the surface distance (a slightly larger
     refined region); their axial edges are included exactly.
     """
-    r = lead.radius_mm
+    r = lead.radius_mm if radius_mm is None else radius_mm
     dr = f"Sqrt(x*x+y*y)-{_num(r)}"
     surf, bands, edges_z, edge_terms = [], [], set(), []
     for level, (z0, z1) in enumerate(lead.level_extents_mm()):
@@ -600,38 +778,54 @@ def _contact_distances(lead: LeadModel) -> tuple[list[str], list[str]]:
     return surf, edge_terms
 
 
-def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float) -> str:
+def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
+                     radius_mm: float | None = None, tube: "_Tube | None" = None) -> str:
     """Element size (mm) as a gmsh MathEval expression of the lead's local x, y, z.
 
-    ``min(far, edge + g d_edge, contact + g d_contact, lead + g d_lead[, span])`` with
-    the distances (mm) to the contact edges, contact surfaces and the lead surface.
+    ``min(far, edge + g_e d_edge, contact + g d_contact, lead + g d_lead[, shaft + g
+    d_shaft][, span])`` with the distances (mm) to the contact edges, the contact
+    surfaces and the lead surface (up to ``shaft_margin_mm`` beyond the last contact
+    when ``size_shaft_mm`` is set, the whole lead otherwise).
     """
-    r, g = lead.radius_mm, preset.growth
-    surf, edges = _contact_distances(lead)
-    d_lead = f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', r, length_mm))}-{_num(r)})"
-    terms = [_num(preset.size_far_mm), f"{_num(preset.size_lead_mm)}+{_num(g)}*{d_lead}"]
+    r = lead.radius_mm if radius_mm is None else radius_mm
+    g = preset.growth
+    ge = preset.growth if preset.edge_growth is None else preset.edge_growth
+    surf, edges = _contact_distances(lead, r)
+    z_end = lead.contacts()[-1].z_end_mm
+
+    def d_lead(z_top: float) -> str:
+        return f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', r, z_top))}-{_num(r)})"
+
+    terms = [_num(preset.size_far_mm)]
+    if preset.size_shaft_mm is None:
+        terms.append(f"{_num(preset.size_lead_mm)}+{_num(g)}*{d_lead(length_mm)}")
+    else:
+        z_top = min(length_mm, z_end + preset.shaft_margin_mm)
+        terms.append(f"{_num(preset.size_lead_mm)}+{_num(g)}*{d_lead(z_top)}")
+        terms.append(f"{_num(preset.size_shaft_mm)}+{_num(g)}*{d_lead(length_mm)}")
     terms += [f"{_num(preset.size_contact_mm)}+{_num(g)}*{d}" for d in surf]
-    terms += [f"{_num(preset.size_edge_mm)}+{_num(g)}*{d}" for d in edges]
+    terms += [f"{_num(preset.size_edge_mm)}+{_num(ge)}*{d}" for d in edges]
     if preset.size_span_mm is not None:
-        z_end = lead.contacts()[-1].z_end_mm
         d_span = f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', 0.0, z_end))}-{_num(preset.span_radius_mm)})"
         terms.append(f"{_num(preset.size_span_mm)}+{_num(g)}*{d_span}")
+    if tube is not None:
+        # inside the revolved tube only (a large penalty elsewhere): the (r, z) section
+        # is graded to tube_edge_mm at the ring edges and no coarser than the sector
+        # width, so that the prisms away from the edges are about isotropic
+        rr = "Sqrt(x*x+y*y)"
+        outside = (f"1000*(Max(0,{rr}-{_num(tube.r_out)})+Max(0,{_num(tube.z_lo)}-z)"
+                   f"+Max(0,z-{_num(tube.z_hi)}))")
+        terms.append(f"{_num(preset.tube_edge_mm)}+{_num(preset.tube_growth)}*{edges[0]}+{outside}")
+        terms.append(f"{_num(2 * math.pi / tube.sectors)}*{rr}+{outside}")
     return _min(terms)
 
 
-def _set_size_field(gmsh, expr: str, placement: LeadPlacement) -> None:
-    """Background size field: ``expr`` evaluated in the lead's local frame (gmsh
-    ``Param`` field maps world x, y, z to local coordinates)."""
+def _set_size_field(gmsh, expr: str) -> None:
+    """Background size field: ``expr`` of the (lead-local) model coordinates."""
     field = gmsh.model.mesh.field
-    inner = field.add("MathEval")
-    field.setString(inner, "F", expr)
-    outer = field.add("Param")
-    field.setNumber(outer, "InField", inner)
-    frame, tip = placement.frame, placement.tip_mm
-    for key, axis in zip(("FX", "FY", "FZ"), frame.T):
-        comps = "+".join(f"({_num(a)})*({c}-({_num(t)}))" for a, c, t in zip(axis, "xyz", tip))
-        field.setString(outer, key, comps)
-    field.setAsBackgroundMesh(outer)
+    tag = field.add("MathEval")
+    field.setString(tag, "F", expr)
+    field.setAsBackgroundMesh(tag)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -691,8 +885,11 @@ def _orient(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return t
 
 
-def _to_skfem(gmsh, volumes: dict[str, list[int]], surfaces: dict[str, list[int]]):
-    """skfem MeshTet (unused nodes dropped) with named boundaries and subdomains."""
+def _to_skfem(gmsh, volumes: dict[str, list[int]], surfaces: dict[str, list[int]],
+              placement: LeadPlacement | None = None):
+    """skfem MeshTet (unused nodes dropped) with named boundaries and subdomains; with
+    ``placement``, the gmsh model is in the lead's local frame and the nodes are mapped
+    to world mm (a rigid motion: orientations are kept)."""
     from skfem import MeshTet
 
     tags, coords, _ = gmsh.model.mesh.getNodes()
@@ -700,6 +897,8 @@ def _to_skfem(gmsh, volumes: dict[str, list[int]], surfaces: dict[str, list[int]
     node_index = np.full(int(tags.max()) + 1, -1, dtype=np.int64)
     node_index[tags] = np.arange(len(tags))
     xyz = np.asarray(coords, dtype=float).reshape(-1, 3).T
+    if placement is not None:
+        xyz = placement.frame @ xyz + placement.tip_mm[:, None]
     t_parts = {name: _elements(gmsh, 3, vols, node_index) for name, vols in volumes.items()}
     t = np.hstack(list(t_parts.values()))
     used, t = np.unique(t, return_inverse=True)
@@ -766,29 +965,126 @@ def build_mesh(
         raise VtaError(f"domain must be a vta.mesh.Domain, got {type(domain).__name__}")
     shell = 0.0 if encapsulation is None else encapsulation.thickness_mm
     _check_placement(lead, placement, domain, shell)
+    _start_prewarm()
     t0 = time.perf_counter()
     length = min(lead.body_length_mm, domain.farthest_distance_mm(placement.tip_mm) + 1.0 + shell)
-    with _gmsh_session("vta_lead") as gmsh:
-        occ = gmsh.model.occ
-        dom = _add_domain(occ, domain)
-        pieces = _add_lead_pieces(occ, lead, placement, length)
-        shell_tag = _add_shell_solid(occ, lead.radius_mm, shell, length, placement) if shell > 0 else None
-        volumes, surfaces = _fragment(gmsh, dom, pieces, shell_tag)
-        _check_contacts(lead, surfaces)
-        named = _named_surfaces(lead, surfaces)
-        _add_physical_groups(gmsh, named, volumes)
-        t1 = time.perf_counter()
-        _set_mesh_options(gmsh, p)
-        _set_size_field(gmsh, _size_expression(lead, p, length), placement)
-        _generate(gmsh)
-        t2 = time.perf_counter()
-        mesh = _to_skfem(gmsh, volumes, named)
+    if shell > 0 and p.size_shaft_mm is not None and p.size_shaft_mm > p.size_lead_mm:
+        # the faceted shell and lead surfaces must not cross: a chord h on radius R sags
+        # by h^2 / (8 R), 0.17 mm for h = 1 mm, more than a 0.1 mm layer
+        p = replace(p, size_shaft_mm=p.size_lead_mm)
+    mesh, (t1, t2) = _mesh_with_fallbacks(lead, placement, domain, p, shell, length)
     t3 = time.perf_counter()
     logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s", t1 - t0, t2 - t1, t3 - t2)
     elapsed = time.perf_counter() - t0
     logger.info("meshed %s (%s): %d nodes, %d tets in %.2f s", lead.name, p.name,
                 mesh.p.shape[1], mesh.t.shape[1], elapsed)
     return LeadMesh(mesh=mesh, n_contacts=lead.n_contacts, preset=p.name, build_time_s=elapsed, mesh_preset=p)
+
+
+def _start_prewarm() -> None:
+    """Load the solver's numba kernels in a background thread while gmsh meshes (the
+    next step is nearly always :func:`vta.solve.solve_unit_fields`; gmsh releases the
+    GIL, so on two cores this hides ~0.5-1 s of a new process's start-up)."""
+    def run() -> None:
+        try:
+            import skfem  # noqa: F401  (needed by the conversion, ~0.3 s to import)
+
+            from .solve import prewarm
+
+            prewarm()
+        except Exception:  # only an optimisation
+            logger.debug("solver prewarm failed", exc_info=True)
+
+    threading.Thread(target=run, name="vta-prewarm", daemon=True).start()
+
+
+class _LayerFailed(Exception):
+    """The revolved layer could not be meshed as structured layers."""
+
+
+class _HxtFailed(Exception):
+    """gmsh's HXT 3D algorithm failed (it occasionally cannot recover the boundary)."""
+
+
+def _mesh_with_fallbacks(lead, placement, domain, p: MeshPreset, shell: float, length: float):
+    """:func:`_mesh_scene`, falling back to the Delaunay 3D algorithm if HXT fails and
+    to isotropic edges if the revolved layer fails."""
+    tube = _plan_tube(lead, p, shell, lead.radius_mm)
+    for _ in range(3):
+        try:
+            return _mesh_scene(lead, placement, domain, p, shell, length, tube)
+        except _HxtFailed as exc:
+            logger.warning("%s; meshing again with the Delaunay 3D algorithm", exc)
+            p = replace(p, algorithm="delaunay")
+        except _LayerFailed as exc:
+            # gmsh occasionally loses the structured layers of the revolved layer in the
+            # Boolean operations: mesh without it
+            logger.warning("meshing with the revolved layer failed (%s); using isotropic "
+                           "tets at the contact edges", exc)
+            tube = None
+    return _mesh_scene(lead, placement, domain, p, shell, length, tube)
+
+
+def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: MeshPreset,
+                shell: float, length: float, tube: "_Tube | None"):
+    """Geometry, mesh and conversion; returns the skfem mesh and the times at which
+    meshing started and ended (perf_counter)."""
+    radius = lead.radius_mm
+    if tube is not None:
+        # the layer is an inscribed regular polygon round the axis: widen it so that its
+        # logarithmic capacity (its exterior field) equals the true cylinder's
+        radius = lead.radius_mm / polygon_capacity_ratio(tube.sectors)
+        tube = _plan_tube(lead, p, shell, radius)
+    with _gmsh_session("vta_lead") as gmsh:
+        occ = gmsh.model.occ
+        dom = _add_domain(occ, domain, placement)
+        pieces = _add_lead_pieces(occ, lead, placement, length, radius)
+        shell_tag = _add_shell_solid(occ, radius, shell, length, placement) if shell > 0 else None
+        layer = _add_tube(occ, tube, placement) if tube is not None else []
+        try:
+            volumes, surfaces = _fragment(gmsh, dom, pieces, shell_tag, layer, (radius, _ring_label(lead)))
+        except VtaError as exc:
+            if layer:
+                raise _LayerFailed(str(exc)) from None
+            raise
+        _check_contacts(lead, surfaces)
+        named = _named_surfaces(lead, surfaces)
+        _add_physical_groups(gmsh, named, volumes)
+        t1 = time.perf_counter()
+        _set_mesh_options(gmsh, p)
+        _set_size_field(gmsh, _size_expression(lead, p, length, radius, tube))
+        try:
+            _generate(gmsh)
+        except VtaError as exc:
+            if p.algorithm != "delaunay":
+                raise _HxtFailed(str(exc)) from None
+            if layer:
+                raise _LayerFailed(str(exc)) from None
+            raise
+        if layer:
+            _check_layer(gmsh, layer, tube.sectors)
+        t2 = time.perf_counter()
+        try:
+            mesh = _to_skfem(gmsh, volumes, named, placement)
+        except VtaError as exc:
+            if layer:
+                raise _LayerFailed(str(exc)) from None
+            raise
+    return mesh, (t1, t2)
+
+
+def _check_layer(gmsh, layer: Sequence[int], sectors: int) -> None:
+    """The layer volumes must be meshed as revolved layers: every node on one of the
+    ``sectors`` half-planes through the axis (model frame: the lead's)."""
+    step = 2.0 * math.pi / sectors
+    for tag in layer:
+        if not len(gmsh.model.mesh.getElements(3, tag)[1]):
+            raise _LayerFailed(f"no elements in layer volume {tag}")
+        _, xyz, _ = gmsh.model.mesh.getNodes(3, tag, includeBoundary=True)
+        xyz = np.asarray(xyz).reshape(-1, 3)
+        k = np.arctan2(xyz[:, 1], xyz[:, 0]) / step
+        if np.abs(k - np.round(k)).max() > 1e-6:
+            raise _LayerFailed(f"layer volume {tag} was not meshed in revolved layers")
 
 
 def _generate(gmsh) -> None:

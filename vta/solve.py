@@ -4,12 +4,24 @@ For a mesh of the tissue around a lead (contacts as tagged boundaries), solve
 -div(sigma grad u) = 0 once per contact k with u = 1 V on contact k, 0 V on every other
 contact, and on the outer boundary either 0 V (grounded) or no flux (insulating); the
 lead insulation is a natural (no-flux) boundary. All K solves share one reduced matrix
-and one preconditioner (pyamg smoothed aggregation + CG) or one sparse LU
-factorisation for small systems.
+and either one sparse LU factorisation (small systems) or one multigrid preconditioner
+with block CG:
 
-The conductance matrix G (S) comes from the reactions: the current leaving contact j
-into the tissue for unit solution k is the sum of ``K_full @ u_k`` over the DOFs of
-contact j (not from a surface flux integral, which is biased).
+* :class:`BlockMultigrid`: a symmetric V-cycle whose first coarse level is P1 on the
+  same mesh (the exact P2 -> P1 embedding, "p-multigrid"), then pyamg smoothed
+  aggregation on that P1 operator, dense Cholesky at the bottom; symmetric
+  Gauss-Seidel smoothing (numba) on all right-hand sides at once.
+* :func:`block_pcg`: the K CG recurrences run in lockstep, so every matrix and smoother
+  pass reads the matrix once for all K columns.
+
+On the 3389 reference case ("default", 75k DOFs, 4 contacts) this takes 9-10
+iterations to a 1e-5 relative residual and ~0.5 s, against 28 iterations and 2-3 s for
+the former pyamg smoothed aggregation + CG run once per contact to 1e-10.
+
+The conductance matrix G (S) is ``G_jk = u_j^T K u_k``: for exact discrete solutions
+this is the reaction (the current leaving contact j into the tissue for unit solution
+k, the sum of ``K_full @ u_k`` over the DOFs of contact j), and unlike the reaction its
+error is quadratic in the solver error. (A surface flux integral would be biased.)
 
 Units inside: mm, V, S/mm -> A. G is in S.
 """
@@ -18,10 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
+import numba as nb
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
@@ -35,7 +50,8 @@ from .field import (
 )
 from .locate import TetLocator
 
-__all__ = ["TetFieldBasis", "solve_unit_fields", "DIRECT_MAX_DOFS", "contact_dofs"]
+__all__ = ["TetFieldBasis", "solve_unit_fields", "solve_dirichlet", "BlockMultigrid", "block_pcg",
+           "p1_embedding", "prewarm", "DIRECT_MAX_DOFS", "contact_dofs"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +127,100 @@ class TetFieldBasis:
             "preset": preset,
         }
         self._locator: TetLocator | None = None
+
+    # ------------------------------------------------------------------ storage
+    #: bump when the array layout of :meth:`to_arrays` changes
+    STORAGE_VERSION = 1
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to rebuild this basis, as plain arrays (for ``np.savez``;
+        see :mod:`vta.cache`). Barycentric gradients and volumes are recomputed on load."""
+        import json
+
+        mesh = self.mesh
+        out: dict[str, np.ndarray] = {
+            "kind": np.array("tet"),
+            "storage_version": np.array(self.STORAGE_VERSION),
+            "p": np.ascontiguousarray(mesh.p, dtype=np.float64),
+            "t": np.ascontiguousarray(mesh.t, dtype=np.int32),
+            "facets": np.ascontiguousarray(mesh.facets, dtype=np.int32),
+            "t2f": np.ascontiguousarray(mesh.t2f, dtype=np.int32),
+            "order": np.array(self.dofmap.order),
+            "element_dofs": self.dofmap.element_dofs.astype(np.int32),
+            "unit_solutions": np.ascontiguousarray(self.unit_solutions, dtype=np.float64),
+            "conductance_S": np.asarray(self.conductance_S, dtype=np.float64),
+            "outer_grounded": np.array(self.outer_grounded),
+            "meta": np.array(json.dumps({
+                "mesh_info": self.mesh_info,
+                "timings": {k: v for k, v in self.timings.items()
+                            if isinstance(v, (int, float, str, list))},
+                "boundaries": sorted((mesh.boundaries or {}).keys()),
+                "subdomains": sorted((mesh.subdomains or {}).keys()),
+            })),
+        }
+        if self.dofmap.edges is not None:
+            out["edges"] = self.dofmap.edges.astype(np.int32)
+        for i, name in enumerate(sorted((mesh.boundaries or {}).keys())):
+            out[f"boundary_{i}"] = np.asarray(mesh.boundaries[name], dtype=np.int32)
+        for i, name in enumerate(sorted((mesh.subdomains or {}).keys())):
+            out[f"subdomain_{i}"] = np.asarray(mesh.subdomains[name], dtype=np.int32)
+        if self.contact_dof_sets is not None:
+            sets = [np.asarray(c, dtype=np.int64) for c in self.contact_dof_sets]
+            out["contact_dofs"] = np.concatenate(sets) if sets else np.zeros(0, np.int64)
+            out["contact_dof_offsets"] = np.cumsum([0] + [c.size for c in sets])
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "TetFieldBasis":
+        """Inverse of :meth:`to_arrays` (``arrays``: a mapping such as ``np.load(...)``).
+
+        Raises
+        ------
+        ValueError
+            Arrays of another kind or storage version, or inconsistent shapes.
+        """
+        import json
+
+        from skfem import MeshTet
+
+        if str(arrays["kind"]) != "tet" or int(arrays["storage_version"]) != cls.STORAGE_VERSION:
+            raise ValueError("not a stored TetFieldBasis of this version")
+        meta = json.loads(str(arrays["meta"]))
+        p = np.asarray(arrays["p"], dtype=np.float64)
+        t = np.asarray(arrays["t"], dtype=np.int32)
+        boundaries = {name: np.asarray(arrays[f"boundary_{i}"], dtype=np.int32)
+                      for i, name in enumerate(meta["boundaries"])}
+        subdomains = {name: np.asarray(arrays[f"subdomain_{i}"], dtype=np.int32)
+                      for i, name in enumerate(meta["subdomains"])}
+        mesh = MeshTet(p, t)
+        if boundaries:
+            mesh = mesh.with_boundaries(boundaries)
+        if subdomains:
+            mesh = mesh.with_subdomains(subdomains)
+        facets = np.asarray(arrays["facets"], dtype=np.int32)
+        t2f = np.asarray(arrays["t2f"], dtype=np.int32)
+        if facets.shape[0] != 3 or t2f.shape != (4, t.shape[1]):
+            raise ValueError("inconsistent stored mesh topology")
+        mesh._facets, mesh._t2f = facets, t2f
+        order = int(arrays["order"])
+        edofs = np.ascontiguousarray(arrays["element_dofs"], dtype=np.int64)
+        edges = np.asarray(arrays["edges"], dtype=np.int64) if "edges" in arrays else None
+        n_vertices = p.shape[1]
+        n_dofs = n_vertices + (0 if edges is None else edges.shape[0])
+        dofmap = DofMap(order, n_vertices, n_dofs, edofs, edges)
+        U = np.asarray(arrays["unit_solutions"], dtype=np.float64)
+        if U.shape[0] != n_dofs or edofs.shape[0] != t.shape[1]:
+            raise ValueError("inconsistent stored unit solutions")
+        glam, vol = element_geometry(p.T, t.T)
+        cdofs = None
+        if "contact_dofs" in arrays:
+            flat, off = np.asarray(arrays["contact_dofs"]), np.asarray(arrays["contact_dof_offsets"])
+            cdofs = [flat[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+        basis = cls(mesh, dofmap, U, np.asarray(arrays["conductance_S"], dtype=np.float64),
+                    bool(arrays["outer_grounded"]), glam, vol, dict(meta["timings"]),
+                    meta["mesh_info"].get("preset"), cdofs)
+        basis.mesh_info = dict(meta["mesh_info"])
+        return basis
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -196,6 +306,286 @@ def _single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+# ----------------------------------------------------------------------------- block multigrid
+
+
+@nb.njit(cache=True, nogil=True)
+def _gs_sweep(indptr, indices, data, dinv, X, B, forward):
+    """One Gauss-Seidel pass over the rows (forward or backward) for all columns of
+    X (n, k) at once: the matrix is read once per pass (per four columns), not once
+    per right-hand side. Columns go in groups of four held in scalars (2x faster than
+    a loop over a column axis, measured)."""
+    n = indptr.shape[0] - 1
+    k = X.shape[1]
+    for c0 in range(0, k, 4):
+        w = min(4, k - c0)
+        for ii in range(n):
+            i = ii if forward else n - 1 - ii
+            s0 = B[i, c0]
+            s1 = B[i, c0 + 1] if w > 1 else 0.0
+            s2 = B[i, c0 + 2] if w > 2 else 0.0
+            s3 = B[i, c0 + 3] if w > 3 else 0.0
+            if w == 4:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    a = data[p]
+                    s0 -= a * X[j, c0]
+                    s1 -= a * X[j, c0 + 1]
+                    s2 -= a * X[j, c0 + 2]
+                    s3 -= a * X[j, c0 + 3]
+            else:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    a = data[p]
+                    s0 -= a * X[j, c0]
+                    if w > 1:
+                        s1 -= a * X[j, c0 + 1]
+                    if w > 2:
+                        s2 -= a * X[j, c0 + 2]
+            d = dinv[i]
+            X[i, c0] += s0 * d
+            if w > 1:
+                X[i, c0 + 1] += s1 * d
+            if w > 2:
+                X[i, c0 + 2] += s2 * d
+            if w > 3:
+                X[i, c0 + 3] += s3 * d
+
+
+@nb.njit(cache=True, nogil=True)
+def _spmm(indptr, indices, data, X, out, B, sign):
+    """out = B + sign * A @ X (B may be empty: out = sign * A @ X), X and out (n, k)."""
+    n = indptr.shape[0] - 1
+    k = X.shape[1]
+    has_b = B.shape[0] == n
+    for c0 in range(0, k, 4):
+        w = min(4, k - c0)
+        for i in range(n):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            if w == 4:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    a = data[p]
+                    s0 += a * X[j, c0]
+                    s1 += a * X[j, c0 + 1]
+                    s2 += a * X[j, c0 + 2]
+                    s3 += a * X[j, c0 + 3]
+            else:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    a = data[p]
+                    s0 += a * X[j, c0]
+                    if w > 1:
+                        s1 += a * X[j, c0 + 1]
+                    if w > 2:
+                        s2 += a * X[j, c0 + 2]
+            out[i, c0] = sign * s0 + (B[i, c0] if has_b else 0.0)
+            if w > 1:
+                out[i, c0 + 1] = sign * s1 + (B[i, c0 + 1] if has_b else 0.0)
+            if w > 2:
+                out[i, c0 + 2] = sign * s2 + (B[i, c0 + 2] if has_b else 0.0)
+            if w > 3:
+                out[i, c0 + 3] = sign * s3 + (B[i, c0 + 3] if has_b else 0.0)
+
+
+_NO_B = np.zeros((0, 0))
+
+
+def _csr_parts(A: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    A = sp.csr_matrix(A)
+    A.sum_duplicates()
+    A.sort_indices()
+    return (A.indptr.astype(np.int64), A.indices.astype(np.int32), A.data.astype(np.float64))
+
+
+def _matmul(parts, X: np.ndarray, B: np.ndarray | None = None, sign: float = 1.0) -> np.ndarray:
+    out = np.empty((parts[0].shape[0] - 1, X.shape[1]))
+    _spmm(*parts, np.ascontiguousarray(X), out, _NO_B if B is None else B, float(sign))
+    return out
+
+
+class _Level:
+    __slots__ = ("A", "dinv", "P", "R", "n")
+
+    def __init__(self, A: sp.spmatrix, P: sp.spmatrix) -> None:
+        self.A = _csr_parts(A)
+        self.n = A.shape[0]
+        d = np.asarray(sp.csr_matrix(A).diagonal(), dtype=np.float64)
+        self.dinv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1.0), 0.0)
+        self.P = _csr_parts(P)
+        self.R = _csr_parts(sp.csr_matrix(P).T)
+
+
+class BlockMultigrid:
+    """Symmetric V-cycle preconditioner applied to a block of right-hand sides.
+
+    Levels: an optional geometric first coarsening (P2 -> P1 on the same mesh, the
+    exact embedding of the P1 space; "p-multigrid"), then pyamg smoothed aggregation
+    on the coarse operator, and a dense Cholesky factorisation at the bottom. Every
+    level is smoothed with one symmetric Gauss-Seidel sweep before and after the
+    coarse correction, on all columns at once (numba), so the cycle is symmetric
+    positive definite and each matrix is read once per sweep for all right-hand sides.
+
+    Parameters
+    ----------
+    A : sparse matrix, shape (n, n)
+        SPD system matrix.
+    prolongation : sparse matrix, shape (n, m), optional
+        Coarse space for the first level (e.g. the P1 -> P2 embedding); its Galerkin
+        operator ``P^T A P`` is then coarsened by smoothed aggregation.
+    max_coarse : int
+        Size below which a level is factorised directly.
+    """
+
+    def __init__(self, A: sp.spmatrix, prolongation: sp.spmatrix | None = None,
+                 max_coarse: int = 500) -> None:
+        self.levels: list[_Level] = []
+        A = sp.csr_matrix(A)
+        if prolongation is not None and prolongation.shape[1] > 0:
+            P = sp.csr_matrix(prolongation)
+            Ac = (P.T @ (A @ P)).tocsr()
+            self.levels.append(_Level(A, P))
+            A = Ac
+        if A.shape[0] > max_coarse:
+            import pyamg
+
+            ml = pyamg.smoothed_aggregation_solver(A, symmetry="hermitian", max_coarse=max_coarse)
+            for lvl in ml.levels[:-1]:
+                self.levels.append(_Level(lvl.A, lvl.P))
+            A = ml.levels[-1].A
+        dense = A.toarray()
+        try:
+            self._coarse = ("cholesky", sla.cho_factor(dense))
+        except np.linalg.LinAlgError:  # semi-definite coarse operator
+            self._coarse = ("pinv", np.linalg.pinv(dense))
+        self.sizes = [lvl.n for lvl in self.levels] + [dense.shape[0]]
+
+    def _coarse_solve(self, B: np.ndarray) -> np.ndarray:
+        kind, f = self._coarse
+        return sla.cho_solve(f, B) if kind == "cholesky" else f @ B
+
+    def _cycle(self, i: int, B: np.ndarray) -> np.ndarray:
+        if i == len(self.levels):
+            return np.ascontiguousarray(self._coarse_solve(B))
+        L = self.levels[i]
+        X = np.zeros_like(B)
+        _gs_sweep(*L.A, L.dinv, X, B, True)
+        _gs_sweep(*L.A, L.dinv, X, B, False)
+        r = _matmul(L.A, X, B, -1.0)
+        X += _matmul(L.P, self._cycle(i + 1, _matmul(L.R, r)))
+        _gs_sweep(*L.A, L.dinv, X, B, False)
+        _gs_sweep(*L.A, L.dinv, X, B, True)
+        return X
+
+    def __call__(self, B: np.ndarray) -> np.ndarray:
+        """Approximate A^-1 B for B (n,) or (n, k)."""
+        b = np.asarray(B, dtype=np.float64)
+        X = self._cycle(0, np.ascontiguousarray(b.reshape(b.shape[0], -1)))
+        return X.reshape(b.shape)
+
+
+def block_pcg(A: sp.spmatrix, B: np.ndarray, M, tol: float = 1e-8, maxiter: int = 500
+              ) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Preconditioned conjugate gradients for several right-hand sides in lockstep.
+
+    Each column is an independent CG recurrence (own step lengths), but the products
+    with ``A`` and the preconditioner ``M`` are applied to the whole block at once.
+    Iteration stops when every column has ``||b - A x|| <= tol ||b||``.
+
+    Returns
+    -------
+    X : ndarray (n, k)
+    iterations : list of int
+        Iterations each column needed (0 for a zero right-hand side).
+    relres : ndarray (k,)
+        Final relative residuals.
+    """
+    Ap = _csr_parts(A)
+    B = np.ascontiguousarray(np.asarray(B, dtype=np.float64).reshape(B.shape[0], -1))
+    k = B.shape[1]
+    X = np.zeros_like(B)
+    bnorm = np.linalg.norm(B, axis=0)
+    active = bnorm > 0
+    bnorm[~active] = 1.0
+    R = B.copy()
+    rel = np.where(active, 1.0, 0.0)
+    its = [0] * k
+    done = ~active
+    if done.all():
+        return X, its, rel
+    Z = M(R)
+    P = Z.copy()
+    rz = np.einsum("ij,ij->j", R, Z)
+    for it in range(1, maxiter + 1):
+        Q = _matmul(Ap, P)
+        pq = np.einsum("ij,ij->j", P, Q)
+        ok = (pq > 0) & ~done
+        alpha = np.where(ok, rz / np.where(ok, pq, 1.0), 0.0)
+        X += P * alpha
+        R -= Q * alpha
+        rel = np.where(active, np.linalg.norm(R, axis=0) / bnorm, 0.0)
+        for c in range(k):
+            if not done[c] and rel[c] <= tol:
+                done[c] = True
+                its[c] = it
+        if done.all():
+            break
+        Z = M(R)
+        rz_new = np.einsum("ij,ij->j", R, Z)
+        beta = np.where(~done & (rz != 0), rz_new / np.where(rz != 0, rz, 1.0), 0.0)
+        rz = rz_new
+        P = Z + P * beta
+    for c in range(k):
+        if not done[c]:
+            its[c] = maxiter
+    return X, its, rel
+
+
+def p1_embedding(dofmap: DofMap) -> sp.csr_matrix:
+    """Prolongation (n_dofs, n_vertices) from P1 to P2 on the same mesh: vertex DOFs
+    copy, edge DOFs take the mean of their two vertices (exact for P1 functions)."""
+    nv = dofmap.n_vertices
+    if dofmap.order == 1:
+        return sp.identity(nv, format="csr")
+    ne = dofmap.edges.shape[0]
+    rows = np.concatenate([np.arange(nv), nv + np.arange(ne), nv + np.arange(ne)])
+    cols = np.concatenate([np.arange(nv), dofmap.edges[:, 0], dofmap.edges[:, 1]])
+    vals = np.concatenate([np.ones(nv), np.full(2 * ne, 0.5)])
+    return sp.csr_matrix((vals, (rows, cols)), shape=(dofmap.n_dofs, nv))
+
+
+_PREWARM_LOCK = threading.Lock()
+_prewarmed = False
+
+
+def prewarm() -> None:
+    """Load the numba kernels of assembly and solver (from numba's cache) and import
+    pyamg, on tiny inputs. A new process otherwise pays ~1 s for this on the first
+    solve; :func:`vta.mesh.build_mesh` runs it in a background thread while gmsh meshes
+    (gmsh releases the GIL). Idempotent and thread-safe."""
+    global _prewarmed
+    with _PREWARM_LOCK:
+        if _prewarmed:
+            return
+        p = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]])
+        t = np.array([[0, 1, 2, 3], [1, 2, 3, 4]])
+        for order in (2, 1):
+            dm = build_dofmap(t, 5, order)
+            K, _ = assemble_stiffness(p, t, 1.0, order, dm, element_geometry(p, t))
+        A = sp.csr_matrix(K + sp.identity(K.shape[0]))
+        parts = _csr_parts(A)
+        X = np.zeros((A.shape[0], 4))
+        B = np.ones((A.shape[0], 4))
+        _gs_sweep(*parts, 1.0 / A.diagonal(), X, B, True)
+        _matmul(parts, X, B, -1.0)
+        import pyamg  # noqa: F401  (0.2-0.3 s of imports)
+
+        _prewarmed = True
+
+
 def _pick_solver(solver: str, n_free: int) -> str:
     if solver not in ("auto", "amg", "direct"):
         raise ValueError(f"solver must be 'auto', 'amg' or 'direct', got {solver!r}")
@@ -209,8 +599,9 @@ def solve_dirichlet(
     dirichlet_dofs: np.ndarray,
     dirichlet_values: np.ndarray,
     solver: str = "auto",
-    tol: float = 1e-10,
+    tol: float = 1e-8,
     maxiter: int = 1000,
+    prolongation: sp.spmatrix | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Solve K u = 0 on free DOFs with u given on Dirichlet DOFs, for several cases.
 
@@ -223,9 +614,16 @@ def solve_dirichlet(
     dirichlet_values : ndarray, shape (d, K)
         Their values for each of the K cases, V.
     solver : {"auto", "amg", "direct"}
-        Linear solver; all cases share one factorisation / AMG hierarchy.
+        Linear solver; all cases share one factorisation / multigrid hierarchy, and
+        "amg" iterates on all cases at once (:func:`block_pcg`).
     tol : float
-        Relative residual tolerance of CG (AMG only).
+        Relative residual tolerance of CG (AMG only), per case.
+    maxiter : int
+        CG iteration limit (AMG only).
+    prolongation : sparse matrix, shape (n, m), optional
+        A coarse space for the first multigrid level ("amg"), e.g. :func:`p1_embedding`
+        for P2: column j must belong to DOF j (j < m); columns of constrained DOFs are
+        dropped. Without it, smoothed aggregation works on K directly.
 
     Returns
     -------
@@ -252,8 +650,12 @@ def solve_dirichlet(
     if F.shape[0] == 0:
         info.update(setup=0.0, solve=0.0, iterations=[])
         return U, info
+    Pf = None
+    if prolongation is not None and method == "amg":
+        m = prolongation.shape[1]
+        Pf = sp.csr_matrix(prolongation)[F][:, F[F < m]]
     with _single_threaded_blas():
-        X, t1, t2, its = _solve_free(Kff, B, method, tol, maxiter)
+        X, t1, t2, its = _solve_free(Kff, B, method, tol, maxiter, Pf)
     U[F] = X
     info["setup"] = t1[1] - t1[0]
     info["solve"] = t2
@@ -261,7 +663,7 @@ def solve_dirichlet(
     return U, info
 
 
-def _solve_free(Kff, B, method, tol, maxiter):
+def _solve_free(Kff, B, method, tol, maxiter, prolongation=None):
     """Solve Kff X = B (SPD); returns X, (t_start, t_setup_end), solve seconds, iterations."""
     t0 = time.perf_counter()
     if method == "direct":
@@ -273,25 +675,14 @@ def _solve_free(Kff, B, method, tol, maxiter):
         t2 = time.perf_counter()
         its: list[int] = []
     else:
-        import pyamg
-
-        ml = pyamg.smoothed_aggregation_solver(Kff, symmetry="hermitian", max_coarse=500)
+        mg = BlockMultigrid(Kff, prolongation)
         t1 = time.perf_counter()
-        X = np.zeros_like(B)
-        its = []
-        for k in range(B.shape[1]):
-            b = B[:, k]
-            if not np.any(b):
-                its.append(0)
-                continue
-            res: list[float] = []
-            X[:, k] = ml.solve(b, tol=tol, maxiter=maxiter, accel="cg", residuals=res)
-            its.append(len(res) - 1)
-            rel = res[-1] / res[0] if res and res[0] > 0 else 0.0
-            if rel > tol * 10:
-                log.warning("CG did not converge for case %d: relative residual %.2e", k, rel)
+        X, its, rel = block_pcg(Kff, B, mg, tol=tol, maxiter=maxiter)
         t2 = time.perf_counter()
-        log.debug("AMG hierarchy:\n%s", ml)
+        for k, r in enumerate(rel):
+            if r > tol * 10:
+                log.warning("CG did not converge for case %d: relative residual %.2e", k, r)
+        log.debug("block multigrid levels %s", mg.sizes)
     return X, (t0, t1), t2 - t1, its
 
 
@@ -302,7 +693,7 @@ def solve_unit_fields(
     outer: str = "ground",
     order: int = 2,
     solver: str = "auto",
-    tol: float = 1e-10,
+    tol: float = 1e-5,
 ) -> TetFieldBasis:
     """Solve one unit field per contact and the conductance matrix.
 
@@ -323,7 +714,10 @@ def solve_unit_fields(
     solver : {"auto", "amg", "direct"}
         "auto": sparse LU up to :data:`DIRECT_MAX_DOFS` free DOFs, else AMG-CG.
     tol : float
-        CG relative residual tolerance (AMG).
+        CG relative residual tolerance (AMG). On the reference case (3389, "default")
+        1e-5 changes the impedance by < 1e-7 and the VTA by < 1e-5 relative against
+        1e-12 (1e-4: VTA 5e-5); G is computed as u_j^T K u_k, whose error is quadratic
+        in the solver error.
 
     Returns
     -------
@@ -376,10 +770,13 @@ def solve_unit_fields(
 
     log.info("solving %d unit fields: P%d, %d dofs (%d constrained), outer %s",
              n_contacts, order, dofmap.n_dofs, D.size, "grounded" if grounded else "insulating")
-    U, info = solve_dirichlet(K, D, vals, solver=solver, tol=tol)
+    prolongation = p1_embedding(dofmap) if order == 2 else None
+    U, info = solve_dirichlet(K, D, vals, solver=solver, tol=tol, prolongation=prolongation)
 
-    R = K @ U  # reactions (A per V)
-    Gm = np.array([[R[c, k].sum() for k in range(n_contacts)] for c in cdofs])
+    # G_jk = u_j^T K u_k: equal to the reaction (current) at contact j of solution k for
+    # exact solves, and its error is quadratic in the solver error (K u_k vanishes on
+    # the free DOFs where u_j may err, and u_j is exact on the constrained ones)
+    Gm = U.T @ (K @ U)
     asym = np.abs(Gm - Gm.T).max() / max(np.abs(Gm).max(), 1e-300)
     if asym > 1e-6:
         log.warning("conductance matrix asymmetry %.2e (solver tolerance?)", asym)
