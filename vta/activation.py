@@ -145,7 +145,10 @@ def field_norm_on_grid(basis, weights_V: np.ndarray, grid: VoxelGrid, threshold_
     grid : VoxelGrid
     threshold_V_per_mm : float
     """
-    E = basis.field_at(grid.points(), weights_V)
+    if hasattr(basis, "field_on_grid"):  # grid-ordered location, no sorting needed
+        E = basis.field_on_grid(grid.origin_mm, grid.spacing_mm, grid.shape, weights_V).reshape(-1, 3)
+    else:
+        E = basis.field_at(grid.points(), weights_V)
     norm = np.linalg.norm(E, axis=1)
     norm = np.where(np.isfinite(norm), norm, 0.0).reshape(grid.shape)
     mask = norm >= threshold_V_per_mm

@@ -110,28 +110,58 @@ def build_basis(config: RunConfig, method: str | None = None):
             preset=solver.preset,
             order=solver.order,
         )
-    from .mesh import Domain, Encapsulation, build_mesh
-    from .solve import solve_unit_fields
+    from .cache import cached_basis
 
-    lead_mesh = build_mesh(
-        lead,
-        placement,
-        Domain(domain.shape, domain.center_mm, domain.radius_mm, domain.size_mm),
-        Encapsulation(tissue.encapsulation_thickness_mm, tissue.encapsulation_conductivity_S_per_m),
-        preset=solver.preset,
-    )
-    sigma = element_sigma_S_per_mm(config, lead_mesh.mesh)
-    basis = solve_unit_fields(
-        lead_mesh,
-        sigma,
-        lead.n_contacts,
-        outer=outer,
-        order=solver.order,
-        solver=solver.linear_solver,
-    )
-    basis.timings = {"mesh": lead_mesh.build_time_s, **basis.timings}
-    basis.mesh_info["preset"] = solver.preset
-    return basis
+    def build():
+        from .mesh import Domain, Encapsulation, build_mesh
+        from .solve import solve_unit_fields
+
+        lead_mesh = build_mesh(
+            lead,
+            placement,
+            Domain(domain.shape, domain.center_mm, domain.radius_mm, domain.size_mm),
+            Encapsulation(tissue.encapsulation_thickness_mm, tissue.encapsulation_conductivity_S_per_m),
+            preset=solver.preset,
+        )
+        sigma = element_sigma_S_per_mm(config, lead_mesh.mesh)
+        basis = solve_unit_fields(
+            lead_mesh,
+            sigma,
+            lead.n_contacts,
+            outer=outer,
+            order=solver.order,
+            solver=solver.linear_solver,
+        )
+        basis.timings = {"mesh": lead_mesh.build_time_s, **basis.timings}
+        basis.mesh_info["preset"] = solver.preset
+        return basis
+
+    return cached_basis(_basis_key(config, method), build)
+
+
+def _basis_key(config: RunConfig, method: str) -> dict:
+    """Everything a 3D field basis depends on (not the stimulation setting)."""
+    import hashlib
+
+    r = config.resolved()
+    key = {
+        "method": method,
+        "lead": r["lead"],
+        "domain": r["domain"],
+        "tissue": r["tissue"],
+        "conductivity": conductivity_model(config).to_dict(),
+        "solver": r["solver"],
+    }
+    if config.anatomy is not None:
+        anatomy = config.anatomy.load()
+        digest = hashlib.sha256(np.ascontiguousarray(anatomy.tissue.data).tobytes())
+        digest.update(np.asarray(anatomy.tissue.affine, float).tobytes())
+        key["anatomy_tissue"] = digest.hexdigest()
+        if config.anatomy.dti is not None:
+            from .cache import file_digest
+
+            key["dti"] = {**config.anatomy.dti, "path": file_digest(config.anatomy.dti["path"])}
+    return key
 
 
 def conductivity_model(config: RunConfig):
