@@ -296,10 +296,21 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
 
 
 def _peak_memory_mb() -> float | None:
-    """Peak resident memory of this process so far (MB), where the OS reports it."""
+    """Peak resident memory of this process so far (MB), where the OS reports it.
+
+    Reads VmHWM on Linux (getrusage's ru_maxrss survives fork/exec and would report a
+    parent's peak); falls back to ru_maxrss elsewhere.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
