@@ -15,6 +15,7 @@ from vta.anatomy import (BACKGROUND, CSF, GM, WM, Anatomy, default_anatomy, load
                          load_probabilistic_atlas, load_tissue_segmentation)
 from vta.atlas_io import Image, check_affine, read_label_table, read_nifti, resample_to
 from vta.errors import VtaError
+from niftitools import save_raw_affine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "atlases"
 JHU = SHARED / "JHU_space-MNI152NLin6_res-1x1x1.nii.gz"
@@ -89,18 +90,6 @@ def test_missing_table(tmp_path: Path) -> None:
 
 # --- NIfTI errors -------------------------------------------------------------------
 
-def save_raw_affine(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    """Write a NIfTI-1 file whose sform is ``affine`` verbatim (nibabel refuses broken ones)."""
-    h = nib.Nifti1Header()
-    h.set_data_shape(data.shape)
-    h.set_data_dtype(data.dtype)
-    h["srow_x"], h["srow_y"], h["srow_z"] = affine[0], affine[1], affine[2]
-    h["sform_code"], h["qform_code"] = 1, 0
-    with open(path, "wb") as f:
-        h.write_to(f)
-        f.write(b"\0" * (int(h["vox_offset"]) - f.tell()))
-        f.write(data.tobytes(order="F"))
-    return path
 
 
 @pytest.mark.parametrize("affine,msg", [

@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from niftitools import save_raw_affine
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "homogeneous_3389.toml"
@@ -100,14 +101,9 @@ def test_missing_config_file(tmp_path):
 
 
 def test_broken_affine_in_user_anatomy(tmp_path):
-    data = np.ones((20, 20, 20), np.uint8)
-    img = nib.Nifti1Image(data, np.eye(4))
-    img.set_qform(None, code=0)
-    img.set_sform(np.eye(4), code=2)
-    nib.save(img, tmp_path / "seg.nii")
-    raw = bytearray((tmp_path / "seg.nii").read_bytes())
-    raw[280:296] = np.zeros(4, "<f4").tobytes()  # srow_x = 0: a singular affine, as a broken tool writes it
-    (tmp_path / "seg.nii").write_bytes(bytes(raw))
+    affine = np.eye(4)
+    affine[0] = 0.0  # srow_x = 0: a singular affine, as a broken tool writes it
+    save_raw_affine(tmp_path / "seg.nii", np.ones((20, 20, 20), np.uint8), affine)
     cfg = tmp_path / "anat.toml"
     cfg.write_text(
         '[anatomy]\ntissue_nifti = "seg.nii"\ntissue_labels = { 1 = "WM" }\n'

@@ -11,6 +11,7 @@ import pytest
 
 from vta.anatomy import BACKGROUND, BLOOD, CSF, GM, WM, Anatomy
 from vta.errors import VtaError
+from niftitools import save_raw_affine
 from vta.tissue import (SIGMA_FLOOR_S_PER_M, ConductivityModel, TensorField, cole_cole_conductivity,
                         cole_cole_permittivity, element_conductivity, load_dti_tensor,
                         normalized_conductivity, tet_sample_points, tuch_conductivity)
@@ -243,18 +244,6 @@ def test_dti_lps_reflection(tmp_path: Path) -> None:
     assert abs(v[:, -1] @ (np.array([-1.0, 1.0, 0.0]) / np.sqrt(2))) == pytest.approx(1.0)
 
 
-def save_raw_affine(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    """A NIfTI-1 file whose sform is ``affine`` verbatim (nibabel refuses to write broken ones)."""
-    h = nib.Nifti1Header()
-    h.set_data_shape(data.shape)
-    h.set_data_dtype(data.dtype)
-    h["srow_x"], h["srow_y"], h["srow_z"] = affine[0], affine[1], affine[2]
-    h["sform_code"], h["qform_code"] = 1, 0
-    with open(path, "wb") as f:
-        h.write_to(f)
-        f.write(b"\0" * (int(h["vox_offset"]) - f.tell()))
-        f.write(data.tobytes(order="F"))
-    return path
 
 
 def test_dti_errors_and_clamping(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
