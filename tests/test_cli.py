@@ -134,7 +134,7 @@ def test_directional_lead_3d_run(tmp_path):
     """A segment of a directional lead: solved in 3D, VTA off-axis towards the segment."""
     text = (ROOT / "examples" / "directional_vercise.toml").read_text()
     cfg = tmp_path / "d.toml"
-    cfg.write_text(text + '\n[solver]\npreset = "fast"\n')
+    cfg.write_text(text + '\n[solver]\npreset = "fast"\n[output]\nvtu = true\n')
     out = tmp_path / "out"
     proc = vta("run", str(cfg), "--out", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
@@ -150,3 +150,12 @@ def test_directional_lead_3d_run(tmp_path):
     # the VTA centroid lies off the axis on the side the segment faces
     outward = seg_centre - axis_point
     assert (centroid - axis_point) @ outward / np.linalg.norm(outward) > 0.5
+    # the mesh with the solution, readable by VTK tools
+    import pyvista as pv
+
+    grid = pv.read(out / "field.vtu")
+    assert grid.n_cells == s["mesh"]["elements"]
+    potential = grid.point_data["potential_V"]
+    assert np.isfinite(potential).all()
+    assert potential.min() == pytest.approx(s["contacts"]["2"]["potential_V"], rel=1e-6)
+    assert np.nanmax(grid.cell_data["E_norm_V_per_mm"]) > 0.2

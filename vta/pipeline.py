@@ -342,6 +342,12 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
                 img.header.set_xyzt_units("mm")
                 nib.save(img, tx.path(name))
                 outputs.append(name)
+        if config.output.vtu:
+            from .export import setting_to_vtu
+
+            setting_to_vtu(basis, np.array([summary["contacts"][str(k)]["potential_V"] for k in range(basis.n_contacts)]),
+                           tx.path("field.vtu"))
+            outputs.append("field.vtu")
         summary["outputs"] = outputs + ["summary.json"]
         summary["timings_s"]["write"] = time.perf_counter() - t_write
         summary["timings_s"]["total"] = time.perf_counter() - t0
