@@ -100,32 +100,31 @@ def test_missing_config_file(tmp_path):
     assert proc.returncode == 2 and "config file not found" in proc.stderr
 
 
+def run_user_anatomy(tmp_path, segmentation, label, tip_mm):
+    """`vta run` on a user tissue segmentation (one WM label) with a 3389 at ``tip_mm``."""
+    cfg = tmp_path / "anat.toml"
+    cfg.write_text(
+        f'[anatomy]\ntissue_nifti = "{segmentation}"\ntissue_labels = {{ {label} = "WM" }}\n'
+        f'[lead]\nmodel = "3389"\ntip_mm = {list(map(float, tip_mm))}\ndirection = [0, 0, 1]\n'
+        '[stimulation]\nmode = "current"\ncontacts = { 0 = -1.0 }\n'
+    )
+    return vta("run", str(cfg), "--out", str(tmp_path / "o"))
+
+
 def test_broken_affine_in_user_anatomy(tmp_path):
     affine = np.eye(4)
     affine[0] = 0.0  # srow_x = 0: a singular affine, as a broken tool writes it
     save_raw_affine(tmp_path / "seg.nii", np.ones((20, 20, 20), np.uint8), affine)
-    cfg = tmp_path / "anat.toml"
-    cfg.write_text(
-        '[anatomy]\ntissue_nifti = "seg.nii"\ntissue_labels = { 1 = "WM" }\n'
-        '[lead]\nmodel = "3389"\ntip_mm = [10.0, 10.0, 5.0]\ndirection = [0, 0, 1]\n'
-        '[stimulation]\nmode = "current"\ncontacts = { 0 = -1.0 }\n'
-    )
-    proc = vta("run", str(cfg), "--out", str(tmp_path / "o"))
+    proc = run_user_anatomy(tmp_path, "seg.nii", 1, [10, 10, 5])
     assert proc.returncode == 2
     assert "seg.nii" in proc.stderr and "affine" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_lead_outside_anatomy(tmp_path):
-    data = np.full((20, 20, 20), 2, np.uint8)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "seg.nii.gz")
-    cfg = tmp_path / "anat.toml"
-    cfg.write_text(
-        '[anatomy]\ntissue_nifti = "seg.nii.gz"\ntissue_labels = { 2 = "WM" }\n'
-        '[lead]\nmodel = "3389"\ntip_mm = [50.0, 50.0, 50.0]\ndirection = [0, 0, 1]\n'
-        '[stimulation]\nmode = "current"\ncontacts = { 0 = -1.0 }\n'
-    )
-    proc = vta("run", str(cfg), "--out", str(tmp_path / "o"))
+    nib.save(nib.Nifti1Image(np.full((20, 20, 20), 2, np.uint8), np.eye(4)), tmp_path / "seg.nii.gz")
+    proc = run_user_anatomy(tmp_path, "seg.nii.gz", 2, [50, 50, 50])
     assert proc.returncode == 2
     assert "lies outside the anatomy" in proc.stderr
 
@@ -159,3 +158,34 @@ def test_directional_lead_3d_run(tmp_path):
     assert np.isfinite(potential).all()
     assert potential.min() == pytest.approx(s["contacts"]["2"]["potential_V"], rel=1e-6)
     assert np.nanmax(grid.cell_data["E_norm_V_per_mm"]) > 0.2
+
+
+def test_user_anatomy_run_reports_structure_coverage(tmp_path):
+    """Tissue segmentation + label atlas with a TSV table: per-structure VTA overlap."""
+    tissue = np.full((40, 40, 40), 2, np.uint8)  # WM
+    tissue[25:] = 1  # GM for x >= 25 mm
+    labels = np.zeros((40, 40, 40), np.int16)
+    labels[16:25, 16:25, 9:15] = 1  # a 9 x 9 x 6 mm "target" around contact 0 (z = 12.25)
+    labels[2:8, 2:8, 30:36] = 2  # far away: never activated
+    for name, data in (("tissue.nii.gz", tissue), ("labels.nii.gz", labels)):
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / name)
+    (tmp_path / "labels.tsv").write_text("index\tname\n1\ttarget\n2\tfar\n")
+    cfg = tmp_path / "user.toml"
+    cfg.write_text(
+        '[anatomy]\ntissue_nifti = "tissue.nii.gz"\ntissue_labels = { 1 = "GM", 2 = "WM" }\n'
+        'labels_nifti = "labels.nii.gz"\nlabel_table = "labels.tsv"\n'
+        '[lead]\nmodel = "3389"\ntip_mm = [20.0, 20.0, 10.0]\ndirection = [0, 0, 1]\n'
+        '[tissue]\nmodel = "constant"\n'
+        '[stimulation]\nmode = "current"\ncontacts = { 0 = -3.0 }\n'
+        '[solver]\npreset = "fast"\n'
+    )
+    out = tmp_path / "out"
+    proc = vta("run", str(cfg), "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    target, far = s["structures"]["target"], s["structures"]["far"]
+    assert target["volume_mm3"] == pytest.approx(9 * 9 * 6)
+    assert 0 < target["overlap_mm3"] <= s["vta_volume_mm3"]
+    assert 0 < target["fraction"] <= 1
+    assert far["overlap_mm3"] == 0.0
+    assert s["config"]["tissue"]["model"] == "constant" and s["method"] == "3d"
