@@ -34,6 +34,8 @@ def test_summary_contract(homogeneous_run):
     for c in s["contacts"].values():
         assert {"potential_V", "current_mA"} <= set(c)
     assert {"nodes", "elements", "dofs"} <= set(s["mesh"])
+    assert all(isinstance(v, (int, float)) for v in s["timings_s"].values())
+    assert s["timings_s"]["total"] >= s["timings_s"]["vta"]
     assert s["contacts"]["1"]["current_mA"] == pytest.approx(-1.0)
     assert sum(abs(s["contacts"][k]["current_mA"]) for k in "023") < 1e-9
     # the converged reference of this case: 540.58 ohm, 9.716 mm^3 (docs/validation.md)

@@ -275,7 +275,9 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
                 )
     finally:
         timer.close()
-    timings = {**basis.timings, **{k: v for k, v in timer.timings.items() if k != "mesh+solve"}}
+    numeric = {k: v for k, v in basis.timings.items() if isinstance(v, (int, float))}
+    solver_info = {k: v for k, v in basis.timings.items() if not isinstance(v, (int, float))}
+    timings = {**numeric, **{k: v for k, v in timer.timings.items() if k != "mesh+solve"}}
     timings["total"] = time.perf_counter() - t_start
     summary = {
         "version": __version__,
@@ -288,7 +290,7 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
         "structures": structures,
         "field_max_on_grid_V_per_mm": None if vta_grid is None else float(vta_grid.field_norm_V_per_mm.max()),
         "method": method,
-        "mesh": basis.mesh_info,
+        "mesh": {**basis.mesh_info, **({"solver": solver_info} if solver_info else {})},
         "timings_s": timings,
         "config": config.resolved(),
     }
