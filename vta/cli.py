@@ -46,6 +46,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .config import load_config
+    from .io import OutputTransaction
+    from .pipeline import _domain_box, build_basis, choose_method, conductivity_model
+    from .sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep, write_table
+
+    amplitudes = parse_amplitudes(args.amplitudes)
+    kinds = [k.strip() for k in args.configs.split(",") if k.strip()]
+    if not kinds:
+        raise VtaError("the --configs list is empty")
+    if not (args.spacing > 0 and np.isfinite(args.spacing)):
+        raise VtaError(f"--spacing must be positive, got {args.spacing}")
+    config = load_config(args.config)
+    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
+    lead = config.lead
+    spec = SweepSpec(standard_configs(lead.model.n_contacts, kinds), amplitudes, pulse_widths, config.stimulation.mode)
+    basis = build_basis(config, choose_method(config))
+    structures, targets = {}, []
+    if config.anatomy is not None:
+        structures = config.anatomy.load().structures
+        tip_x = float(lead.placement.contact_center_mm(lead.model, 0)[0])
+        side = "R" if tip_x >= 0 else "L"
+        for prefix in ("NAc", "ALIC"):
+            targets += [n for n in structures if n.lower() == f"{prefix}_{side}".lower()]
+    model = conductivity_model(config)
+    axon = config.vta.axon_diameter_um  # None: the fixed threshold at every pulse width
+    rows = sweep(basis, spec, threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=axon,
+                 structures=structures, targets=targets or None, lead=lead, region_mm=_domain_box(config),
+                 spacing_mm=args.spacing, sigma_S_per_m=min(model.wm_S_per_m, model.gm_S_per_m))
+    with OutputTransaction(args.out) as tx:
+        write_table(rows, tx.path("sweep.csv"))
+        written = ["sweep.csv"]
+        for name in targets:
+            plot_coverage(rows, name, tx.path(f"coverage_{name}.png"))
+            written.append(f"coverage_{name}.png")
+    n30 = sum(r["exceeds_30uC_cm2"] for r in rows)
+    nsh = sum(r["exceeds_shannon"] for r in rows)
+    sys.stdout.write(f"{len(rows)} settings ({len(spec.configs)} configurations); {n30} above 30 uC/cm^2, "
+                     f"{nsh} above the Shannon limit\nwritten to {args.out}/: {', '.join(written)}\n")
+    return 0
+
+
 def _report(summary: dict, out: str) -> None:
     t = summary["timings_s"]
     lines = [
@@ -117,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p_demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=_cmd_demo)
+
+    p_sweep = sub.add_parser("sweep", help="sweep contacts, amplitudes and pulse widths on one solved basis")
+    p_sweep.add_argument("config", help="TOML configuration file (lead, anatomy, tissue, threshold)")
+    p_sweep.add_argument("--out", required=True, help="output folder (sweep.csv + coverage PNGs)")
+    p_sweep.add_argument("--amplitudes", default="0.5:5:0.5", help="start:stop:step or a,b,c (mA or V; default 0.5:5:0.5)")
+    p_sweep.add_argument("--pulse-widths", default=None, help="a,b,c in us (default: the config's pulse width)")
+    p_sweep.add_argument("--configs", default="monopolar,bipolar-adjacent", help="monopolar,bipolar-adjacent")
+    p_sweep.add_argument("--spacing", type=float, default=0.5, help="voxel size of the VTA grid (mm; default 0.5)")
+    p_sweep.set_defaults(func=_cmd_sweep)
 
     p_leads = sub.add_parser("leads", help="list the lead catalogue")
     p_leads.add_argument("--json", action="store_true", help="machine-readable output")
