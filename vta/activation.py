@@ -15,7 +15,19 @@ import numpy as np
 from .errors import VtaError
 from .grid import VoxelGrid
 
-__all__ = ["ASTROM_TABLE", "VtaGrid", "astrom_threshold", "auto_grid", "field_norm_on_grid", "structure_coverage"]
+__all__ = [
+    "ASTROM_TABLE",
+    "CHARGE_DENSITY_LIMIT_UC_CM2",
+    "SHANNON_K",
+    "VtaGrid",
+    "astrom_threshold",
+    "auto_grid",
+    "charge_metrics",
+    "field_norm_grid",
+    "field_norm_on_grid",
+    "structure_coverage",
+    "structure_samples",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +49,25 @@ ASTROM_TABLE = np.array(
         [0.177, 0.110, 0.087, 0.074],
     ]
 )
+
+
+#: Shannon (1992) safety parameter: unsafe when log10(D) > k - log10(Q).
+SHANNON_K = 1.85
+#: Conventional charge-density limit (uC/cm^2 per phase).
+CHARGE_DENSITY_LIMIT_UC_CM2 = 30.0
+
+
+def charge_metrics(current_mA: np.ndarray, pulse_width_us: np.ndarray, area_mm2: np.ndarray | float):
+    """Charge per phase (uC), charge density (uC/cm^2) and the two safety flags.
+
+    Broadcasts over its arguments. ``exceeds_shannon``: ``log10(D) > k - log10(Q)``
+    (Shannon 1992, k = 1.85); ``exceeds_30``: ``D > 30 uC/cm^2``.
+    """
+    q = np.abs(np.asarray(current_mA, float)) * np.asarray(pulse_width_us, float) * 1e-3  # mA x us = nC -> uC
+    d = q / (np.asarray(area_mm2, float) * 1e-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shannon = (q > 0) & (np.log10(d) + np.log10(q) > SHANNON_K)
+    return q, d, d > CHARGE_DENSITY_LIMIT_UC_CM2, shannon
 
 
 def astrom_threshold(axon_diameter_um: float, pulse_width_us: float) -> float:
@@ -133,6 +164,16 @@ class VtaGrid:
         return bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any() or m[:, :, 0].any() or m[:, :, -1].any())
 
 
+def field_norm_grid(basis, weights_V: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """|E| (V/mm) of a setting on a voxel grid, shape ``grid.shape``; 0 outside tissue."""
+    if hasattr(basis, "field_on_grid"):  # grid-ordered location, no sorting needed
+        E = basis.field_on_grid(grid.origin_mm, grid.spacing_mm, grid.shape, weights_V).reshape(-1, 3)
+    else:
+        E = basis.field_at(grid.points(), weights_V)
+    norm = np.sqrt(np.einsum("ij,ij->i", E, E))
+    return np.where(np.isfinite(norm), norm, 0.0).reshape(grid.shape)
+
+
 def field_norm_on_grid(basis, weights_V: np.ndarray, grid: VoxelGrid, threshold_V_per_mm: float) -> VtaGrid:
     """Evaluate |E| of a setting on a voxel grid and threshold it.
 
@@ -145,14 +186,8 @@ def field_norm_on_grid(basis, weights_V: np.ndarray, grid: VoxelGrid, threshold_
     grid : VoxelGrid
     threshold_V_per_mm : float
     """
-    if hasattr(basis, "field_on_grid"):  # grid-ordered location, no sorting needed
-        E = basis.field_on_grid(grid.origin_mm, grid.spacing_mm, grid.shape, weights_V).reshape(-1, 3)
-    else:
-        E = basis.field_at(grid.points(), weights_V)
-    norm = np.linalg.norm(E, axis=1)
-    norm = np.where(np.isfinite(norm), norm, 0.0).reshape(grid.shape)
-    mask = norm >= threshold_V_per_mm
-    result = VtaGrid(grid, norm.astype(np.float32), mask)
+    norm = field_norm_grid(basis, weights_V, grid)
+    result = VtaGrid(grid, norm.astype(np.float32), norm >= threshold_V_per_mm)
     if result.touches_border:
         log.warning("the VTA reaches the edge of the output grid; increase output.grid_margin_mm")
     return result
@@ -197,28 +232,46 @@ def structure_coverage(
         Per structure: ``overlap_mm3`` (mm^3), ``fraction`` (of the structure's volume)
         and ``volume_mm3`` (the structure's volume).
     """
-    offsets = _subvoxel_offsets(supersample)
     result = {}
-    for name, structure in structures.items():
-        image = structure.image
-        prob = image.data.astype(float)
-        ijk = np.argwhere(prob > 0)
-        volume = structure.volume_mm3()
+    for name, (points, weights, volume) in structure_samples(structures, region_mm, supersample).items():
         overlap = 0.0
-        if len(ijk):
-            centres = image.voxel_to_world(ijk)
-            if region_mm is not None:
-                keep = np.all((centres >= region_mm[0] - 1) & (centres <= region_mm[1] + 1), axis=1)
-                ijk, centres = ijk[keep], centres[keep]
-        if len(ijk):
-            sub = (ijk[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-            E = basis.field_at(image.voxel_to_world(sub), weights_V)
-            active = np.linalg.norm(E, axis=1) >= threshold_V_per_mm  # NaN (no tissue) -> False
-            frac = active.reshape(len(ijk), len(offsets)).mean(axis=1)
-            overlap = float((frac * prob[tuple(ijk.T)]).sum()) * image.voxel_volume_mm3
+        if len(points):
+            active = np.linalg.norm(basis.field_at(points, weights_V), axis=1) >= threshold_V_per_mm  # NaN -> False
+            overlap = float(weights[active].sum())
         result[name] = {
             "overlap_mm3": overlap,
             "fraction": overlap / volume if volume > 0 else 0.0,
             "volume_mm3": volume,
         }
     return result
+
+
+def structure_samples(structures: dict, region_mm: np.ndarray | None, supersample: int):
+    """Per structure: sub-voxel world points, their weights and the structure volume.
+
+    Each structure voxel (probability > 0) inside ``region_mm`` (+ 1 mm) is split into
+    ``supersample^3`` sub-voxels weighted by probability x sub-voxel volume (mm^3).
+
+    Returns
+    -------
+    dict of str -> (points_mm (n, 3), weights_mm3 (n,), volume_mm3)
+    """
+    offsets = _subvoxel_offsets(supersample)
+    out = {}
+    for name, structure in structures.items():
+        image = structure.image
+        prob = image.data.astype(float)
+        ijk = np.argwhere(prob > 0)
+        volume = structure.volume_mm3()
+        if len(ijk) and region_mm is not None:
+            centres = image.voxel_to_world(ijk)
+            keep = np.all((centres >= region_mm[0] - 1) & (centres <= region_mm[1] + 1), axis=1)
+            ijk = ijk[keep]
+        if len(ijk):
+            sub = (ijk[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+            pts = image.voxel_to_world(sub)
+            w = np.repeat(prob[tuple(ijk.T)], len(offsets)) * image.voxel_volume_mm3 / len(offsets)
+        else:
+            pts, w = np.zeros((0, 3)), np.zeros(0)
+        out[name] = (pts, w, volume)
+    return out

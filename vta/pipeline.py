@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from . import __version__
-from .activation import auto_grid, field_norm_on_grid, structure_coverage
+from .activation import auto_grid, charge_metrics, field_norm_on_grid, structure_coverage
 from .config import RunConfig
 from .errors import VtaError
 from .io import OutputTransaction
@@ -203,19 +203,18 @@ def element_sigma_S_per_mm(config: RunConfig, mesh) -> np.ndarray:
 
 def _contact_table(config: RunConfig, state: ContactState, impedances_ohm: np.ndarray) -> dict:
     lead = config.lead.model
-    pw_s = config.stimulation.pulse_width_us * 1e-6
     table = {}
     for c in lead.contacts():
         k = c.index
-        charge_uC = abs(state.currents_mA[k]) * 1e-3 * pw_s * 1e6
+        charge_uC, density, _, _ = charge_metrics(state.currents_mA[k], config.stimulation.pulse_width_us, c.area_mm2)
         table[str(k)] = {
             "active": k in config.stimulation.contacts,
             "potential_V": float(state.potentials_V[k]),
             "current_mA": float(state.currents_mA[k]),
             "monopolar_impedance_ohm": float(impedances_ohm[k]),
             "area_mm2": c.area_mm2,
-            "charge_per_phase_uC": charge_uC,
-            "charge_density_uC_per_cm2": charge_uC / (c.area_mm2 * 1e-2),
+            "charge_per_phase_uC": float(charge_uC),
+            "charge_density_uC_per_cm2": float(density),
             "center_mm": config.lead.placement.contact_center_mm(lead, k).tolist(),
         }
     return table

@@ -37,7 +37,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .activation import _subvoxel_offsets, astrom_threshold
+from .activation import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_threshold, charge_metrics, field_norm_grid,
+                         structure_samples)
 from .errors import VtaError
 from .grid import VoxelGrid
 from .io import atomic_write_bytes
@@ -60,10 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Shannon (1992) safety parameter: unsafe when log10(D) > k - log10(Q).
-SHANNON_K = 1.85
-#: Conventional charge-density limit (uC/cm^2 per phase).
-CHARGE_DENSITY_LIMIT_UC_CM2 = 30.0
 #: Plausibility limits of sweep amplitudes (mA in current mode, V in voltage mode).
 MAX_AMPLITUDE = {"current": 25.0, "voltage": 25.0}
 
@@ -175,19 +172,6 @@ def parse_pulse_widths(text: str) -> list[float]:
     return values
 
 
-def charge_metrics(current_mA: np.ndarray, pulse_width_us: np.ndarray, area_mm2: np.ndarray | float):
-    """Charge per phase (uC), charge density (uC/cm^2) and the two safety flags.
-
-    Broadcasts over its arguments. ``exceeds_shannon``: ``log10(D) > k - log10(Q)``
-    (Shannon 1992, k = 1.85); ``exceeds_30``: ``D > 30 uC/cm^2``.
-    """
-    q = np.abs(np.asarray(current_mA, float)) * np.asarray(pulse_width_us, float) * 1e-3  # mA*us = nC
-    d = q / (np.asarray(area_mm2, float) * 1e-2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shannon = (q > 0) & (np.log10(d) + np.log10(q) > SHANNON_K)
-    return q, d, d > CHARGE_DENSITY_LIMIT_UC_CM2, shannon
-
-
 def default_grid(
     centers_mm: np.ndarray, max_current_mA: float, min_threshold_V_per_mm: float,
     sigma_S_per_m: float = 0.1, spacing_mm: float = 0.5,
@@ -200,42 +184,9 @@ def default_grid(
                      min_threshold_V_per_mm, spacing_mm)
 
 
-def _unit_norm_on_grid(basis, weights_V: np.ndarray, grid: VoxelGrid) -> np.ndarray:
-    """|E| (V/mm) of a setting on the grid, flattened; 0 outside tissue."""
-    if hasattr(basis, "field_on_grid"):
-        E = basis.field_on_grid(grid.origin_mm, grid.spacing_mm, grid.shape, weights_V).reshape(-1, 3)
-    else:
-        E = basis.field_at(grid.points(), weights_V)
-    n = np.sqrt(np.einsum("ij,ij->i", E, E))
-    return np.where(np.isfinite(n), n, 0.0).reshape(grid.shape)
-
-
 def _border_max(norm: np.ndarray) -> float:
     return float(max(norm[0].max(), norm[-1].max(), norm[:, 0].max(), norm[:, -1].max(),
                      norm[:, :, 0].max(), norm[:, :, -1].max()))
-
-
-def _structure_points(structures: dict, region_mm: np.ndarray | None, supersample: int):
-    """Per structure: sub-voxel world points and their weights (mm^3), as structure_coverage."""
-    offsets = _subvoxel_offsets(supersample)
-    out = {}
-    for name, structure in structures.items():
-        image = structure.image
-        prob = image.data.astype(float)
-        ijk = np.argwhere(prob > 0)
-        volume = structure.volume_mm3()
-        if len(ijk) and region_mm is not None:
-            centres = image.voxel_to_world(ijk)
-            keep = np.all((centres >= region_mm[0] - 1) & (centres <= region_mm[1] + 1), axis=1)
-            ijk = ijk[keep]
-        if len(ijk):
-            sub = (ijk[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-            pts = image.voxel_to_world(sub)
-            w = np.repeat(prob[tuple(ijk.T)], len(offsets)) * image.voxel_volume_mm3 / len(offsets)
-        else:
-            pts, w = np.zeros((0, 3)), np.zeros(0)
-        out[name] = (pts, w, volume)
-    return out
 
 
 def sweep(
@@ -318,7 +269,7 @@ def sweep(
         max_mA = float(amps.max() * max(max(np.abs(s.currents_mA).max(), abs(s.ground_current_mA)) for s in states))
         grid = default_grid(centers, max_mA, float(thr.min()), sigma_S_per_m, spacing_mm)
     vox = grid.voxel_volume_mm3
-    structs = _structure_points(structures or {}, region_mm, supersample)
+    structs = structure_samples(structures or {}, region_mm, supersample)
     target_names = list(structs) if targets is None else [t for t in targets if t in structs]
 
     rows: list[dict] = []
@@ -328,7 +279,7 @@ def sweep(
     P = np.tile(pws, len(amps))
     T = np.tile(thr, len(amps))
     for c, state in zip(spec.configs, states):
-        norm = _unit_norm_on_grid(basis, state.potentials_V, grid)
+        norm = field_norm_grid(basis, state.potentials_V, grid)
         border = _border_max(norm)
         srt = np.sort(norm, axis=None)
         counts = srt.size - np.searchsorted(srt, ratio.ravel(), side="left")
