@@ -3,6 +3,8 @@
 ``vta run CONFIG.toml --out DIR``   simulate one setting, write summary.json + NIfTI
 ``vta leads [--json]``              list the lead catalogue
 ``vta demo --out DIR``              run the bundled demo configuration
+``vta sweep CONFIG.toml --out DIR``  sweep contacts, amplitudes, pulse widths (no re-solve)
+``vta optimise CONFIG.toml --out DIR``  rank settings by target coverage within limits
 
 Bad input prints one line ``vta: error: ...`` on stderr and exits with status 2.
 """
@@ -46,24 +48,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    import numpy as np
+def _sweep_context(config):
+    """Solved basis, structures, default targets (NAc/ALIC on the lead's side) and the
+    conductivity the default grid margin assumes, for `vta sweep` and `vta optimise`."""
+    from .pipeline import build_basis, choose_method, conductivity_model
 
-    from .config import load_config
-    from .io import OutputTransaction
-    from .pipeline import _domain_box, build_basis, choose_method, conductivity_model
-    from .sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep, write_table
-
-    amplitudes = parse_amplitudes(args.amplitudes)
-    kinds = [k.strip() for k in args.configs.split(",") if k.strip()]
-    if not kinds:
-        raise VtaError("the --configs list is empty")
-    if not (args.spacing > 0 and np.isfinite(args.spacing)):
-        raise VtaError(f"--spacing must be positive, got {args.spacing}")
-    config = load_config(args.config)
-    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
     lead = config.lead
-    spec = SweepSpec(standard_configs(lead.model.n_contacts, kinds), amplitudes, pulse_widths, config.stimulation.mode)
     basis = build_basis(config, choose_method(config))
     structures, targets = {}, []
     if config.anatomy is not None:
@@ -73,10 +63,42 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         for prefix in ("NAc", "ALIC"):
             targets += [n for n in structures if n.lower() == f"{prefix}_{side}".lower()]
     model = conductivity_model(config)
+    return basis, structures, targets, min(model.wm_S_per_m, model.gm_S_per_m)
+
+
+def _config_kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise VtaError("the --configs list is empty")
+    return kinds
+
+
+def _check_spacing(spacing: float) -> None:
+    import math
+
+    if not (spacing > 0 and math.isfinite(spacing)):
+        raise VtaError(f"--spacing must be positive, got {spacing}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .io import OutputTransaction
+    from .pipeline import _domain_box
+    from .sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep, write_table
+
+    amplitudes = parse_amplitudes(args.amplitudes)
+    kinds = _config_kinds(args.configs)
+    _check_spacing(args.spacing)
+    config = load_config(args.config)
+    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
+    lead = config.lead
+    mode = config.stimulation.mode
+    spec = SweepSpec(standard_configs(lead.model.n_contacts, kinds, mode), amplitudes, pulse_widths, mode)
+    basis, structures, targets, sigma = _sweep_context(config)
     axon = config.vta.axon_diameter_um  # None: the fixed threshold at every pulse width
     rows = sweep(basis, spec, threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=axon,
                  structures=structures, targets=targets or None, lead=lead, region_mm=_domain_box(config),
-                 spacing_mm=args.spacing, sigma_S_per_m=min(model.wm_S_per_m, model.gm_S_per_m))
+                 spacing_mm=args.spacing, sigma_S_per_m=sigma)
     with OutputTransaction(args.out) as tx:
         write_table(rows, tx.path("sweep.csv"))
         written = ["sweep.csv"]
@@ -87,6 +109,58 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     nsh = sum(r["exceeds_shannon"] for r in rows)
     sys.stdout.write(f"{len(rows)} settings ({len(spec.configs)} configurations); {n30} above 30 uC/cm^2, "
                      f"{nsh} above the Shannon limit\nwritten to {args.out}/: {', '.join(written)}\n")
+    return 0
+
+
+def _name_values(items: list[str] | None, option: str) -> dict[str, float]:
+    """``["ALIC_R:50", ...]`` -> ``{"ALIC_R": 50.0}``."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = float(value)
+        except ValueError:
+            raise VtaError(f"{option} expects NAME:VALUE, got {item!r}") from None
+    return out
+
+
+def _cmd_optimise(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .io import OutputTransaction
+    from .optimise import Limits, optimise
+    from .pipeline import _domain_box
+    from .sweep import parse_pulse_widths, standard_configs, write_table
+
+    kinds = _config_kinds(args.configs)
+    _check_spacing(args.spacing)
+    avoid = _name_values(args.avoid, "--avoid")
+    config = load_config(args.config)
+    if config.anatomy is None:
+        raise VtaError("optimisation needs an [anatomy] with target structures")
+    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
+    mode = config.stimulation.mode
+    limits = Limits(max_spill_mm3=args.max_spill, max_overlap_mm3=avoid,
+                    max_charge_density_uC_per_cm2=args.max_charge_density,
+                    shannon_k=None if args.no_shannon else Limits().shannon_k, max_amplitude=args.max_amplitude)
+    basis, structures, default_targets, sigma = _sweep_context(config)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else default_targets[:1]
+    configs = standard_configs(config.lead.model.n_contacts, kinds, mode)
+    rows = optimise(basis, configs, targets, structures, limits, mode=mode, pulse_widths_us=pulse_widths,
+                    threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=config.vta.axon_diameter_um,
+                    lead=config.lead, region_mm=_domain_box(config), resolution=args.resolution,
+                    spacing_mm=args.spacing, sigma_S_per_m=sigma, top=args.top)
+    with OutputTransaction(args.out) as tx:
+        write_table(rows, tx.path("ranked.csv"))
+    unit = "mA" if mode == "current" else "V"
+    lines = [f"best settings for {'+'.join(targets)} ({len(configs)} configurations x {len(pulse_widths)} pulse widths):"]
+    for r in rows[:5]:
+        lines.append(f"  {r['rank']:>2}. {r['active_contacts']:<10} {r['amplitude']:6.2f} {unit} {r['pulse_width_us']:5.0f} us"
+                     f"  coverage {100 * r['target_coverage']:5.1f} %  spill {r['spill_mm3']:7.1f} mm^3"
+                     f"  ({'limited by ' + r['limited_by'] if r['feasible'] else 'INFEASIBLE: ' + r['limited_by']})")
+    lines.append(f"written to {args.out}/ranked.csv")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -170,6 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--configs", default="monopolar,bipolar-adjacent", help="monopolar,bipolar-adjacent")
     p_sweep.add_argument("--spacing", type=float, default=0.5, help="voxel size of the VTA grid (mm; default 0.5)")
     p_sweep.set_defaults(func=_cmd_sweep)
+
+    p_opt = sub.add_parser("optimise", aliases=["optimize"],
+                           help="rank settings by target coverage within spill and safety limits")
+    p_opt.add_argument("config", help="TOML configuration file (lead, anatomy, tissue, threshold)")
+    p_opt.add_argument("--out", required=True, help="output folder (ranked.csv)")
+    p_opt.add_argument("--targets", default=None, help="target structures, a,b (default: NAc on the lead's side)")
+    p_opt.add_argument("--avoid", action="append", metavar="NAME:MM3", help="largest overlap with a structure (repeatable)")
+    p_opt.add_argument("--max-spill", type=float, default=None, help="largest VTA volume outside the targets (mm^3)")
+    p_opt.add_argument("--max-charge-density", type=float, default=30.0, help="uC/cm^2 per phase (default 30)")
+    p_opt.add_argument("--no-shannon", action="store_true", help="do not apply the Shannon (k = 1.85) limit")
+    p_opt.add_argument("--max-amplitude", type=float, default=None, help="device limit (mA or V)")
+    p_opt.add_argument("--pulse-widths", default=None, help="a,b,c in us (default: the config's pulse width)")
+    p_opt.add_argument("--configs", default="monopolar,bipolar-adjacent,double-monopolar",
+                       help="candidate configurations (monopolar,bipolar-adjacent,double-monopolar)")
+    p_opt.add_argument("--resolution", type=float, default=0.05, help="amplitude step (mA or V; default 0.05)")
+    p_opt.add_argument("--spacing", type=float, default=0.5, help="voxel size of the VTA grid (mm; default 0.5)")
+    p_opt.add_argument("--top", type=int, default=None, help="keep the best N rows")
+    p_opt.set_defaults(func=_cmd_optimise)
 
     p_leads = sub.add_parser("leads", help="list the lead catalogue")
     p_leads.add_argument("--json", action="store_true", help="machine-readable output")

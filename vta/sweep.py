@@ -18,7 +18,9 @@ per contact the current (mA), charge per phase (uC) and charge density (uC/cm^2)
 the flags ``exceeds_30uC_cm2`` and ``exceeds_shannon`` (Shannon 1992,
 ``log10(D) > k - log10(Q)`` with ``k = 1.85``).
 
-Not included: tract (pathway) activation; ``vta`` has no tract module yet.
+Tract (pathway) activation: with ``tract_thresholds`` (axon-model thresholds of the unit
+setting, found once per configuration and pulse width) a fibre fires at every amplitude
+at or above its threshold, so tract columns cost one comparison per setting.
 
 The VTA volume here is a voxel count on the sweep grid (for ranking settings); it agrees
 with the mesh-integrated :meth:`FieldBasis.vta_volume_mm3` to within the voxelisation
@@ -39,6 +41,7 @@ import numpy as np
 
 from .activation import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_threshold, charge_metrics, field_norm_grid,
                          structure_samples)
+from .config import MAX_CURRENT_MA, MAX_VOLTAGE_V
 from .errors import VtaError
 from .grid import VoxelGrid
 from .io import atomic_write_bytes
@@ -61,8 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Plausibility limits of sweep amplitudes (mA in current mode, V in voltage mode).
-MAX_AMPLITUDE = {"current": 25.0, "voltage": 25.0}
+#: Plausibility limits of sweep amplitudes (mA in current mode, V in voltage mode): the
+#: same limits as a single ``vta run`` (:data:`vta.config.MAX_CURRENT_MA`, ``MAX_VOLTAGE_V``).
+MAX_AMPLITUDE = {"current": MAX_CURRENT_MA, "voltage": MAX_VOLTAGE_V}
 
 
 @dataclass(frozen=True)
@@ -80,17 +84,35 @@ class ContactConfig:
         if not self.weights:
             raise VtaError(f"contact configuration {self.label!r} has no active contact")
 
+    def describe(self) -> str:
+        """Active contacts with polarity, e.g. ``"1- 2+"``."""
+        return " ".join(f"{k}{'-' if self.weights[k] < 0 else '+'}" for k in sorted(self.weights))
 
-def standard_configs(n_contacts: int, kinds: Sequence[str] = ("monopolar", "bipolar-adjacent")) -> list[ContactConfig]:
-    """Monopolar cathode on each contact and/or each adjacent pair (k cathode, k+1 anode)."""
+
+#: Kinds of contact configurations :func:`standard_configs` knows.
+CONFIG_KINDS = ("monopolar", "bipolar-adjacent", "double-monopolar")
+
+
+def standard_configs(n_contacts: int, kinds: Sequence[str] = ("monopolar", "bipolar-adjacent"),
+                     mode: str = "current") -> list[ContactConfig]:
+    """Standard contact configurations.
+
+    ``monopolar``: one cathode on each contact (case return); ``bipolar-adjacent``: each
+    adjacent pair, k cathode and k+1 anode; ``double-monopolar``: each adjacent pair as
+    two cathodes, sharing the amplitude (-0.5/-0.5 in current mode, both at -1 in
+    voltage mode).
+    """
     out: list[ContactConfig] = []
     for kind in kinds:
         if kind == "monopolar":
             out += [ContactConfig(f"c{k}-", {k: -1.0}) for k in range(n_contacts)]
         elif kind == "bipolar-adjacent":
             out += [ContactConfig(f"c{k}-c{k + 1}+", {k: -1.0, k + 1: 1.0}) for k in range(n_contacts - 1)]
+        elif kind == "double-monopolar":
+            w = -0.5 if mode == "current" else -1.0
+            out += [ContactConfig(f"c{k}-c{k + 1}-", {k: w, k + 1: w}) for k in range(n_contacts - 1)]
         else:
-            raise VtaError(f"unknown contact configuration kind {kind!r} (use monopolar, bipolar-adjacent)")
+            raise VtaError(f"unknown contact configuration kind {kind!r} (use {', '.join(CONFIG_KINDS)})")
     return out
 
 
@@ -184,9 +206,144 @@ def default_grid(
                      min_threshold_V_per_mm, spacing_mm)
 
 
+class ConfigResponse:
+    """How one contact configuration's VTA grows with the amplitude, from one evaluation.
+
+    The unit field ``|E_unit|`` (amplitude 1) is evaluated once on the voxel grid and at
+    every structure sub-voxel and sorted; the VTA volume and each structure overlap at
+    any ratio ``threshold / amplitude`` are then one ``np.searchsorted`` each.
+
+    Attributes
+    ----------
+    config : ContactConfig
+    state : ContactState
+        The resolved unit setting (amplitude 1).
+    voxel_volume_mm3 : float
+    border_norm : float
+        Largest unit |E| on the grid border (V/mm): amplitudes with
+        ``border_norm * a >= threshold`` have VTAs reaching past the grid.
+    structure_volume_mm3 : dict of str -> float
+    """
+
+    def __init__(self, config: ContactConfig, state, grid_sorted: np.ndarray, voxel_volume_mm3: float,
+                 border_norm: float, structures: dict[str, tuple[np.ndarray, np.ndarray, float]]):
+        self.config = config
+        self.state = state
+        self._grid_sorted = grid_sorted
+        self.voxel_volume_mm3 = float(voxel_volume_mm3)
+        self.border_norm = float(border_norm)
+        self._structures = structures
+        self.structure_volume_mm3 = {name: v for name, (_, _, v) in structures.items()}
+
+    @classmethod
+    def evaluate(cls, basis, config: ContactConfig, state, grid: VoxelGrid, structs: dict) -> "ConfigResponse":
+        """Evaluate the unit |E| of ``state`` on ``grid`` and on the structure samples
+        (as returned by :func:`vta.activation.structure_samples`)."""
+        norm = field_norm_grid(basis, state.potentials_V, grid)
+        border = _border_max(norm)
+        srt = np.sort(norm, axis=None)
+        per_structure = {}
+        for name, (pts, w, volume) in structs.items():
+            if len(pts):
+                E = basis.field_at(pts, state.potentials_V)
+                n = np.sqrt(np.einsum("ij,ij->i", E, E))
+                n = np.where(np.isfinite(n), n, 0.0)
+                order = np.argsort(n)
+                ns, cw = n[order], np.concatenate([np.cumsum(w[order][::-1])[::-1], [0.0]])
+            else:
+                ns, cw = np.zeros(0), np.zeros(1)
+            per_structure[name] = (ns, cw, float(volume))
+        return cls(config, state, srt, grid.voxel_volume_mm3, border, per_structure)
+
+    def vta_mm3(self, ratio: np.ndarray) -> np.ndarray:
+        """VTA volume (voxel count, mm^3) where ``|E_unit| >= ratio`` (ratio = thr / a)."""
+        ratio = np.asarray(ratio, float)
+        return (self._grid_sorted.size - np.searchsorted(self._grid_sorted, ratio, side="left")) * self.voxel_volume_mm3
+
+    def overlap_mm3(self, name: str, ratio: np.ndarray) -> np.ndarray:
+        """Overlap of the VTA with structure ``name`` (mm^3) at ``ratio = thr / a``."""
+        ns, cw, _ = self._structures[name]
+        return cw[np.searchsorted(ns, np.asarray(ratio, float), side="left")]
+
+
 def _border_max(norm: np.ndarray) -> float:
     return float(max(norm[0].max(), norm[-1].max(), norm[:, 0].max(), norm[:, -1].max(),
                      norm[:, :, 0].max(), norm[:, :, -1].max()))
+
+
+def thresholds_for(pulse_widths_us: np.ndarray, threshold_V_per_mm=None, axon_diameter_um: float | None = None) -> np.ndarray:
+    """|E| threshold (V/mm) for each pulse width: fixed, a function of the pulse width,
+    or the Astrom threshold of an axon diameter."""
+    pws = np.asarray(pulse_widths_us, float).reshape(-1)
+    if axon_diameter_um is not None:
+        thr = np.array([astrom_threshold(axon_diameter_um, pw) for pw in pws])
+    elif callable(threshold_V_per_mm):
+        thr = np.array([float(threshold_V_per_mm(pw)) for pw in pws])
+    elif threshold_V_per_mm is not None:
+        thr = np.full(pws.shape, float(threshold_V_per_mm))
+    else:
+        raise VtaError("a sweep needs threshold_V_per_mm or axon_diameter_um")
+    if not np.all((thr > 0) & np.isfinite(thr)):
+        raise VtaError(f"thresholds must be positive, got {thr.tolist()}")
+    return thr
+
+
+#: ``tract_thresholds(config, state, pulse_width_us) -> {tract: s*}``: per fibre the
+#: amplitude (in the sweep's unit) from which it fires, for the unit setting ``state``.
+TractThresholds = Callable[[ContactConfig, object, float], dict]
+
+
+@dataclass
+class SweepSetup:
+    """What every setting of a sweep or an optimisation shares.
+
+    Attributes
+    ----------
+    states : list of ContactState
+        The unit setting (amplitude 1) of each configuration.
+    areas_mm2 : ndarray (K,)
+        Contact areas (NaN without a lead).
+    grid : VoxelGrid
+    structs : dict
+        Structure samples (:func:`vta.activation.structure_samples`).
+    target_names : list of str
+    """
+
+    states: list
+    areas_mm2: np.ndarray
+    grid: VoxelGrid
+    structs: dict
+    target_names: list
+
+    def responses(self, basis, configs: Sequence[ContactConfig]):
+        """One :class:`ConfigResponse` per configuration (lazily, in order)."""
+        for c, state in zip(configs, self.states):
+            yield ConfigResponse.evaluate(basis, c, state, self.grid, self.structs)
+
+
+def setup_sweep(basis, configs: Sequence[ContactConfig], mode: str, max_amplitude: float, min_threshold: float, *,
+                structures: dict | None = None, targets: Sequence[str] | None = None, grid: VoxelGrid | None = None,
+                lead=None, region_mm: np.ndarray | None = None, spacing_mm: float = 0.5,
+                sigma_S_per_m: float = 0.1, supersample: int = 3) -> SweepSetup:
+    """Resolve the unit settings, place the voxel grid, sample the structures."""
+    K = basis.n_contacts
+    for c in configs:
+        for k in c.weights:
+            if not 0 <= int(k) < K:
+                raise VtaError(f"configuration {c.label!r}: contact {k} is out of range (0..{K - 1})")
+    states = [resolve(Setting(mode, dict(c.weights)), basis.conductance_S, basis.outer_grounded) for c in configs]
+    areas = np.full(K, np.nan)
+    if lead is not None:
+        areas = np.array([c.area_mm2 for c in lead.model.contacts()], float)
+    if grid is None:
+        if lead is None:
+            raise VtaError("sweep needs a voxel grid or the lead (to place a default grid)")
+        centers = np.array([lead.placement.contact_center_mm(lead.model, k) for k in range(K)])
+        max_mA = float(max_amplitude * max(max(np.abs(s.currents_mA).max(), abs(s.ground_current_mA)) for s in states))
+        grid = default_grid(centers, max_mA, float(min_threshold), sigma_S_per_m, spacing_mm)
+    structs = structure_samples(structures or {}, region_mm, supersample)
+    target_names = list(structs) if targets is None else [t for t in targets if t in structs]
+    return SweepSetup(states, areas, grid, structs, target_names)
 
 
 def sweep(
@@ -203,6 +360,7 @@ def sweep(
     spacing_mm: float = 0.5,
     sigma_S_per_m: float = 0.1,
     supersample: int = 3,
+    tract_thresholds: TractThresholds | None = None,
 ) -> list[dict]:
     """Evaluate every setting of ``spec`` on a solved field basis (no re-solve).
 
@@ -232,6 +390,11 @@ def sweep(
         Spacing of the default grid, and the conductivity its margin assumes.
     supersample : int
         Sub-voxels per structure voxel edge.
+    tract_thresholds : callable, optional
+        ``(config, unit_state, pulse_width_us) -> {tract: thresholds}``: per fibre the
+        amplitude from which it fires (axon-model threshold search on the unit
+        setting, :mod:`vta.tract_activation`); adds ``tract_<name>_fraction`` and
+        ``tract_<name>_activated`` columns.
 
     Returns
     -------
@@ -240,37 +403,12 @@ def sweep(
     """
     amps = np.asarray(spec.amplitudes, float).reshape(-1)
     pws = np.asarray(spec.pulse_widths_us, float).reshape(-1)
-    if axon_diameter_um is not None:
-        thr = np.array([astrom_threshold(axon_diameter_um, pw) for pw in pws])
-    elif callable(threshold_V_per_mm):
-        thr = np.array([float(threshold_V_per_mm(pw)) for pw in pws])
-    elif threshold_V_per_mm is not None:
-        thr = np.full(pws.shape, float(threshold_V_per_mm))
-    else:
-        raise VtaError("sweep needs threshold_V_per_mm or axon_diameter_um")
-    if not np.all((thr > 0) & np.isfinite(thr)):
-        raise VtaError(f"thresholds must be positive, got {thr.tolist()}")
+    thr = thresholds_for(pws, threshold_V_per_mm, axon_diameter_um)
+    setup = setup_sweep(basis, spec.configs, spec.mode, float(amps.max()), float(thr.min()), structures=structures,
+                        targets=targets, grid=grid, lead=lead, region_mm=region_mm, spacing_mm=spacing_mm,
+                        sigma_S_per_m=sigma_S_per_m, supersample=supersample)
     K = basis.n_contacts
-    for c in spec.configs:
-        for k in c.weights:
-            if not 0 <= int(k) < K:
-                raise VtaError(f"configuration {c.label!r}: contact {k} is out of range (0..{K - 1})")
-
-    # unit states: amplitude 1 of every configuration
-    states = [resolve(Setting(spec.mode, dict(c.weights)), basis.conductance_S, basis.outer_grounded)
-              for c in spec.configs]
-    areas = np.full(K, np.nan)
-    if lead is not None:
-        areas = np.array([c.area_mm2 for c in lead.model.contacts()], float)
-    if grid is None:
-        if lead is None:
-            raise VtaError("sweep needs a voxel grid or the lead (to place a default grid)")
-        centers = np.array([lead.placement.contact_center_mm(lead.model, k) for k in range(K)])
-        max_mA = float(amps.max() * max(max(np.abs(s.currents_mA).max(), abs(s.ground_current_mA)) for s in states))
-        grid = default_grid(centers, max_mA, float(thr.min()), sigma_S_per_m, spacing_mm)
-    vox = grid.voxel_volume_mm3
-    structs = structure_samples(structures or {}, region_mm, supersample)
-    target_names = list(structs) if targets is None else [t for t in targets if t in structs]
+    structs, target_names, areas = setup.structs, setup.target_names, setup.areas_mm2
 
     rows: list[dict] = []
     # ratio thr/a for every (amplitude, pulse width), amplitude-major
@@ -278,46 +416,42 @@ def sweep(
     A = np.repeat(amps, len(pws))
     P = np.tile(pws, len(amps))
     T = np.tile(thr, len(amps))
-    for c, state in zip(spec.configs, states):
-        norm = field_norm_grid(basis, state.potentials_V, grid)
-        border = _border_max(norm)
-        srt = np.sort(norm, axis=None)
-        counts = srt.size - np.searchsorted(srt, ratio.ravel(), side="left")
-        vta = counts * vox
-        overlaps = {}
-        for name, (pts, w, volume) in structs.items():
-            if len(pts):
-                E = basis.field_at(pts, state.potentials_V)
-                n = np.sqrt(np.einsum("ij,ij->i", E, E))
-                n = np.where(np.isfinite(n), n, 0.0)
-                order = np.argsort(n)
-                ns, cw = n[order], np.concatenate([np.cumsum(w[order][::-1])[::-1], [0.0]])
-                ov = cw[np.searchsorted(ns, ratio.ravel(), side="left")]
-            else:
-                ov = np.zeros(ratio.size)
-            overlaps[name] = (ov, volume)
+    for resp in setup.responses(basis, spec.configs):
+        c, state = resp.config, resp.state
+        vta = resp.vta_mm3(ratio.ravel())
+        overlaps = {name: (resp.overlap_mm3(name, ratio.ravel()), resp.structure_volume_mm3[name]) for name in structs}
         target_sum = sum((overlaps[t][0] for t in target_names), np.zeros(ratio.size))
         spill = np.maximum(vta - target_sum, 0.0)
         cur = A[:, None] * state.currents_mA[None, :]         # (n, K)
         q, d, over30, shannon = charge_metrics(cur, P[:, None], areas[None, :])
+        tracts = {}
+        if tract_thresholds is not None:
+            per_pw = {float(pw): {n: np.sort(np.asarray(t, float)) for n, t in tract_thresholds(c, state, float(pw)).items()}
+                      for pw in pws}
+            for name in per_pw[float(pws[0])]:
+                n_act = np.array([np.searchsorted(per_pw[float(P[i])][name], A[i], side="right") for i in range(A.size)])
+                tracts[name] = (n_act, per_pw[float(pws[0])][name].size)
         active = sorted(int(k) for k in c.weights)
         act_idx = np.array(active)
         imp = state.impedance_ohm
         for i in range(ratio.size):
             row = {
                 "config": c.label,
-                "active_contacts": " ".join(f"{k}{'-' if c.weights[k] < 0 else '+'}" for k in active),
+                "active_contacts": c.describe(),
                 "mode": spec.mode,
                 "amplitude": float(A[i]),
                 "pulse_width_us": float(P[i]),
                 "threshold_V_per_mm": float(T[i]),
                 "vta_volume_mm3": float(vta[i]),
-                "touches_grid_border": bool(border * A[i] >= T[i]),
+                "touches_grid_border": bool(resp.border_norm * A[i] >= T[i]),
             }
             for name, (ov, volume) in overlaps.items():
                 row[f"{name}_overlap_mm3"] = float(ov[i])
                 row[f"{name}_fraction"] = float(ov[i] / volume) if volume > 0 else 0.0
             row["spill_mm3"] = float(spill[i])
+            for name, (n_act, n_total) in tracts.items():
+                row[f"tract_{name}_activated"] = int(n_act[i])
+                row[f"tract_{name}_fraction"] = float(n_act[i] / n_total) if n_total else 0.0
             row["impedance_ohm"] = float(imp)
             qa, da = q[i, act_idx], d[i, act_idx]
             row["charge_per_phase_uC"] = float(qa.max())
