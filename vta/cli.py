@@ -5,6 +5,8 @@
 ``vta demo --out DIR``              run the bundled demo configuration
 ``vta sweep CONFIG.toml --out DIR``  sweep contacts, amplitudes, pulse widths (no re-solve)
 ``vta optimise CONFIG.toml --out DIR``  rank settings by target coverage within limits
+``vta batch MANIFEST --template BASE.toml --out DIR [--scheduler ADDR]``  a cohort on Dask
+``vta render CONFIG.toml --out DIR [--camera a,b] [--no-html] [--size WxH]``  3D targeting views
 
 Bad input prints one line ``vta: error: ...`` on stderr and exits with status 2.
 """
@@ -24,6 +26,7 @@ from .errors import VtaError
 log = logging.getLogger("vta")
 
 EXIT_BAD_INPUT = 2
+EXIT_SUBJECTS_FAILED = 1  # vta batch: some subjects failed (the rest was written)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -66,6 +69,15 @@ def _sweep_context(config):
     return basis, structures, targets, min(model.wm_S_per_m, model.gm_S_per_m)
 
 
+def _tract_thresholds(config, basis, max_amplitude: float):
+    """Axon-model thresholds of the configured tracts for sweeps (None without [tracts])."""
+    if config.tracts is None:
+        return None
+    from .tract_activation import sweep_thresholds
+
+    return sweep_thresholds(config, basis, max_amplitude)
+
+
 def _config_kinds(text: str) -> list[str]:
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     if not kinds:
@@ -98,7 +110,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     axon = config.vta.axon_diameter_um  # None: the fixed threshold at every pulse width
     rows = sweep(basis, spec, threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=axon,
                  structures=structures, targets=targets or None, lead=lead, region_mm=_domain_box(config),
-                 spacing_mm=args.spacing, sigma_S_per_m=sigma)
+                 spacing_mm=args.spacing, sigma_S_per_m=sigma,
+                 tract_thresholds=_tract_thresholds(config, basis, max(amplitudes)))
     with OutputTransaction(args.out) as tx:
         write_table(rows, tx.path("sweep.csv"))
         written = ["sweep.csv"]
@@ -131,17 +144,18 @@ def _cmd_optimise(args: argparse.Namespace) -> int:
     from .io import OutputTransaction
     from .optimise import Limits, optimise
     from .pipeline import _domain_box
-    from .sweep import parse_pulse_widths, standard_configs, write_table
+    from .sweep import MAX_AMPLITUDE, parse_pulse_widths, standard_configs, write_table
 
     kinds = _config_kinds(args.configs)
     _check_spacing(args.spacing)
     avoid = _name_values(args.avoid, "--avoid")
+    avoid_tracts = _name_values(args.max_tract, "--max-tract")
     config = load_config(args.config)
     if config.anatomy is None:
         raise VtaError("optimisation needs an [anatomy] with target structures")
     pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
     mode = config.stimulation.mode
-    limits = Limits(max_spill_mm3=args.max_spill, max_overlap_mm3=avoid,
+    limits = Limits(max_spill_mm3=args.max_spill, max_overlap_mm3=avoid, max_tract_fraction=avoid_tracts,
                     max_charge_density_uC_per_cm2=args.max_charge_density,
                     shannon_k=None if args.no_shannon else Limits().shannon_k, max_amplitude=args.max_amplitude)
     basis, structures, default_targets, sigma = _sweep_context(config)
@@ -150,7 +164,8 @@ def _cmd_optimise(args: argparse.Namespace) -> int:
     rows = optimise(basis, configs, targets, structures, limits, mode=mode, pulse_widths_us=pulse_widths,
                     threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=config.vta.axon_diameter_um,
                     lead=config.lead, region_mm=_domain_box(config), resolution=args.resolution,
-                    spacing_mm=args.spacing, sigma_S_per_m=sigma, top=args.top)
+                    spacing_mm=args.spacing, sigma_S_per_m=sigma, top=args.top,
+                    tract_thresholds=_tract_thresholds(config, basis, limits.max_amplitude or MAX_AMPLITUDE[mode]))
     with OutputTransaction(args.out) as tx:
         write_table(rows, tx.path("ranked.csv"))
     unit = "mA" if mode == "current" else "V"
@@ -179,6 +194,59 @@ def _report(summary: dict, out: str) -> None:
         f"written to {out}/summary.json",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    if args.workers is not None and args.workers < 1:
+        raise VtaError(f"--workers must be >= 1, got {args.workers}")
+    if args.verbose < 2:  # Dask's own INFO lines only with -vv (set after its import configures them)
+        import distributed  # noqa: F401
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    result = run_batch(args.manifest, args.out, template=args.template, scheduler=args.scheduler,
+                       n_workers=args.workers, progress=not args.quiet)
+    sys.stdout.write(result.summary_line() + f"; group files in {args.out}/\n")
+    return 0 if result.ok else EXIT_SUBJECTS_FAILED
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import time
+
+    from . import pipeline
+    from .config import load_config
+    from .io import OutputTransaction
+    from .render import check_rendering, fibres_from_tracts, parse_cameras, parse_size, render_html, render_png, scene_from_run
+
+    cameras = parse_cameras(args.camera)
+    size = parse_size(args.size)
+    config = load_config(args.config)
+    check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
+    with OutputTransaction(args.out) as tx:
+        if hasattr(pipeline, "run_simulation"):
+            sim = pipeline.run_simulation(config, progress=not args.quiet)
+            summary, basis, vta_grid, tracts = sim.summary, sim.basis, sim.vta_grid, sim.tracts
+        else:
+            (summary, basis, vta_grid), tracts = pipeline.simulate(config, progress=not args.quiet), []
+        t0 = time.perf_counter()
+        fibres, activation = fibres_from_tracts(tracts)
+        scene = scene_from_run(config, summary, basis, vta_grid, fibres, activation)
+        written = []
+        for camera in cameras:
+            log.info("rendering the %s view", camera)
+            render_png(scene, tx.path(f"render_{camera}.png"), camera, size)
+            written.append(f"render_{camera}.png")
+        if not args.no_html:
+            log.info("writing the interactive scene")
+            render_html(scene, tx.path("scene.html"))
+            written.append("scene.html")
+        summary["outputs"] = written + ["summary.json"]
+        summary["timings_s"]["render"] = time.perf_counter() - t0
+        tx.write_json("summary.json", summary)
+    sys.stdout.write(f"VTA {summary['vta_volume_mm3']:.2f} mm^3 at {summary['threshold_V_per_mm']:.3g} V/mm\n"
+                     f"written to {args.out}/: {', '.join(summary['outputs'])}\n")
+    return 0
 
 
 def _cmd_leads(args: argparse.Namespace) -> int:
@@ -251,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--out", required=True, help="output folder (ranked.csv)")
     p_opt.add_argument("--targets", default=None, help="target structures, a,b (default: NAc on the lead's side)")
     p_opt.add_argument("--avoid", action="append", metavar="NAME:MM3", help="largest overlap with a structure (repeatable)")
+    p_opt.add_argument("--max-tract", action="append", metavar="NAME:FRACTION",
+                       help="largest fraction of a [tracts] tract activated (repeatable)")
     p_opt.add_argument("--max-spill", type=float, default=None, help="largest VTA volume outside the targets (mm^3)")
     p_opt.add_argument("--max-charge-density", type=float, default=30.0, help="uC/cm^2 per phase (default 30)")
     p_opt.add_argument("--no-shannon", action="store_true", help="do not apply the Shannon (k = 1.85) limit")
@@ -262,6 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--spacing", type=float, default=0.5, help="voxel size of the VTA grid (mm; default 0.5)")
     p_opt.add_argument("--top", type=int, default=None, help="keep the best N rows")
     p_opt.set_defaults(func=_cmd_optimise)
+
+    p_batch = sub.add_parser("batch", help="run a cohort manifest on Dask (resumable; group table + frequency map)")
+    p_batch.add_argument("manifest", help="cohort manifest (.csv or .toml; see vta/manifest.py)")
+    p_batch.add_argument("--template", default=None, help="template TOML for everything the manifest does not give")
+    p_batch.add_argument("--out", required=True, help="output folder (subjects/, group.csv, errors.csv, vta_frequency.nii.gz)")
+    p_batch.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (default: a LocalCluster)")
+    p_batch.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: one per core)")
+    p_batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_batch.set_defaults(func=_cmd_batch)
+
+    p_render = sub.add_parser("render", help="simulate and draw 3D targeting views (PNG per camera + interactive HTML)")
+    p_render.add_argument("config", help="TOML configuration file")
+    p_render.add_argument("--out", required=True, help="output folder (render_<camera>.png, scene.html, summary.json)")
+    p_render.add_argument("--camera", default="anterior,lateral,trajectory",
+                          help="cameras, comma-separated: anterior, lateral, trajectory (default: all three)")
+    p_render.add_argument("--no-html", action="store_true", help="do not write the interactive scene.html")
+    p_render.add_argument("--size", default="1400x1000", help="PNG size WxH in pixels (default 1400x1000)")
+    p_render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_render.set_defaults(func=_cmd_render)
 
     p_leads = sub.add_parser("leads", help="list the lead catalogue")
     p_leads.add_argument("--json", action="store_true", help="machine-readable output")

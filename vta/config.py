@@ -39,7 +39,21 @@ Sections and keys
     ``frequency_hz``.
 ``[vta]``
     ``threshold_V_per_mm`` (V/mm, default 0.2) or ``axon_diameter_um`` (um; threshold
-    from the Astrom 2015 table at the pulse width).
+    from the Astrom 2015 table at the pulse width); ``method`` (``"efield"``: |E| above
+    the threshold (default); ``"activating_function"``: also the activating-function VTA
+    (largest second directional derivative of the potential above the MRG-calibrated
+    threshold of ``axon_diameter_um``, default 5.7 um, at the pulse width)).
+``[tracts]`` (optional; fibre-tract activation by axon cable models)
+    ``default_bundle`` (``"ALIC"``: the synthetic ALIC bundle generated from the default
+    anatomy on the lead's side; needs ``atlas = "default"``), ``files`` (list of
+    streamline files .trk/.tck/.vtk, or tables ``{ path, name, offset_mm }``),
+    ``axon_model`` (``"mrg"``: McIntyre 2002 double cable (default), ``"simplified"``:
+    nodes only), ``fiber_diameter_um`` (um, default 5.7), ``axon_length_mm`` (mm,
+    default 20), ``max_distance_mm`` (fibres farther from every active contact are not
+    simulated and count as not activated; default ``"auto"``: where a point source of
+    the largest current would fall below 0.03 V/mm), ``max_fibres`` (per tract, a
+    deterministic subsample; default 400), ``recharge`` (``"passive"``, ``"symmetric"``,
+    ``"none"``).
 ``[solver]``
     ``preset`` (``"fast"``/``"default"``/``"fine"``), ``order`` (1 or 2), ``method``
     (``"auto"``/``"3d"``/``"axisymmetric"``), ``linear_solver`` (``"auto"``/``"amg"``/
@@ -70,6 +84,8 @@ __all__ = [
     "SolverConfig",
     "StimulationConfig",
     "TissueConfig",
+    "TractFile",
+    "TractsConfig",
     "VtaConfig",
     "load_config",
     "parse_config",
@@ -251,11 +267,36 @@ class StimulationConfig:
 
 @dataclass(frozen=True)
 class VtaConfig:
-    """VTA threshold (V/mm) and how it was chosen."""
+    """VTA threshold (V/mm) and how it was chosen; ``method`` ``"efield"`` or
+    ``"activating_function"`` (adds the activating-function VTA)."""
 
     threshold_V_per_mm: float
     axon_diameter_um: float | None
     threshold_source: str
+    method: str = "efield"
+
+
+@dataclass(frozen=True)
+class TractFile:
+    """A streamline file, its display name and an optional world offset (mm)."""
+
+    path: Path
+    name: str
+    offset_mm: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class TractsConfig:
+    """Fibre tracts and the axon model that decides their activation."""
+
+    files: tuple[TractFile, ...]
+    default_bundle: str | None
+    axon_model: str
+    fiber_diameter_um: float
+    axon_length_mm: float
+    max_distance_mm: float | None
+    max_fibres: int
+    recharge: str
 
 
 @dataclass(frozen=True)
@@ -291,6 +332,7 @@ class RunConfig:
     solver: SolverConfig
     output: OutputConfig
     source: str = "<dict>"
+    tracts: TractsConfig | None = None
 
     def resolved(self) -> dict:
         """Plain-data form of the resolved configuration (for summary.json)."""
@@ -316,6 +358,11 @@ class RunConfig:
             "vta": _plain(asdict(self.vta)),
             "solver": _plain(asdict(self.solver)),
             "output": _plain(asdict(self.output)),
+            "tracts": None if self.tracts is None else {
+                **{k: v for k, v in asdict(self.tracts).items() if k != "files"},
+                "files": [{"path": str(f.path), "name": f.name, "offset_mm": None if f.offset_mm is None else
+                           list(f.offset_mm)} for f in self.tracts.files],
+            },
         }
 
 
@@ -567,6 +614,7 @@ def _parse_vta(sec: _Section | None, stim: StimulationConfig) -> VtaConfig:
 
     if sec is None:
         return VtaConfig(0.2, None, "default 0.2 V/mm")
+    method = sec.choice("method", ("efield", "activating_function"), "efield")
     has_thr, has_diam = sec.has("threshold_V_per_mm"), sec.has("axon_diameter_um")
     if has_thr and has_diam:
         raise ConfigError(sec.key("axon_diameter_um"), "give either threshold_V_per_mm or axon_diameter_um, not both")
@@ -576,12 +624,62 @@ def _parse_vta(sec: _Section | None, stim: StimulationConfig) -> VtaConfig:
             thr = astrom_threshold(diam, stim.pulse_width_us)
         except VtaError as exc:
             raise ConfigError(sec.key("axon_diameter_um"), str(exc)) from None
-        result = VtaConfig(thr, diam, f"Astrom 2015 table, D = {diam} um, PW = {stim.pulse_width_us} us")
+        result = VtaConfig(thr, diam, f"Astrom 2015 table, D = {diam} um, PW = {stim.pulse_width_us} us", method)
     else:
         thr = sec.number("threshold_V_per_mm", 0.2, positive=True)
-        result = VtaConfig(thr, None, "threshold_V_per_mm")
+        result = VtaConfig(thr, None, "threshold_V_per_mm", method)
     sec.finish()
     return result
+
+
+def _parse_tracts(sec: _Section | None, anatomy: "AnatomyConfig | None", base: Path) -> TractsConfig | None:
+    if sec is None:
+        return None
+    default = sec.raw("default_bundle", None)
+    if default is not None and default is not False:
+        if not isinstance(default, str) or default.upper() != "ALIC":
+            raise ConfigError(sec.key("default_bundle"), f"must be \"ALIC\" (or absent), got {default!r}")
+        if anatomy is None or anatomy.atlas not in ("default", "default-aal3"):
+            raise ConfigError(sec.key("default_bundle"), "the default ALIC bundle needs [anatomy] atlas = \"default\"")
+        default = "ALIC"
+    else:
+        default = None
+    raw_files = sec.raw("files", [])
+    if not isinstance(raw_files, list):
+        raise ConfigError(sec.key("files"), "must be a list of paths or { path, name, offset_mm } tables")
+    files = []
+    for i, item in enumerate(raw_files):
+        item_sec = _Section(item if isinstance(item, dict) else {"path": item}, f"{sec.key('files')}[{i}]")
+        path = _path(item_sec, "path", base)
+        name = item_sec.raw("name", path.name.split(".")[0])
+        if not isinstance(name, str) or not name:
+            raise ConfigError(item_sec.key("name"), f"must be a non-empty string, got {name!r}")
+        offset = item_sec.vector3("offset_mm", None)
+        item_sec.finish()
+        files.append(TractFile(path, name, None if offset is None else tuple(float(v) for v in offset)))
+    names = [f.name for f in files] + (["ALIC_bundle"] if default else [])
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(sec.key("files"), f"tract names must be unique, {dup[0]!r} repeats (give name = ...)")
+    if not files and default is None:
+        raise ConfigError(sec.key("files"), "give tract files and/or default_bundle = \"ALIC\"")
+    model = sec.choice("axon_model", ("mrg", "simplified"), "mrg")
+    from .axons import MRG_DIAMETERS_UM
+
+    diam = sec.number("fiber_diameter_um", 5.7, positive=True)
+    if not any(abs(diam - d) < 1e-6 for d in MRG_DIAMETERS_UM):
+        raise ConfigError(sec.key("fiber_diameter_um"),
+                          f"must be one of the MRG table diameters {', '.join(f'{d:g}' for d in MRG_DIAMETERS_UM)} um, got {diam:g}")
+    length = sec.number("axon_length_mm", 20.0, positive=True)
+    if not 5.0 <= length <= 100.0:
+        raise ConfigError(sec.key("axon_length_mm"), f"must be in [5, 100] mm, got {length:g}")
+    dist = None if sec.raw("max_distance_mm", "auto") == "auto" else sec.number("max_distance_mm", positive=True)
+    n_max = sec.raw("max_fibres", 400)
+    if isinstance(n_max, bool) or not isinstance(n_max, int) or not 1 <= n_max <= 100_000:
+        raise ConfigError(sec.key("max_fibres"), f"must be an integer in [1, 100000], got {n_max!r}")
+    recharge = sec.choice("recharge", ("passive", "symmetric", "none"), "passive")
+    sec.finish()
+    return TractsConfig(tuple(files), default, model, diam, length, dist, int(n_max), recharge)
 
 
 def _parse_solver(sec: _Section | None) -> SolverConfig:
@@ -637,10 +735,11 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
     if anatomy is not None:
         _check_lead_in_anatomy(lead, anatomy)
     vta = _parse_vta(root.sub("vta"), stim)
+    tracts = _parse_tracts(root.sub("tracts"), anatomy, base)
     solver = _parse_solver(root.sub("solver"))
     output = _parse_output(root.sub("output"))
     root.finish()
-    return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source)
+    return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source, tracts)
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -18,11 +19,11 @@ from .errors import VtaError
 from .io import OutputTransaction
 from .stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
 
-__all__ = ["build_basis", "choose_method", "run", "simulate"]
+__all__ = ["Simulation", "build_basis", "choose_method", "run", "run_simulation", "simulate"]
 
 log = logging.getLogger(__name__)
 
-PHASES = ("mesh+solve", "setting", "vta", "grid", "structures")
+PHASES = ("mesh+solve", "setting", "vta", "grid", "structures", "tracts")
 
 
 class _PhaseTimer:
@@ -227,6 +228,29 @@ def _domain_box(config: RunConfig) -> np.ndarray:
     return np.array([d.center_mm - half, d.center_mm + half])
 
 
+@dataclass
+class Simulation:
+    """Everything one simulated setting produced (nothing written yet).
+
+    Attributes
+    ----------
+    summary : dict
+        The summary.json content (without ``outputs``).
+    basis : FieldBasis
+    vta_grid : VtaGrid or None
+    tracts : list of TractResult
+        Per configured tract: the placed axons and their threshold factors.
+    af_grid : VtaGrid or None
+        The activating-function VTA (``[vta] method = "activating_function"``).
+    """
+
+    summary: dict
+    basis: object
+    vta_grid: object
+    tracts: list = field(default_factory=list)
+    af_grid: object = None
+
+
 def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, object]:
     """Run the whole computation without writing anything.
 
@@ -237,6 +261,12 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
     basis : FieldBasis
     vta_grid : VtaGrid or None
     """
+    sim = run_simulation(config, progress)
+    return sim.summary, sim.basis, sim.vta_grid
+
+
+def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
+    """Run the whole computation without writing anything; see :class:`Simulation`."""
     t_start = time.perf_counter()
     timer = _PhaseTimer(progress)
     try:
@@ -272,6 +302,12 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
                 structures = structure_coverage(
                     basis, state.potentials_V, threshold, config.anatomy.load().structures, _domain_box(config)
                 )
+        tract_results = []
+        if config.tracts is not None:
+            from .tract_activation import tract_activation
+
+            with timer.phase("tracts"):
+                tract_results = tract_activation(config, basis, state)
     finally:
         timer.close()
     numeric = {k: v for k, v in basis.timings.items() if isinstance(v, (int, float))}
@@ -287,13 +323,14 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
         "ground_current_mA": state.ground_current_mA,
         "contacts": _contact_table(config, state, impedances),
         "structures": structures,
+        "tracts": {r.placed.name: r.summary(config.tracts) for r in tract_results},
         "field_max_on_grid_V_per_mm": None if vta_grid is None else float(vta_grid.field_norm_V_per_mm.max()),
         "method": method,
         "mesh": {**basis.mesh_info, **({"solver": solver_info} if solver_info else {})},
         "timings_s": timings,
         "config": config.resolved(),
     }
-    return summary, basis, vta_grid
+    return Simulation(summary, basis, vta_grid, tract_results)
 
 
 def _peak_memory_mb() -> float | None:
@@ -326,9 +363,16 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
     """
     t0 = time.perf_counter()
     with OutputTransaction(out_dir) as tx:
-        summary, basis, vta_grid = simulate(config, progress)
+        sim = run_simulation(config, progress)
+        summary, basis, vta_grid = sim.summary, sim.basis, sim.vta_grid
         t_write = time.perf_counter()
         outputs = []
+        if sim.tracts:
+            from .sweep import write_table
+
+            write_table([row for r in sim.tracts for row in r.fibre_rows()] or
+                        [{"tract": r.placed.name} for r in sim.tracts], tx.path("tracts.csv"))
+            outputs.append("tracts.csv")
         if vta_grid is not None:
             import nibabel as nib
 

@@ -1,0 +1,1037 @@
+"""Fibre tracts: streamline I/O, polyline geometry and a synthetic default ALIC bundle.
+
+A :class:`Tract` is a named set of streamlines, each an ``(n_i, 3)`` polyline in world
+millimetres (RAS+, the same space as the anatomy), with provenance and an optional
+fibre diameter for the axon models.
+
+Files (:func:`load_tract`, :func:`save_tract`):
+
+* ``.trk`` (TrackVis) and ``.tck`` (MRtrix) through ``nibabel.streamlines``; nibabel
+  returns RAS+ mm whatever the file's voxel order;
+* ``.vtk`` (legacy) and ``.vtp`` (XML) poly data through pyvista: every line or
+  polyline cell is one streamline, point coordinates taken as world mm;
+* ``.npy``: one regular array ``(n_points, 3)`` (one streamline) or
+  ``(n_streamlines, n_points, 3)``; ``.npz``: ``points`` ``(M, 3)`` and ``lengths``
+  ``(n,)`` (points per streamline), optionally ``name``, ``source`` (JSON) and
+  ``fibre_diameter_um`` -- the format :func:`save_tract` writes.
+
+Geometry works on the packed form (all points in one array, vectorised numpy):
+:func:`arc_length`, :func:`resample` (points at given arc lengths, optional straight
+extension past the ends), :func:`closest_points`, :func:`select_near`,
+:func:`clip_to_sphere` and :func:`clip_to_region` (keep the longest inside piece of
+each streamline), and :func:`fibre_segments_near` (fixed-length pieces centred on
+the point closest to a target: what the axon models are placed on).
+
+:func:`default_alic_bundle` generates a synthetic bundle through the anatomy's
+``ALIC_L``/``ALIC_R`` mask for the demo; it is labelled as synthetic, not
+tractography.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import VtaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .anatomy import Anatomy
+    from .atlas_io import Structure
+
+__all__ = [
+    "TRACT_FORMATS", "FibreSegments", "Tract",
+    "arc_length", "clip_to_region", "clip_to_sphere", "closest_points", "default_alic_bundle",
+    "fibre_segments_near", "length_mm", "load_tract", "resample", "resample_step", "save_tract",
+    "select_near",
+]
+
+log = logging.getLogger(__name__)
+
+#: File extensions that :func:`load_tract` reads and :func:`save_tract` writes.
+TRACT_FORMATS: dict[str, str] = {".trk": "TrackVis", ".tck": "MRtrix tck", ".vtk": "VTK legacy poly data",
+                                 ".vtp": "VTK XML poly data", ".npy": "numpy array", ".npz": "numpy archive"}
+
+#: Arc length (mm) over which an end tangent is measured for straight extensions.
+END_TANGENT_MM = 1.0
+
+
+# --- the tract ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Tract:
+    """A named set of streamlines in world mm.
+
+    Attributes
+    ----------
+    name : str
+        Tract name, e.g. ``"ATR_R"``.
+    streamlines : tuple of ndarray
+        Polylines, each ``(n_i, 3)`` float64 with ``n_i >= 2``, world mm (read-only
+        arrays). Any sequence of array-likes is accepted and converted.
+    source : dict
+        Provenance: file, format, transforms, generator.
+    fibre_diameter_um : float or None
+        Fibre (outer) diameter for the axon models, micrometres; ``None`` leaves the
+        choice to the model.
+
+    Raises
+    ------
+    VtaError
+        A streamline that is not ``(n, 3)`` with ``n >= 2``, non-finite coordinates,
+        a non-positive diameter.
+    """
+
+    name: str
+    streamlines: tuple[np.ndarray, ...]
+    source: dict[str, Any] = field(default_factory=dict)
+    fibre_diameter_um: float | None = None
+
+    def __post_init__(self) -> None:
+        out = []
+        for i, s in enumerate(self.streamlines):
+            a = np.array(s, dtype=np.float64)
+            if a.ndim != 2 or a.shape[1] != 3:
+                raise VtaError(f"tract '{self.name}': streamline {i} must have shape (n, 3) in mm, got {a.shape}")
+            if a.shape[0] < 2:
+                raise VtaError(f"tract '{self.name}': streamline {i} has {a.shape[0]} point(s); at least 2 needed")
+            a.setflags(write=False)
+            out.append(a)
+        object.__setattr__(self, "streamlines", tuple(out))
+        object.__setattr__(self, "source", dict(self.source))
+        pts = self._packed[0]
+        if not np.all(np.isfinite(pts)):
+            bad = int(np.searchsorted(self._packed[1], np.flatnonzero(~np.isfinite(pts).all(axis=1))[0], "right") - 1)
+            raise VtaError(f"tract '{self.name}': streamline {bad} has NaN or infinite coordinates")
+        if self.fibre_diameter_um is not None:
+            d = float(self.fibre_diameter_um)
+            if not (np.isfinite(d) and d > 0):
+                raise VtaError(f"tract '{self.name}': fibre_diameter_um must be > 0, got {self.fibre_diameter_um}")
+            object.__setattr__(self, "fibre_diameter_um", d)
+
+    def __len__(self) -> int:
+        return len(self.streamlines)
+
+    def __repr__(self) -> str:
+        return (f"Tract(name={self.name!r}, n_streamlines={len(self)}, n_points={self.n_points}, "
+                f"fibre_diameter_um={self.fibre_diameter_um})")
+
+    @cached_property
+    def _packed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All points ``(M, 3)``, start index ``(n,)`` and point count ``(n,)`` per streamline."""
+        counts = np.array([len(s) for s in self.streamlines], dtype=np.int64)
+        starts = np.cumsum(counts) - counts
+        pts = np.concatenate(self.streamlines) if self.streamlines else np.empty((0, 3))
+        pts.setflags(write=False)
+        return pts, starts, counts
+
+    @cached_property
+    def _arc(self) -> tuple[np.ndarray, np.ndarray]:
+        """Arc length of every packed point within its streamline ``(M,)`` and totals ``(n,)`` (mm)."""
+        pts, starts, counts = self._packed
+        if len(counts) == 0:
+            return np.empty(0), np.empty(0)
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        seg[(starts[1:] - 1)] = 0.0  # no segment between consecutive streamlines
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        local = cum - np.repeat(cum[starts], counts)
+        return local, local[starts + counts - 1]
+
+    @property
+    def n_points(self) -> int:
+        """Total number of points."""
+        return int(self._packed[2].sum())
+
+    @property
+    def points_mm(self) -> np.ndarray:
+        """All points of all streamlines, ``(M, 3)`` world mm (read-only)."""
+        return self._packed[0]
+
+    @property
+    def streamline_ids(self) -> np.ndarray:
+        """Index of the streamline of every point in :attr:`points_mm`, ``(M,)``."""
+        return np.repeat(np.arange(len(self)), self._packed[2])
+
+    def lengths_mm(self) -> np.ndarray:
+        """Arc length of every streamline (mm), ``(n,)``."""
+        return _packed_arc(self)[1]
+
+    def bounds_mm(self) -> np.ndarray:
+        """Bounding box of all points, ``[[x0, y0, z0], [x1, y1, z1]]`` (mm)."""
+        if len(self) == 0:
+            raise VtaError(f"tract '{self.name}' is empty (no streamlines)")
+        p = self.points_mm
+        return np.vstack([p.min(axis=0), p.max(axis=0)])
+
+    def with_streamlines(self, streamlines: Iterable[np.ndarray], **source: Any) -> "Tract":
+        """A tract with the same name and diameter, new streamlines and ``source`` updated."""
+        return Tract(self.name, tuple(streamlines), {**self.source, **source}, self.fibre_diameter_um)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "Tract":
+        """The streamlines at ``indices`` (in that order)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return self.with_streamlines([self.streamlines[i] for i in idx])
+
+    def transformed(self, affine: np.ndarray) -> "Tract":
+        """Every point mapped through a 4x4 affine (mm -> mm)."""
+        a = _check_affine4(affine, f"tract '{self.name}'")
+        pts, starts, _ = self._packed
+        q = pts @ a[:3, :3].T + a[:3, 3]
+        return self.with_streamlines(np.split(q, starts[1:]), affine=a.tolist())
+
+    def translated(self, offset_mm: Sequence[float]) -> "Tract":
+        """Every point shifted by ``offset_mm`` (3,) mm."""
+        off = _vec3(offset_mm, f"tract '{self.name}': offset_mm")
+        pts, starts, _ = self._packed
+        return self.with_streamlines(np.split(pts + off, starts[1:]), offset_mm=off.tolist())
+
+    def resampled(self, step_mm: float) -> "Tract":
+        """Every streamline resampled at uniform arc spacing <= ``step_mm`` (ends kept)."""
+        return self.with_streamlines([resample_step(s, step_mm) for s in self.streamlines])
+
+
+def _vec3(v: Any, what: str) -> np.ndarray:
+    a = np.asarray(v, dtype=float).reshape(-1)
+    if a.shape != (3,) or not np.all(np.isfinite(a)):
+        raise VtaError(f"{what} must be 3 finite numbers (mm), got {v!r}")
+    return a
+
+
+def _check_affine4(affine: Any, what: str) -> np.ndarray:
+    a = np.asarray(affine, dtype=float)
+    if a.shape != (4, 4) or not np.all(np.isfinite(a)):
+        raise VtaError(f"{what}: affine must be a finite 4x4 matrix, got shape {a.shape}")
+    return a
+
+
+# --- reading and writing ------------------------------------------------------------
+
+
+def _format_of(p: Path) -> str:
+    ext = p.suffix.lower()
+    if ext not in TRACT_FORMATS:
+        raise VtaError(f"tract file '{p}': unknown extension '{p.suffix}' "
+                       f"(use one of {', '.join(TRACT_FORMATS)})")
+    return ext
+
+
+def load_tract(path: str | Path, name: str | None = None, offset_mm: Sequence[float] | None = None,
+               affine: np.ndarray | None = None, fibre_diameter_um: float | None = None) -> Tract:
+    """Read streamlines from a ``.trk``, ``.tck``, ``.vtk``, ``.vtp``, ``.npy`` or ``.npz`` file.
+
+    Parameters
+    ----------
+    path : path
+        The file. ``.trk``/``.tck`` coordinates come back as RAS+ mm (nibabel applies
+        the header); ``.vtk``/``.vtp``/``.npy``/``.npz`` coordinates are taken as mm.
+    name : str, optional
+        Tract name (default: the ``name`` stored in an ``.npz``, else the file stem).
+    offset_mm : (3,) floats, optional
+        Added to every point after ``affine`` (mm), e.g. the origin missing from a
+        header: the HCP1065 ``TR_A_*.trk`` files need ``(78, 76, -50)``.
+    affine : (4, 4) array, optional
+        Applied to every point first (e.g. voxel -> mm for streamlines stored in voxel
+        coordinates, or a registration to the anatomy's space).
+    fibre_diameter_um : float, optional
+        Fibre diameter for the axon models (micrometres); overrides a stored one.
+
+    Returns
+    -------
+    Tract
+        Streamlines with fewer than 2 points are dropped (logged).
+
+    Raises
+    ------
+    VtaError
+        Missing or empty file, unknown extension, unreadable content, no streamlines,
+        NaN or infinite coordinates.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise VtaError(f"tract file '{p}': file not found")
+    ext = _format_of(p)
+    if p.stat().st_size == 0:
+        raise VtaError(f"tract file '{p}': file is empty")
+    stored: dict[str, Any] = {}
+    if ext in (".trk", ".tck"):
+        streams, info = _read_nibabel(p)
+    elif ext in (".vtk", ".vtp"):
+        streams, info = _read_vtk(p)
+    else:
+        streams, info, stored = _read_numpy(p)
+    n_file = len(streams)
+    streams = [np.asarray(s, dtype=np.float64) for s in streams]
+    short = sum(1 for s in streams if len(s) < 2)
+    if short:
+        log.warning("tract file '%s': dropped %d streamline(s) with fewer than 2 points", p, short)
+        streams = [s for s in streams if len(s) >= 2]
+    if not streams:
+        raise VtaError(f"tract file '{p}': contains no streamlines" + (" with at least 2 points" if n_file else ""))
+    for i, s in enumerate(streams):
+        if not np.all(np.isfinite(s)):
+            raise VtaError(f"tract file '{p}': streamline {i} has NaN or infinite coordinates")
+    source: dict[str, Any] = {**stored.get("source", {}), "file": str(p), "format": TRACT_FORMATS[ext],
+                              "n_streamlines_in_file": n_file, **info}
+    if affine is not None or offset_mm is not None:
+        pts = np.concatenate(streams)
+        splits = np.cumsum([len(s) for s in streams])[:-1]
+        if affine is not None:
+            a = _check_affine4(affine, f"tract file '{p}'")
+            pts = pts @ a[:3, :3].T + a[:3, 3]
+            source["affine"] = a.tolist()
+        if offset_mm is not None:
+            off = _vec3(offset_mm, f"tract file '{p}': offset_mm")
+            pts = pts + off
+            source["offset_mm"] = off.tolist()
+        streams = np.split(pts, splits)
+    nm = name or stored.get("name") or p.name.split(".")[0]
+    diam = fibre_diameter_um if fibre_diameter_um is not None else stored.get("fibre_diameter_um")
+    tract = Tract(nm, tuple(streams), source, diam)
+    log.info("read tract '%s' from %s: %d streamlines, %d points", nm, p, len(tract), tract.n_points)
+    return tract
+
+
+def _read_nibabel(p: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    import nibabel as nib
+
+    try:
+        tfile = nib.streamlines.load(str(p), lazy_load=False)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise VtaError(f"tract file '{p}': cannot read as {TRACT_FORMATS[p.suffix.lower()]} "
+                       f"({type(exc).__name__}: {exc})") from exc
+    streams = list(tfile.streamlines)
+    info: dict[str, Any] = {}
+    hdr = tfile.header
+    if p.suffix.lower() == ".trk":
+        v2r = np.asarray(hdr.get("voxel_to_rasmm", np.eye(4)), float)
+        info = {"header_voxel_to_rasmm": v2r.tolist(),
+                "header_voxel_order": _text(hdr.get("voxel_order", b"")),
+                "header_dimensions": np.asarray(hdr.get("dimensions", [0, 0, 0])).tolist()}
+    return streams, info
+
+
+def _text(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+def _read_vtk(p: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    import pyvista as pv
+
+    try:
+        mesh = pv.read(str(p))
+    except Exception as exc:  # VTK readers raise assorted errors
+        raise VtaError(f"tract file '{p}': cannot read as VTK ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(mesh, pv.PolyData):
+        raise VtaError(f"tract file '{p}': expected VTK poly data with line cells, got {type(mesh).__name__}")
+    if mesh.n_lines == 0:
+        if mesh.n_points == 0:
+            return [], {}
+        raise VtaError(f"tract file '{p}': no line cells (streamlines must be VTK lines/polylines)")
+    cells = mesh.GetLines()
+    offsets = pv.convert_array(cells.GetOffsetsArray()).astype(np.int64)
+    conn = pv.convert_array(cells.GetConnectivityArray()).astype(np.int64)
+    pts = np.asarray(mesh.points, dtype=np.float64)[conn]
+    return np.split(pts, offsets[1:-1]), {}
+
+
+def _read_numpy(p: Path) -> tuple[list[np.ndarray], dict[str, Any], dict[str, Any]]:
+    try:
+        obj = np.load(p, allow_pickle=False)
+    except Exception as exc:  # ValueError (pickled objects), OSError, zip errors
+        raise VtaError(f"tract file '{p}': cannot read as {TRACT_FORMATS[p.suffix.lower()]} "
+                       f"({type(exc).__name__}: {exc})") from exc
+    if isinstance(obj, np.ndarray):
+        a = obj
+        if a.ndim == 2 and a.shape[1] == 3:
+            return ([a] if len(a) else []), {}, {}
+        if a.ndim == 3 and a.shape[2] == 3:
+            return list(a), {}, {}
+        raise VtaError(f"tract file '{p}': expected an array of shape (n_points, 3) or (n_streamlines, n_points, 3), "
+                       f"got {a.shape}")
+    with obj as z:
+        if "points" not in z or "lengths" not in z:
+            raise VtaError(f"tract file '{p}': an .npz tract needs arrays 'points' (M, 3) and 'lengths' (n,), "
+                           f"found {sorted(z.files)}")
+        pts, lengths = np.asarray(z["points"], float), np.asarray(z["lengths"])
+        stored: dict[str, Any] = {}
+        if "name" in z:
+            stored["name"] = str(z["name"])
+        if "source" in z:
+            try:
+                stored["source"] = json.loads(str(z["source"]))
+            except ValueError:
+                log.warning("tract file '%s': ignoring unreadable 'source' entry", p)
+        if "fibre_diameter_um" in z and np.isfinite(float(z["fibre_diameter_um"])):
+            stored["fibre_diameter_um"] = float(z["fibre_diameter_um"])
+    if pts.ndim != 2 or pts.shape[1] != 3 or lengths.ndim != 1 or np.any(lengths < 0) \
+            or int(lengths.sum()) != len(pts):
+        raise VtaError(f"tract file '{p}': 'points' {pts.shape} and 'lengths' (sum {int(lengths.sum())}) do not match")
+    return np.split(pts, np.cumsum(lengths)[:-1].astype(np.int64)), {}, stored
+
+
+def save_tract(tract: Tract, path: str | Path) -> Path:
+    """Write a tract to ``.trk``, ``.tck``, ``.vtk``, ``.vtp`` or ``.npz`` atomically.
+
+    ``.trk`` gets a RAS header whose 1 mm grid encloses the streamlines (so stored
+    voxel-mm coordinates are positive); ``.trk``/``.tck`` store float32 (about 1e-5 mm
+    at 100 mm). Only ``.npz`` keeps the name, provenance and fibre diameter. The file is
+    written to a temporary name in the same folder and renamed.
+
+    Raises
+    ------
+    VtaError
+        Unknown extension, an empty tract, an unwritable destination.
+    """
+    p = Path(path)
+    ext = _format_of(p)
+    if ext == ".npy":
+        raise VtaError(f"tract file '{p}': saving .npy is not supported (use .npz, which keeps ragged streamlines)")
+    if len(tract) == 0:
+        raise VtaError(f"tract '{tract.name}': nothing to save to '{p}' (no streamlines)")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=ext)
+        os.close(fd)
+    except OSError as exc:
+        raise VtaError(f"tract file '{p}': cannot write ({exc})") from exc
+    try:
+        if ext in (".trk", ".tck"):
+            _write_nibabel(tract, tmp, ext)
+        elif ext in (".vtk", ".vtp"):
+            _write_vtk(tract, tmp)
+        else:
+            _write_npz(tract, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("wrote tract '%s' (%d streamlines) to %s", tract.name, len(tract), p)
+    return p
+
+
+def _write_nibabel(tract: Tract, tmp: str, ext: str) -> None:
+    import nibabel as nib
+    from nibabel.streamlines import Field
+
+    tg = nib.streamlines.Tractogram(list(tract.streamlines), affine_to_rasmm=np.eye(4))
+    if ext == ".tck":
+        nib.streamlines.save(tg, tmp)
+        return
+    lo, hi = tract.bounds_mm()
+    origin = np.floor(lo) - 1.0
+    dims = np.ceil(hi - origin).astype(int) + 2
+    if np.any(dims > np.iinfo(np.int16).max):
+        raise VtaError(f"tract '{tract.name}': extent {np.round(hi - lo, 1).tolist()} mm is too large "
+                       "for a .trk header")
+    v2r = np.eye(4)
+    v2r[:3, 3] = origin
+    hdr = {Field.VOXEL_TO_RASMM: v2r, Field.VOXEL_SIZES: np.ones(3), Field.DIMENSIONS: dims,
+           Field.VOXEL_ORDER: "RAS"}
+    nib.streamlines.save(tg, tmp, header=hdr)
+
+
+def _write_vtk(tract: Tract, tmp: str) -> None:
+    import pyvista as pv
+
+    pts, starts, counts = tract._packed
+    n = len(counts)
+    lines = np.empty(len(pts) + n, dtype=np.int64)
+    heads = starts + np.arange(n)
+    is_head = np.zeros(len(lines), bool)
+    is_head[heads] = True
+    lines[heads] = counts
+    lines[~is_head] = np.arange(len(pts))
+    mesh = pv.PolyData(np.ascontiguousarray(pts), lines=lines)
+    mesh.save(tmp, binary=True)
+
+
+def _write_npz(tract: Tract, tmp: str) -> None:
+    pts, _, counts = tract._packed
+    from .io import to_jsonable
+
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, points=pts, lengths=counts, name=np.array(tract.name),
+                            source=np.array(json.dumps(to_jsonable(tract.source))),
+                            fibre_diameter_um=np.array(np.nan if tract.fibre_diameter_um is None
+                                                       else tract.fibre_diameter_um))
+
+
+# --- polyline geometry --------------------------------------------------------------
+
+
+def _polyline(streamline: np.ndarray) -> np.ndarray:
+    p = np.asarray(streamline, dtype=float)
+    if p.ndim != 2 or p.shape[1] != 3 or len(p) < 2:
+        raise VtaError(f"a streamline must have shape (n, 3) with n >= 2 (mm), got {p.shape}")
+    return p
+
+
+def arc_length(streamline: np.ndarray) -> np.ndarray:
+    """Cumulative arc length at every point of a polyline, ``(n,)`` mm, starting at 0."""
+    p = _polyline(streamline)
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
+
+
+def length_mm(streamline: np.ndarray) -> float:
+    """Total arc length of a polyline (mm)."""
+    return float(arc_length(streamline)[-1])
+
+
+def _packed_arc(tract: Tract) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length of every packed point within its streamline ``(M,)`` and totals ``(n,)`` (mm)."""
+    return tract._arc
+
+
+def _interp_packed(tract: Tract, which: np.ndarray, s: np.ndarray, extrapolate: bool) -> np.ndarray:
+    """Points at arc lengths ``s`` ``(k, m)`` mm along streamlines ``which`` ``(k,)``.
+
+    Beyond the ends the streamline is continued straight along its end tangent
+    (chord over the last :data:`END_TANGENT_MM`) when ``extrapolate``; else it is an error.
+    """
+    pts, starts, counts = tract._packed
+    local, total = _packed_arc(tract)
+    k = len(which)
+    s = np.asarray(s, dtype=float).reshape(k, -1)
+    L = total[which][:, None]
+    if np.any(L <= 0):
+        bad = int(which[np.flatnonzero(L[:, 0] <= 0)[0]])
+        raise VtaError(f"tract '{tract.name}': streamline {bad} has zero length")
+    if not extrapolate:
+        tol = 1e-9 * np.maximum(L, 1.0)
+        if np.any(s < -tol) or np.any(s > L + tol):
+            raise VtaError(f"tract '{tract.name}': arc positions must lie in [0, length] "
+                           f"(got {s.min():.4g} .. {s.max():.4g} mm); pass extrapolate=True to extend")
+    sc = np.clip(s, 0.0, L)
+    # strictly increasing global key: streamline i's local arc shifted past all earlier ones
+    base = np.concatenate([[0.0], np.cumsum(total + 1.0)[:-1]])
+    key = local + np.repeat(base, counts)
+    target = sc + base[which][:, None]
+    st, ct = starts[which][:, None], counts[which][:, None]
+    j = np.searchsorted(key, target, side="right") - 1
+    j = np.clip(j, st, st + ct - 2)
+    a, b = pts[j], pts[j + 1]
+    seg = key[j + 1] - key[j]
+    frac = np.divide(target - key[j], seg, out=np.zeros_like(seg), where=seg > 0)
+    out = a + frac[..., None] * (b - a)
+    lo, hi = s < 0, s > L
+    if np.any(lo) or np.any(hi):
+        d = np.minimum(END_TANGENT_MM, L[:, 0])
+        ends = _interp_packed(tract, which, np.stack([np.zeros(k), d, L[:, 0] - d, L[:, 0]], axis=1), False)
+        t0 = _unit(ends[:, 1] - ends[:, 0])
+        t1 = _unit(ends[:, 3] - ends[:, 2])
+        out = np.where(lo[..., None], ends[:, None, 0] + s[..., None] * t0[:, None], out)
+        out = np.where(hi[..., None], ends[:, None, 3] + (s - L)[..., None] * t1[:, None], out)
+    return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, n, out=np.zeros_like(v), where=n > 0)
+
+
+def resample(streamline: np.ndarray, offsets_mm: np.ndarray | Sequence[float],
+             extrapolate: bool = False) -> np.ndarray:
+    """Points at given arc lengths along a polyline (linear interpolation).
+
+    Parameters
+    ----------
+    streamline : (n, 3) array
+        Polyline (mm).
+    offsets_mm : array of arc lengths (mm)
+        Positions measured from the first point along the polyline.
+    extrapolate : bool
+        Allow positions below 0 or beyond the length: the polyline is then continued
+        straight along its end tangent (the chord over the last 1 mm). Otherwise such
+        positions raise a `VtaError`.
+
+    Returns
+    -------
+    ndarray, shape ``offsets_mm.shape + (3,)``
+        Points (mm); positions at vertices return the vertices exactly.
+    """
+    p = _polyline(streamline)
+    s = np.asarray(offsets_mm, dtype=float)
+    if not np.all(np.isfinite(s)):
+        raise VtaError("resample: arc positions must be finite (mm)")
+    t = Tract("streamline", (p,))
+    return _interp_packed(t, np.zeros(1, np.int64), s.reshape(1, -1), extrapolate)[0].reshape(s.shape + (3,))
+
+
+def resample_step(streamline: np.ndarray, step_mm: float) -> np.ndarray:
+    """A polyline resampled at uniform arc spacing of at most ``step_mm`` (both ends kept)."""
+    if not step_mm > 0:
+        raise VtaError(f"resample step must be > 0 mm, got {step_mm}")
+    L = length_mm(streamline)
+    n = max(int(np.ceil(L / step_mm - 1e-9)), 1) + 1
+    return resample(streamline, np.linspace(0.0, L, n))
+
+
+def closest_points(tract: Tract, center_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The point of every streamline closest to ``center_mm`` (exact on the segments).
+
+    Returns
+    -------
+    distance_mm : (n,) array
+        Distance from ``center_mm`` to each streamline (mm).
+    arc_mm : (n,) array
+        Arc position of the closest point along its streamline (mm).
+    point_mm : (n, 3) array
+        The closest points (mm).
+    """
+    c = _vec3(center_mm, "center_mm")
+    pts, starts, counts = tract._packed
+    n = len(counts)
+    if n == 0:
+        return np.empty(0), np.empty(0), np.empty((0, 3))
+    local, _ = _packed_arc(tract)
+    rel = pts - c
+    a = rel[:-1]
+    d = np.diff(pts, axis=0)  # segment k joins points k and k+1; starts[j] - 1 are joins between streamlines
+    dd = np.einsum("ij,ij->i", d, d)
+    t = np.einsum("ij,ij->i", a, d)
+    np.divide(-t, dd, out=t, where=dd > 0)
+    t[dd <= 0] = 0.0
+    np.clip(t, 0.0, 1.0, out=t)
+    q = a + t[:, None] * d
+    dist2 = np.einsum("ij,ij->i", q, q)
+    dist2[starts[1:] - 1] = np.inf
+    # streamline j owns segments starts[j] .. starts[j] + counts[j] - 2 (+ the join, at infinity)
+    dmin = np.minimum.reduceat(dist2, starts)
+    group = np.diff(np.append(starts, len(dist2)))
+    pos = np.where(dist2 == np.repeat(dmin, group), np.arange(len(dist2)), len(dist2))
+    best = np.minimum.reduceat(pos, starts)
+    arc = local[best] + t[best] * np.sqrt(dd[best])
+    return np.sqrt(dmin), arc, q[best] + c
+
+
+def select_near(tract: Tract, center_mm: Sequence[float], radius_mm: float) -> Tract:
+    """Whole streamlines that pass within ``radius_mm`` of ``center_mm`` (exact on segments)."""
+    dist, _, _ = closest_points(tract, center_mm)
+    idx = np.flatnonzero(dist <= radius_mm)
+    return tract.with_streamlines(
+        [tract.streamlines[i] for i in idx],
+        selected_near={"center_mm": _vec3(center_mm, "center_mm").tolist(), "radius_mm": float(radius_mm)})
+
+
+def _sphere_crossing(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: float, entering: bool) -> np.ndarray:
+    """Parameter t in [0, 1] where segments a->b cross the sphere (c, r)."""
+    d = b - a
+    f = a - c
+    A = np.einsum("ij,ij->i", d, d)
+    B = 2.0 * np.einsum("ij,ij->i", f, d)
+    C = np.einsum("ij,ij->i", f, f) - r * r
+    disc = np.sqrt(np.maximum(B * B - 4 * A * C, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (-B - disc) / (2 * A) if entering else (-B + disc) / (2 * A)
+    return np.clip(np.nan_to_num(t, nan=0.0 if not entering else 1.0), 0.0, 1.0)
+
+
+def _longest_pieces(tract: Tract, inside: np.ndarray, min_length_mm: float,
+                    sphere: tuple[np.ndarray, float] | None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Longest run of inside points of every streamline (+ exact sphere crossings)."""
+    pts, starts, counts = tract._packed
+    n = len(counts)
+    if n == 0 or not inside.any():
+        return [], np.empty(0, np.int64)
+    local, _ = _packed_arc(tract)
+    ends = starts + counts - 1
+    first = np.zeros(len(pts), bool)
+    first[starts] = True
+    last = np.zeros(len(pts), bool)
+    last[ends] = True
+    prev_in = np.concatenate([[False], inside[:-1]]) & ~first
+    next_in = np.concatenate([inside[1:], [False]]) & ~last
+    rs = np.flatnonzero(inside & ~prev_in)
+    re = np.flatnonzero(inside & ~next_in)
+    length = local[re] - local[rs]
+    has_in = ~first[rs]  # a previous (outside) point exists: piece starts on the boundary
+    has_out = ~last[re]
+    p_in = p_out = None
+    if sphere is not None:
+        c, r = sphere
+        p_in = np.full((len(rs), 3), np.nan)
+        p_out = np.full((len(re), 3), np.nan)
+        if has_in.any():
+            a, b = pts[rs[has_in] - 1], pts[rs[has_in]]
+            t = _sphere_crossing(a, b, c, r, entering=True)
+            p_in[has_in] = a + t[:, None] * (b - a)
+            length[has_in] += np.linalg.norm(b - p_in[has_in], axis=1)
+        if has_out.any():
+            a, b = pts[re[has_out]], pts[re[has_out] + 1]
+            t = _sphere_crossing(a, b, c, r, entering=False)
+            p_out[has_out] = a + t[:, None] * (b - a)
+            length[has_out] += np.linalg.norm(p_out[has_out] - a, axis=1)
+    sid = np.searchsorted(starts, rs, side="right") - 1
+    order = np.lexsort((-length, sid))
+    _, firsts = np.unique(sid[order], return_index=True)
+    best = order[firsts]
+    best = best[(length[best] >= min_length_mm) & (length[best] > 0)]
+    pieces, keep = [], []
+    for k in best:
+        parts = [pts[rs[k]:re[k] + 1]]
+        if p_in is not None and has_in[k]:
+            parts.insert(0, p_in[k][None])
+        if p_out is not None and has_out[k]:
+            parts.append(p_out[k][None])
+        piece = np.concatenate(parts)
+        if len(piece) >= 2:
+            pieces.append(piece)
+            keep.append(sid[k])
+    return pieces, np.asarray(keep, dtype=np.int64)
+
+
+def clip_to_sphere(tract: Tract, center_mm: Sequence[float], radius_mm: float, min_length_mm: float = 1.0,
+                   return_index: bool = False) -> Tract | tuple[Tract, np.ndarray]:
+    """Keep, of every streamline, its longest piece inside a sphere.
+
+    Pieces end exactly on the sphere (the crossing point is interpolated on the
+    segment that crosses it); pieces shorter than ``min_length_mm`` (arc length, mm)
+    are dropped, and so are streamlines without a point inside. A segment whose two
+    ends both lie outside is not tested (a chord shorter than the point spacing).
+
+    Parameters
+    ----------
+    center_mm : (3,) mm
+    radius_mm : float, mm (> 0)
+    min_length_mm : float, mm
+    return_index : bool
+        Also return the index of the source streamline of every piece.
+    """
+    c = _vec3(center_mm, "center_mm")
+    if not radius_mm > 0:
+        raise VtaError(f"clip_to_sphere: radius_mm must be > 0, got {radius_mm}")
+    inside = np.einsum("ij,ij->i", tract.points_mm - c, tract.points_mm - c) <= radius_mm ** 2
+    pieces, idx = _longest_pieces(tract, inside, min_length_mm, (c, float(radius_mm)))
+    out = tract.with_streamlines(pieces, clipped_to_sphere={"center_mm": c.tolist(), "radius_mm": float(radius_mm),
+                                                            "min_length_mm": float(min_length_mm)})
+    return (out, idx) if return_index else out
+
+
+def clip_to_region(tract: Tract, region: "Structure | Callable[[np.ndarray], np.ndarray]",
+                   min_length_mm: float = 1.0, threshold: float = 0.5,
+                   return_index: bool = False) -> Tract | tuple[Tract, np.ndarray]:
+    """Keep, of every streamline, its longest run of consecutive points inside a region.
+
+    Parameters
+    ----------
+    region : Structure or callable
+        A :class:`vta.atlas_io.Structure` (inside: probability >= ``threshold`` at the
+        nearest voxel) or a function mapping ``(M, 3)`` points (mm) to a boolean ``(M,)``.
+    min_length_mm : float
+        Shorter pieces (arc length between their first and last inside point, mm) are dropped.
+    return_index : bool
+        Also return the index of the source streamline of every piece.
+    """
+    pts = tract.points_mm
+    if hasattr(region, "contains"):
+        inside = np.asarray(region.contains(pts, threshold), dtype=bool)  # type: ignore[union-attr]
+        what = getattr(region, "name", "region")
+    elif callable(region):
+        inside = np.asarray(region(pts), dtype=bool)
+        what = getattr(region, "__name__", "region")
+    else:
+        raise VtaError("clip_to_region: region must be a Structure or a function of (M, 3) points")
+    if inside.shape != (len(pts),):
+        raise VtaError(f"clip_to_region: the region returned shape {inside.shape}, expected ({len(pts)},)")
+    pieces, idx = _longest_pieces(tract, inside, min_length_mm, None)
+    out = tract.with_streamlines(pieces, clipped_to_region={"region": str(what), "min_length_mm": float(min_length_mm)})
+    return (out, idx) if return_index else out
+
+
+# --- fixed-length pieces for axon models --------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class FibreSegments:
+    """Fixed-length fibre pieces centred on the streamline points closest to a target.
+
+    Attributes
+    ----------
+    points_mm : (n, m, 3) array
+        Node positions of every piece (mm), in the streamline's own direction.
+    offsets_mm : (m,) array
+        Arc position of every node relative to the piece's centre (mm).
+    streamline_index : (n,) int array
+        Index of the source streamline in the tract.
+    distance_mm : (n,) array
+        Distance from the target to the streamline (mm).
+    centre_mm : (n, 3) array
+        The closest point (the piece's centre, arc offset 0), mm.
+    extension_mm : (n, 2) array
+        Straight extension past the streamline's start / end that the piece needed (mm).
+    tract_name : str
+    fibre_diameter_um : float or None
+    """
+
+    points_mm: np.ndarray
+    offsets_mm: np.ndarray
+    streamline_index: np.ndarray
+    distance_mm: np.ndarray
+    centre_mm: np.ndarray
+    extension_mm: np.ndarray
+    tract_name: str = ""
+    fibre_diameter_um: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.streamline_index)
+
+    @property
+    def length_mm(self) -> float:
+        """Arc length of every piece (mm)."""
+        return float(self.offsets_mm[-1] - self.offsets_mm[0]) if len(self.offsets_mm) else 0.0
+
+
+def fibre_segments_near(tract: Tract, center_mm: Sequence[float], length_mm: float, radius_mm: float, *,
+                        step_mm: float = 0.5, offsets_mm: Sequence[float] | np.ndarray | None = None,
+                        max_fibres: int | None = None) -> FibreSegments:
+    """Pieces of fixed length of every streamline that passes within ``radius_mm`` of a point.
+
+    Each piece is centred (in arc length) on the streamline's point closest to
+    ``center_mm`` and continued straight along the end tangent where the streamline
+    is too short on that side. Axon models need such fixed-length fibres.
+
+    Parameters
+    ----------
+    tract : Tract
+    center_mm : (3,) mm
+        Target, e.g. the active contact's centre.
+    length_mm : float
+        Piece length (mm).
+    radius_mm : float
+        Streamlines farther than this from the target are skipped (mm).
+    step_mm : float
+        Node spacing of the default node grid: ``ceil(length / step) + 1`` equally
+        spaced nodes over ``[-length/2, length/2]`` (mm).
+    offsets_mm : array, optional
+        Explicit node positions relative to the centre (mm), increasing, within
+        ``[-length/2, length/2]``; e.g. the node of Ranvier positions of an axon model.
+    max_fibres : int, optional
+        Keep only the nearest ``max_fibres`` streamlines.
+
+    Returns
+    -------
+    FibreSegments
+        Ordered by streamline index (nearest first when ``max_fibres`` is given).
+    """
+    if not length_mm > 0:
+        raise VtaError(f"fibre_segments_near: length_mm must be > 0, got {length_mm}")
+    if not radius_mm >= 0:
+        raise VtaError(f"fibre_segments_near: radius_mm must be >= 0, got {radius_mm}")
+    half = 0.5 * float(length_mm)
+    if offsets_mm is None:
+        if not step_mm > 0:
+            raise VtaError(f"fibre_segments_near: step_mm must be > 0, got {step_mm}")
+        m = max(int(np.ceil(length_mm / step_mm - 1e-9)), 1) + 1
+        off = np.linspace(-half, half, m)
+    else:
+        off = np.asarray(offsets_mm, dtype=float).reshape(-1)
+        if len(off) < 2 or not np.all(np.isfinite(off)) or np.any(np.diff(off) <= 0):
+            raise VtaError("fibre_segments_near: offsets_mm must hold >= 2 finite, increasing positions (mm)")
+        if off[0] < -half - 1e-9 or off[-1] > half + 1e-9:
+            raise VtaError(f"fibre_segments_near: offsets_mm span [{off[0]:.4g}, {off[-1]:.4g}] mm exceeds "
+                           f"+-length/2 = {half:.4g} mm")
+    dist, arc, point = closest_points(tract, center_mm)
+    idx = np.flatnonzero(dist <= radius_mm)
+    if max_fibres is not None and len(idx) > max_fibres:
+        idx = idx[np.argsort(dist[idx], kind="stable")[:max_fibres]]
+    total = tract.lengths_mm()
+    s = arc[idx][:, None] + off[None, :]
+    pts = _interp_packed(tract, idx, s, extrapolate=True) if len(idx) else np.empty((0, len(off), 3))
+    ext = np.stack([np.maximum(0.0, -(arc[idx] + off[0])), np.maximum(0.0, arc[idx] + off[-1] - total[idx])], axis=1)
+    return FibreSegments(pts, off, idx, dist[idx], point[idx], ext, tract.name, tract.fibre_diameter_um)
+
+
+# --- the synthetic default ALIC bundle ----------------------------------------------
+
+#: Parameters of :func:`default_alic_bundle` (mm unless stated).
+ALIC_BUNDLE_PARAMS = {
+    "centreline_sigma_mm": 4.0,      # Gaussian kernel along the axis for the centreline / cross-section
+    "relax_iterations": 8,           # smooth pulls of outside points into the mask
+    "relax_sigma_mm": 3.0,           # smoothing of the pull along the fibre
+    "min_inside_fraction": 0.75,     # fibres less inside than this (within the mask extent) are rejected
+    "candidates_per_fibre": 2,
+    "thalamus_pole_mm": 3.0,         # thalamic voxels this close to its anterior end form the pole
+}
+
+#: Bundle axis (right side, RAS) when the anatomy has no thalamus: the thalamus-pole -> ALIC-centroid
+#: axis of the embedded default anatomy (MNI), mirrored in x for the left side.
+FALLBACK_ALIC_AXIS = (0.60, 0.77, 0.20)
+
+SYNTHETIC_NOTE = ("synthetic, generated by vta.tracts.default_alic_bundle from the {what} anatomy's ALIC mask; "
+                  "not tractography")
+
+
+def default_alic_bundle(anatomy: "Anatomy | None" = None, side: str = "R", n_fibres: int = 100, seed: int = 0, *,
+                        step_mm: float = 0.5, extension_mm: float = 12.0,
+                        fibre_diameter_um: float | None = None, name: str | None = None) -> Tract:
+    """A synthetic fibre bundle through the anatomy's ALIC, for demos (not tractography).
+
+    Recipe (all in world mm):
+
+    1. the ALIC voxels' smallest principal axis is the normal of the capsule's plate;
+    2. the bundle axis runs from the anterior pole of the same-side thalamus (where
+       the anterior thalamic radiation leaves it) to the ALIC centroid, projected into
+       the plate and oriented anteriorly; without a thalamus structure the default
+       anatomy's axis :data:`FALLBACK_ALIC_AXIS` (MNI) is projected instead;
+    3. a centreline and cross-section covariance along the axis come from Gaussian
+       kernel averages of the mask voxels (sigma 4 mm);
+    4. seeds drawn uniformly in the mask keep their whitened cross-section position
+       along the centreline (smooth, nearly parallel fibres), then outside points are
+       pulled into the mask by a displacement within the cross-section, smoothed
+       along the fibre (Gaussian, sigma 3 mm; 8 passes);
+    5. fibres less than 75 % inside within the mask's extent are rejected;
+    6. each fibre is extended straight ``extension_mm`` past both ends of the mask
+       along its end tangent (room for axon models) and resampled every ``step_mm``.
+
+    Fibres run from the thalamic (posterior) end to the prefrontal (anterior) end.
+    Measured against the HCP1065 anterior thalamic radiation (Yeh 2022) inside the
+    default ALIC: mean directions agree within about 10 degrees (7.3 right, 10.1 left;
+    the ALIC voxels' first principal axis alone is 39 degrees off);
+    about 88 % of the points within the mask's extent lie in the mask, and 80 % of
+    the mask's voxels lie within 1 mm of a fibre (200 fibres). Curvature radii stay
+    above about 3 mm (median about 60 mm).
+
+    Parameters
+    ----------
+    anatomy : Anatomy, optional
+        Needs ``ALIC_<side>``; ``thalamus_<side>`` is used when present. Default: the
+        embedded default anatomy (:func:`vta.anatomy.default_anatomy`).
+    side : {"R", "L"}
+    n_fibres : int
+    seed : int
+        Random seed; the result is deterministic for a given anatomy and seed.
+    step_mm : float
+        Point spacing of the streamlines (mm).
+    extension_mm : float
+        Straight extension beyond the mask at both ends (mm).
+    fibre_diameter_um : float, optional
+        Stored on the tract for the axon models (micrometres).
+    name : str, optional
+        Tract name (default ``ALIC_<side>_bundle``).
+
+    Returns
+    -------
+    Tract
+        Named ``name``; ``source`` says it is synthetic and records the
+        axis, origin and mask extent along the axis (``mask_extent_mm``).
+    """
+    from scipy import ndimage
+
+    if side not in ("L", "R"):
+        raise VtaError(f"default_alic_bundle: side must be 'L' or 'R', got {side!r}")
+    if int(n_fibres) < 1:
+        raise VtaError(f"default_alic_bundle: n_fibres must be >= 1, got {n_fibres}")
+    if not step_mm > 0 or not extension_mm >= 0:
+        raise VtaError(f"default_alic_bundle: need step_mm > 0 and extension_mm >= 0, got {step_mm}, {extension_mm}")
+    is_default = anatomy is None
+    if anatomy is None:
+        from .anatomy import default_anatomy
+        anatomy = default_anatomy()
+    else:
+        is_default = "recipe_version" in anatomy.provenance
+    par = ALIC_BUNDLE_PARAMS
+    alic = anatomy.structure(f"ALIC_{side}")
+    mask_img = alic.mask()
+    ijk = np.argwhere(mask_img.data)
+    if len(ijk) < 20:
+        raise VtaError(f"default_alic_bundle: ALIC_{side} has only {len(ijk)} voxels; too small for a bundle")
+    W = mask_img.voxel_to_world(ijk)
+    c0 = W.mean(axis=0)
+    _, vecs = np.linalg.eigh((W - c0).T @ (W - c0))
+    normal = vecs[:, 0]
+    thal = anatomy.structures.get(f"thalamus_{side}")
+    if thal is not None:
+        tw = thal.mask().voxel_to_world(np.argwhere(thal.mask().data))
+        pole = tw[tw[:, 1] >= tw[:, 1].max() - par["thalamus_pole_mm"]].mean(axis=0)
+        axis = c0 - pole
+        method = f"thalamus_{side} anterior pole -> ALIC_{side} centroid, projected into the ALIC plate"
+    else:
+        axis = np.array(FALLBACK_ALIC_AXIS) * ([1.0, 1.0, 1.0] if side == "R" else [-1.0, 1.0, 1.0])
+        method = f"fixed MNI axis {axis.tolist()} projected into the ALIC plate (no thalamus structure)"
+        log.info("default_alic_bundle: no thalamus_%s in the anatomy; using the fixed axis %s", side, axis.tolist())
+    axis = axis - (axis @ normal) * normal
+    if np.linalg.norm(axis) < 1e-6:
+        axis = vecs[:, 2]
+    axis = axis / np.linalg.norm(axis)
+    if axis[1] < 0:
+        axis = -axis
+    E = np.stack([normal, np.cross(axis, normal)])  # cross-section axes (2, 3)
+
+    # centreline and cross-section shape along the axis (kernel averages of voxels)
+    vox = float(np.min(mask_img.voxel_sizes_mm))
+    tv = (W - c0) @ axis
+    q = (W - c0) @ E.T
+    h = min(0.25, step_mm / 2)
+    tg = np.arange(tv.min() - vox / 2, tv.max() + vox / 2 + 1e-9, h)
+    K = np.exp(-0.5 * ((tg[:, None] - tv[None, :]) / par["centreline_sigma_mm"]) ** 2)
+    K /= K.sum(axis=1, keepdims=True)
+    mu = K @ q
+    dq = q[None, :, :] - mu[:, None, :]
+    cov = np.einsum("tv,tvi,tvj->tij", K, dq, dq) + np.eye(2) * vox ** 2 / 12.0
+    w, U = np.linalg.eigh(cov)
+    sq = np.einsum("tij,tj,tkj->tik", U, np.sqrt(w), U)
+    isq = np.einsum("tij,tj,tkj->tik", U, 1.0 / np.sqrt(w), U)
+
+    # seeds -> smooth candidate fibres
+    rng = np.random.default_rng(seed)
+    n_cand = int(n_fibres) * par["candidates_per_fibre"]
+    X = W[rng.integers(0, len(W), n_cand)] + rng.uniform(-0.5, 0.5, (n_cand, 3)) @ mask_img.affine[:3, :3].T
+    k = np.clip(np.rint(((X - c0) @ axis - tg[0]) / h).astype(np.int64), 0, len(tg) - 1)
+    z = np.einsum("fij,fj->fi", isq[k], (X - c0) @ E.T - mu[k])
+    centre = c0 + tg[:, None] * axis + mu @ E
+    F = centre[None] + np.einsum("tij,fj->fti", sq, z) @ E  # (n_cand, T, 3)
+
+    # pull outside points into the mask, smoothly along each fibre
+    pad = int(np.ceil(10.0 / vox)) + 2
+    big = np.pad(mask_img.data, pad)
+    A = mask_img.affine.copy()
+    A[:3, 3] -= A[:3, :3] @ np.full(3, float(pad))
+    Ainv = np.linalg.inv(A)
+    _, nearest = ndimage.distance_transform_edt(~big, return_indices=True)
+    hi = np.array(big.shape) - 1
+    for _ in range(par["relax_iterations"]):
+        v = np.clip(np.rint(F @ Ainv[:3, :3].T + Ainv[:3, 3]).astype(np.int64), 0, hi)
+        tgt = np.moveaxis(nearest[:, v[..., 0], v[..., 1], v[..., 2]], 0, -1) @ A[:3, :3].T + A[:3, 3]
+        d = tgt - F
+        d -= (d @ axis)[..., None] * axis  # move within the cross-section only: no bunching along the fibre
+        F = F + ndimage.gaussian_filter1d(d, par["relax_sigma_mm"] / h, axis=1, mode="nearest")
+    frac = alic.contains(F.reshape(-1, 3)).reshape(n_cand, -1).mean(axis=1)
+    ok = np.flatnonzero(frac >= par["min_inside_fraction"])
+    if len(ok) < n_fibres:
+        log.warning("default_alic_bundle: only %d of %d candidate fibres are >= %.0f %% inside ALIC_%s; "
+                    "keeping the %d most inside", len(ok), n_cand, 100 * par["min_inside_fraction"], side, n_fibres)
+        ok = np.sort(np.argsort(-frac, kind="stable")[:n_fibres])
+    F = F[ok[:n_fibres]]
+
+    # straight extensions along the end tangents, then uniform resampling
+    nt = max(int(round(END_TANGENT_MM / h)), 1)
+    t0 = _unit(F[:, 0] - F[:, nt])
+    t1 = _unit(F[:, -1] - F[:, -1 - nt])
+    ne = int(np.ceil(extension_mm / h)) if extension_mm > 0 else 0
+    e = np.linspace(extension_mm, 0.0, ne, endpoint=False)[:, None] if ne else np.empty((0, 1))
+    head = F[:, :1] + e[None, :, :] * t0[:, None, :]
+    tail = F[:, -1:] + e[None, ::-1, :] * t1[:, None, :]
+    full = np.concatenate([head, F, tail], axis=1)
+    streams = [resample_step(f, step_mm) for f in full]
+    what = "embedded default" if is_default else "given"
+    source = {
+        "kind": "synthetic", "note": SYNTHETIC_NOTE.format(what=what),
+        "generator": "vta.tracts.default_alic_bundle", "structure": f"ALIC_{side}", "side": side,
+        "n_fibres": len(streams), "seed": int(seed), "axis": axis.tolist(), "origin_mm": c0.tolist(),
+        "plate_normal": normal.tolist(), "mask_extent_mm": [float(tg[0]), float(tg[-1])],
+        "extension_mm": float(extension_mm), "step_mm": float(step_mm), "axis_method": method,
+        "inside_fraction_mean": float(frac[ok[:n_fibres]].mean()), "params": dict(par),
+        "anatomy": anatomy.provenance.get("labels", "user anatomy"),
+    }
+    tract = Tract(name or f"ALIC_{side}_bundle", tuple(streams), source, fibre_diameter_um)
+    log.info("default ALIC_%s bundle: %d fibres, mean inside fraction %.2f, axis %s", side, len(tract),
+             source["inside_fraction_mean"], np.round(axis, 3).tolist())
+    return tract
