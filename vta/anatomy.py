@@ -294,10 +294,16 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def cache_dir() -> Path:
-    """Directory of cached default anatomies: ``$VTA_CACHE_DIR/anatomy`` or ``~/.cache/vta/anatomy``."""
+def cache_dir() -> Path | None:
+    """Directory of cached default anatomies: ``$VTA_CACHE_DIR/anatomy`` or
+    ``~/.cache/vta/anatomy``; None when ``$VTA_CACHE_DIR`` turns caching off (``off``,
+    ``0``, ``none``, ...; see :mod:`vta.cache`)."""
+    from .cache import _OFF
+
     base = os.environ.get("VTA_CACHE_DIR")
-    return Path(base) / "anatomy" if base else Path.home() / ".cache" / "vta" / "anatomy"
+    if base is not None and base.strip().lower() in _OFF:
+        return None
+    return Path(base).expanduser() / "anatomy" if base else Path.home() / ".cache" / "vta" / "anatomy"
 
 
 def _cache_key(atlas: str, box: np.ndarray) -> str:
@@ -346,7 +352,9 @@ def default_anatomy(atlas: str = "hcpex", *, cache: bool = True,
     key = _cache_key(key_atlas, box)
     if (key_atlas, key) in _MEMO:
         return _MEMO[(key_atlas, key)]
-    path = cache_dir() / f"default_{key_atlas}_{key}.npz"
+    folder = cache_dir()
+    cache = cache and folder is not None
+    path = folder / f"default_{key_atlas}_{key}.npz" if cache else None
     anat = None
     if cache and path.is_file():
         try:

@@ -376,7 +376,7 @@ def _mesh(geom: _Geometry, p: AxisymPreset) -> _TriMesh:
 
     initialised_here = not gmsh.isInitialized()
     if initialised_here:
-        gmsh.initialize(readConfigFiles=False)
+        gmsh.initialize(readConfigFiles=False, interruptible=False)
     try:
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.option.setNumber("General.Verbosity", 0)

@@ -23,7 +23,7 @@ __all__ = ["Simulation", "build_basis", "choose_method", "run", "run_simulation"
 
 log = logging.getLogger(__name__)
 
-PHASES = ("mesh+solve", "setting", "vta", "grid", "structures", "tracts")
+PHASES = ("mesh+solve", "setting", "vta", "grid", "af-vta", "structures", "tracts")
 
 
 class _PhaseTimer:
@@ -280,7 +280,7 @@ def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
         with timer.phase("vta"):
             volume = float(basis.vta_volume_mm3(state.potentials_V, threshold))
         vta_grid = None
-        if config.output.nifti:
+        if config.output.nifti or config.vta.method == "activating_function":
             with timer.phase("grid"):
                 lead = config.lead.model
                 carrying = [k for k in range(lead.n_contacts) if abs(state.currents_mA[k]) > 1e-9] or list(range(lead.n_contacts))
@@ -302,6 +302,15 @@ def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
                 structures = structure_coverage(
                     basis, state.potentials_V, threshold, config.anatomy.load().structures, _domain_box(config)
                 )
+        af_grid, af_info = None, None
+        if config.vta.method == "activating_function" and vta_grid is not None:
+            from .af_vta import af_vta
+
+            with timer.phase("af-vta"):
+                diam = config.tracts.fiber_diameter_um if config.tracts is not None else 5.7
+                recharge = config.tracts.recharge if config.tracts is not None else "passive"
+                af_grid, af_info = af_vta(basis, state.potentials_V, vta_grid.grid, volume, fiber_diameter_um=diam,
+                                          pulse_width_us=config.stimulation.pulse_width_us, recharge=recharge)
         tract_results = []
         if config.tracts is not None:
             from .tract_activation import tract_activation
@@ -324,13 +333,14 @@ def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
         "contacts": _contact_table(config, state, impedances),
         "structures": structures,
         "tracts": {r.placed.name: r.summary(config.tracts) for r in tract_results},
+        **({"activating_function_vta": af_info} if af_info is not None else {}),
         "field_max_on_grid_V_per_mm": None if vta_grid is None else float(vta_grid.field_norm_V_per_mm.max()),
         "method": method,
         "mesh": {**basis.mesh_info, **({"solver": solver_info} if solver_info else {})},
         "timings_s": timings,
         "config": config.resolved(),
     }
-    return Simulation(summary, basis, vta_grid, tract_results)
+    return Simulation(summary, basis, vta_grid, tract_results, af_grid)
 
 
 def _peak_memory_mb() -> float | None:
@@ -377,10 +387,11 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
             import nibabel as nib
 
             affine = vta_grid.grid.affine
-            for name, data in (
-                ("efield_norm.nii.gz", vta_grid.field_norm_V_per_mm),
-                ("vta.nii.gz", vta_grid.mask.astype(np.uint8)),
-            ):
+            images = [("efield_norm.nii.gz", vta_grid.field_norm_V_per_mm), ("vta.nii.gz", vta_grid.mask.astype(np.uint8))]
+            if sim.af_grid is not None:
+                images += [("activating_function.nii.gz", sim.af_grid.field_norm_V_per_mm),
+                           ("vta_af.nii.gz", sim.af_grid.mask.astype(np.uint8))]
+            for name, data in images:
                 img = nib.Nifti1Image(data, affine)
                 img.set_sform(affine, code=2)
                 img.set_qform(affine, code=2)

@@ -1,0 +1,454 @@
+"""Cohort batches: manifest parsing, Dask runs (in-process, LocalCluster, a real scheduler),
+resuming, failures, killed workers and batches, group table and frequency map."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import scipy.io
+
+from vta.batch import FREQUENCY_NIFTI, config_hash, frequency_map, run_batch
+from vta.errors import VtaError
+from vta.leads import get_lead
+from vta.manifest import load_manifest, parse_contacts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Homogeneous tissue, a 3D "fast" P1 solve (the domain centre is off the lead axis), a
+# 0.5 mm output grid: about a second per subject.
+TEMPLATE = """
+[lead]
+model = "Medtronic 3389"
+tip_mm = [10.0, 12.0, -8.0]
+direction = [0.3, 0.4, 0.8]
+
+[domain]
+shape = "sphere"
+radius_mm = 20.0
+center_mm = [10.0, 12.0, -4.0]
+
+[tissue]
+conductivity_S_per_m = 0.2
+
+[stimulation]
+mode = "current"
+contacts = { 1 = -2.0 }
+pulse_width_us = 60
+
+[solver]
+preset = "fast"
+order = 1
+
+[output]
+grid_spacing_mm = 0.5
+"""
+
+HEADER = "subject,hemisphere,lead_model,tip_mm,entry_mm,contacts,domain.center_mm\n"
+GOOD_ROWS = [
+    "s01,R,Medtronic 3389,10;12;-8,25;32;32,1:-2,",
+    "s02,R,Medtronic 3389,11;12;-8,26;32;32,1:-2,",
+    "s03,R,,10;13;-7.5,25;33;32.5,1:-1.5;2:-1,",
+    "s04,R,3389,10;12;-8,25;32;32,1:-2,",  # the same lead and setting as s01
+    "s01,L,Medtronic 3389,-10;12;-8,-25;32;32,1:-2,\"[-10.0, 12.0, -4.0]\"",
+]
+GOOD = [("s01", "R"), ("s02", "R"), ("s03", "R"), ("s04", "R"), ("s01", "L")]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A private basis cache for everything this module runs (in-process and subprocesses)."""
+    cache = tmp_path_factory.mktemp("basis_cache")
+    old = os.environ.get("VTA_CACHE_DIR")
+    os.environ["VTA_CACHE_DIR"] = str(cache)
+    yield {**os.environ, "VTA_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
+    if old is None:
+        os.environ.pop("VTA_CACHE_DIR", None)
+    else:
+        os.environ["VTA_CACHE_DIR"] = old
+
+
+def write_cohort(folder: Path, rows: list[str], header: str = HEADER) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "template.toml").write_text(TEMPLATE)
+    (folder / "manifest.csv").write_text(header + "\n".join(rows) + "\n")
+    return folder / "manifest.csv", folder / "template.toml"
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def vta_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vta", *args]
+
+
+# ----------------------------------------------------------------------------- manifests
+
+
+def test_csv_manifest_expands_rows_into_configs(tmp_path, env):
+    header = ("subject,hemisphere,lead_model,tip_x,tip_y,tip_z,entry_mm,contacts,mode,pulse_width_us,"
+              "vta.threshold_V_per_mm,solver.preset\n")
+    rows = ["# a comment line", "p1,right,Medtronic 3387,10,12,-8,25;32;32,0:-3;2:-1.5,voltage,90,0.15,default",
+            "p2,L,,-10,12,-8,,,,,,"]
+    manifest, template = write_cohort(tmp_path, rows, header)
+    m = load_manifest(manifest, template)
+    assert [(s.subject, s.hemisphere, s.where) for s in m.subjects] == [
+        ("p1", "R", "manifest.csv line 3"), ("p2", "L", "manifest.csv line 4")]
+    c1, c2 = (s.config() for s in m.subjects)
+    assert c1.lead.model.name == "Medtronic 3387"
+    np.testing.assert_allclose(c1.lead.placement.tip_mm, [10, 12, -8])
+    np.testing.assert_allclose(c1.lead.placement.direction, np.array([15, 20, 40]) / np.linalg.norm([15, 20, 40]))
+    assert c1.stimulation.mode == "voltage" and c1.stimulation.contacts == {0: -3.0, 2: -1.5}
+    assert c1.stimulation.pulse_width_us == 90.0
+    assert c1.vta.threshold_V_per_mm == 0.15 and c1.solver.preset == "default"
+    # empty cells keep the template: its model, direction, setting, threshold and preset
+    assert c2.lead.model.name == "Medtronic 3389"
+    np.testing.assert_allclose(c2.lead.placement.tip_mm, [-10, 12, -8])
+    np.testing.assert_allclose(c2.lead.placement.direction, np.array([0.3, 0.4, 0.8]) / np.linalg.norm([0.3, 0.4, 0.8]))
+    assert c2.stimulation.contacts == {1: -2.0} and c2.stimulation.mode == "current"
+    assert c2.vta.threshold_V_per_mm == 0.2 and c2.solver.preset == "fast"
+
+
+def test_toml_manifest_matches_csv(tmp_path, env):
+    manifest, template = write_cohort(tmp_path, GOOD_ROWS[:1] + GOOD_ROWS[4:])
+    (tmp_path / "cohort.toml").write_text("""
+template = "template.toml"
+[[subjects]]
+subject = "s01"
+hemisphere = "R"
+lead_model = "Medtronic 3389"
+tip_mm = [10, 12, -8]
+entry_mm = [25, 32, 32]
+contacts = { 1 = -2.0 }
+[[subjects]]
+subject = "s01"
+hemisphere = "L"
+tip_mm = [-10, 12, -8]
+entry_mm = [-25, 32, 32]
+contacts = "1:-2"
+[subjects.overrides]
+domain = { center_mm = [-10.0, 12.0, -4.0] }
+""")
+    from_csv = load_manifest(manifest, template)
+    from_toml = load_manifest(tmp_path / "cohort.toml")  # the template named inside
+    assert [config_hash(s.config()) for s in from_csv.subjects] == [config_hash(s.config()) for s in from_toml.subjects]
+
+
+def test_target_and_leaddbs_rows(tmp_path, env):
+    # a Lead-DBS patient folder: reconstruction/<id>_ea_reconstruction.mat, right and left leads
+    lead = get_lead("Medtronic 3389")
+    c0, c3 = lead.contact(0).center_z_mm, lead.contacts()[-1].center_z_mm
+    tips = {"R": np.array([11.0, 14.0, -9.0]), "L": np.array([-10.0, 13.0, -8.5])}
+    dirs = {"R": np.array([0.45, 0.2, 0.87]), "L": np.array([-0.4, 0.25, 0.88])}
+    markers = np.zeros((1, 2), dtype=[("head", "O"), ("tail", "O"), ("x", "O"), ("y", "O")])
+    props = np.zeros((1, 2), dtype=[("elmodel", "O")])
+    for i, side in enumerate("RL"):
+        d = dirs[side] / np.linalg.norm(dirs[side])
+        head, tail = tips[side] + c0 * d, tips[side] + c3 * d
+        y = np.cross(d, [1.0, 0, 0])
+        markers[0, i]["head"], markers[0, i]["tail"] = head[None], tail[None]
+        markers[0, i]["y"], markers[0, i]["x"] = (head + y)[None], (head + np.cross(y, d))[None]
+        props[0, i]["elmodel"] = "Medtronic 3389"
+    patient = tmp_path / "leaddbs" / "pat7"
+    (patient / "reconstruction").mkdir(parents=True)
+    scipy.io.savemat(str(patient / "reconstruction" / "pat7_ea_reconstruction.mat"),
+                     {"reco": {"props": props, "mni": {"markers": markers}}})
+    rows = ["pat7,R,leaddbs/pat7,,1:-2", "pat7,L,leaddbs/pat7,,1:-2", "t1,L,,NAc,0:-1", "t1,R,,NAc_R,0:-1",
+            "gone,R,leaddbs/nobody,,1:-2"]
+    manifest, template = write_cohort(tmp_path, rows, "subject,hemisphere,leaddbs_folder,target,contacts\n")
+    specs = load_manifest(manifest, template).subjects
+    for spec, side in zip(specs[:2], "RL"):
+        cfg = spec.config()
+        np.testing.assert_allclose(cfg.lead.placement.tip_mm, tips[side], atol=1e-9)
+        np.testing.assert_allclose(cfg.lead.placement.direction, dirs[side] / np.linalg.norm(dirs[side]), atol=1e-12)
+    assert specs[2].data["lead"]["target"] == "NAc_L" and specs[3].data["lead"]["target"] == "NAc_R"
+    assert specs[2].config().lead.placement.tip_mm[0] < 0 < specs[3].config().lead.placement.tip_mm[0]
+    with pytest.raises(VtaError, match=r"manifest.csv line 6 \(gone R\): column 'leaddbs_folder': folder not found"):
+        specs[4].config()
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["s1,R,Medtronic 3389,10;12,25;32;32,1:-2,"],
+     r"manifest.csv line 2 \(s1 R\): column 'tip_mm': must be three numbers"),
+    (["s1,R,Medtronic 3389,10;12;-8,25;32;32,1-2,"], r"line 2 \(s1 R\): column 'contacts': cannot read '1-2'"),
+    (["s1,X,Medtronic 3389,10;12;-8,25;32;32,1:-2,"], r"line 2: column 'hemisphere': must be R or L, got 'X'"),
+    (["s1,R,,10;12;-8,,1:-2,", "s2,L,,-10;12;-8,,1:-2,", "s1,right,,11;12;-8,,1:-2,"],
+     r"line 4 \(s1 R\): subject s1 hemisphere R is already in manifest.csv line 2"),
+    (["s/1,R,,10;12;-8,,1:-2,"], r"column 'subject': 's/1' may hold only"),
+])
+def test_manifest_errors_name_row_and_column(tmp_path, rows, message):
+    manifest, template = write_cohort(tmp_path, rows)
+    with pytest.raises(VtaError, match=message):
+        load_manifest(manifest, template)
+
+
+def test_manifest_header_and_file_errors(tmp_path):
+    manifest, template = write_cohort(tmp_path, ["s1,R,10;12;-8"], "subject,hemisphere,tip\n")
+    with pytest.raises(VtaError, match=r"line 1: unknown column 'tip' \(did you mean 'tip_[xyz]'\?\)"):
+        load_manifest(manifest, template)
+    manifest, _ = write_cohort(tmp_path, ["s1,10;12;-8"], "subject,tip_mm\n")
+    with pytest.raises(VtaError, match="no 'hemisphere' column"):
+        load_manifest(manifest, template)
+    with pytest.raises(VtaError, match="no template"):
+        load_manifest(manifest)
+    with pytest.raises(VtaError, match="manifest not found"):
+        load_manifest(tmp_path / "nope.csv", template)
+    assert parse_contacts("0:-3; 2=-1.5") == {"0": -3.0, "2": -1.5}
+
+
+def test_config_errors_are_per_subject(tmp_path, env):
+    rows = ["s1,R,Medtronic 9999,10;12;-8,25;32;32,1:-2,", "s2,R,Medtronic 3389,10;12;-8,25;32;32,7:-2,"]
+    manifest, template = write_cohort(tmp_path, rows)
+    s1, s2 = load_manifest(manifest, template).subjects  # the manifest itself is fine
+    with pytest.raises(VtaError, match=r"manifest.csv line 2 \(s1 R\): column 'lead_model': unknown lead model"):
+        s1.config()
+    with pytest.raises(VtaError, match=r"manifest.csv line 3 \(s2 R\): config key 'stimulation.contacts.7'"):
+        s2.config()
+
+
+def test_example_cohort_manifests_are_valid(env):
+    """examples/cohort: every row resolves to a valid configuration on the default anatomy."""
+    csv_m = load_manifest(ROOT / "examples/cohort/manifest.csv", ROOT / "examples/cohort/template.toml")
+    toml_m = load_manifest(ROOT / "examples/cohort/manifest.toml")
+    assert len(csv_m) == 6 and len(toml_m) == 3 and toml_m.template == csv_m.template
+    for spec in csv_m.subjects + toml_m.subjects:
+        cfg = spec.config()
+        assert cfg.anatomy is not None and cfg.solver.preset == "fast"
+        assert (cfg.lead.placement.tip_mm[0] > 0) == (spec.hemisphere == "R")
+    assert toml_m.subjects[2].config().vta.threshold_V_per_mm == 0.15
+
+
+# ----------------------------------------------------------------------------- frequency map
+
+
+def test_frequency_map_counts_overlaps(tmp_path):
+    """Two boxes on different grids: the count is 2 exactly where both cover a voxel centre."""
+    a = np.zeros((20, 20, 20), np.uint8)
+    a[4:12, 4:12, 4:12] = 1  # 0.5 mm voxels at x = -3.0 + 0.5 i: covers x in [-1.0, 2.5]
+    aff_a = np.diag([0.5, 0.5, 0.5, 1.0])
+    aff_a[:3, 3] = [-3.0, -3.0, -3.0]
+    b = np.zeros((10, 10, 10), np.uint8)
+    b[2:6, 1:4, 2:6] = 1  # 1 mm voxels at x = 0.2 + i: x in [2.2, 5.2], y in [1.2, 3.2], z in [2.2, 5.2]
+    aff_b = np.eye(4)
+    aff_b[:3, 3] = [0.2, 0.2, 0.2]
+    nib.save(nib.Nifti1Image(a, aff_a), tmp_path / "a.nii.gz")
+    nib.save(nib.Nifti1Image(b, aff_b), tmp_path / "b.nii.gz")
+    count, affine = frequency_map([tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"])
+    assert np.allclose(affine[:3, :3], np.eye(3)) and np.allclose(affine[:3, 3] % 1.0, 0)
+
+    def expected(x, y, z):  # nearest-neighbour membership, independently of the code
+        def inside(mask, aff, p):
+            ijk = np.floor(np.linalg.solve(aff[:3, :3], p - aff[:3, 3]) + 0.5).astype(int)
+            return bool(np.all((ijk >= 0) & (ijk < mask.shape)) and mask[tuple(ijk)])
+        p = np.array([x, y, z], float)
+        return inside(a, aff_a, p) + inside(b, aff_b, p)
+
+    ijk = np.argwhere(np.ones(count.shape, bool))
+    world = ijk + affine[:3, 3]
+    want = np.array([expected(*p) for p in world])
+    np.testing.assert_array_equal(count[tuple(ijk.T)], want)
+    # a covers the integer points -1..2 on each axis (64), b x 2..5, y 1..3, z 2..5 (48); both: x 2, y 1..2, z 2
+    assert (count == 2).sum() == 2 and count.max() == 2
+    assert (count >= 1).sum() == 64 + 48 - 2
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def test_in_process_batch_resume_and_group_outputs(tmp_path, env):
+    rows = GOOD_ROWS + [
+        "bad_model,R,Medtronic 9999,10;12;-8,25;32;32,1:-2,",   # fails on the client (configuration)
+        "bad_tip,R,Medtronic 3389,10;12;-40,25;32;32,1:-2,",    # fails on the worker (mesh: lead outside)
+    ]
+    manifest, template = write_cohort(tmp_path / "in", rows)
+    out = tmp_path / "out"
+    r = run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert (r.count("done"), r.count("skipped"), r.count("failed")) == (5, 0, 2) and not r.ok
+    errors = {(e["subject"], e["hemisphere"]): e for e in read_csv(out / "errors.csv")}
+    assert set(errors) == {("bad_model", "R"), ("bad_tip", "R")}
+    assert "column 'lead_model': unknown lead model 'Medtronic 9999'" in errors["bad_model", "R"]["error"]
+    assert "outside the domain" in errors["bad_tip", "R"]["error"]
+    assert errors["bad_tip", "R"]["where"] == "manifest.csv line 8"
+
+    group = read_csv(out / "group.csv")
+    assert [(g["subject"], g["hemisphere"], g["status"]) for g in group] == (
+        [(s, h, "ok") for s, h in GOOD] + [("bad_model", "R", "failed"), ("bad_tip", "R", "failed")])
+    summaries = {}
+    for g in group[:5]:
+        s = json.loads((out / "subjects" / f"{g['subject']}_{g['hemisphere']}" / "summary.json").read_text())
+        summaries[g["subject"], g["hemisphere"]] = s
+        assert float(g["vta_volume_mm3"]) == pytest.approx(s["vta_volume_mm3"], rel=1e-5)
+        assert float(g["impedance_ohm"]) == pytest.approx(s["impedance_ohm"], rel=1e-5)
+    # s04 is s01 again: the same numbers; a 2 mA cathode at 0.2 V/mm in 0.2 S/m: a few tens of mm^3
+    assert summaries["s04", "R"]["vta_volume_mm3"] == pytest.approx(summaries["s01", "R"]["vta_volume_mm3"], rel=1e-9)
+    assert 10 < summaries["s01", "R"]["vta_volume_mm3"] < 80
+    assert group[2]["contacts"] == "1:-1.5;2:-1"
+
+    # the frequency map: counts agree with each subject's own mask sampled at the voxel centres
+    img = nib.load(out / FREQUENCY_NIFTI)
+    count = np.asarray(img.dataobj)
+    assert img.header.get_sform(coded=True)[1] == 4  # MNI
+    masks = [nib.load(out / "subjects" / f"{s}_{h}" / "vta.nii.gz") for s, h in GOOD]
+    from nibabel.processing import resample_from_to
+    resampled = sum((np.asarray(resample_from_to(m, (count.shape, img.affine), order=0).dataobj) > 0).astype(int)
+                    for m in masks)
+    mismatch = np.count_nonzero(resampled != count)
+    assert mismatch <= 0.002 * np.count_nonzero(count), mismatch  # nearest-neighbour ties only
+    x_world = img.affine[0, 3] + img.affine[0, 0] * np.arange(count.shape[0])
+    assert count[x_world > 0].max() == 4  # s01, s02, s03 and s04 overlap around the right leads' contact 1
+    assert count[x_world < 0].max() == 1  # the left lead is alone
+    grid_total = sum(s["vta_grid_volume_mm3"] for s in summaries.values())
+    assert count.sum() * 1.0 == pytest.approx(grid_total, rel=0.15)  # 1 mm^3 voxels
+    fraction = nib.load(out / "vta_fraction.nii.gz").get_fdata()
+    np.testing.assert_allclose(fraction, count / 5.0, atol=1e-6)
+
+    # a second run finds everything done (no cluster is started) and rebuilds the same group files
+    t0 = time.perf_counter()
+    r2 = run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert (r2.count("done"), r2.count("skipped"), r2.count("failed")) == (0, 5, 2)
+    assert time.perf_counter() - t0 < 10
+    assert read_csv(out / "group.csv") == group
+    np.testing.assert_array_equal(np.asarray(nib.load(out / FREQUENCY_NIFTI).dataobj), count)
+
+    # an edited row re-runs only that subject; a deleted output only that one
+    rows2 = list(rows)
+    rows2[1] = rows2[1].replace("1:-2", "1:-3")
+    write_cohort(tmp_path / "in", rows2)
+    import shutil
+    shutil.rmtree(out / "subjects" / "s03_R")
+    r3 = run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert {(x.subject, x.hemisphere) for x in r3.results if x.status == "done"} == {("s02", "R"), ("s03", "R")}
+    assert r3.count("skipped") == 3
+    s02 = json.loads((out / "subjects" / "s02_R" / "summary.json").read_text())
+    assert s02["contacts"]["1"]["current_mA"] == pytest.approx(-3.0)
+    assert s02["vta_volume_mm3"] > 1.3 * summaries["s02", "R"]["vta_volume_mm3"]
+
+
+def _wait_for(predicate, timeout_s: float, what: str, proc=None) -> None:
+    t_end = time.monotonic() + timeout_s
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"{what}: the process ended first (rc {proc.returncode}): {err[-2000:]}")
+        if time.monotonic() > t_end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _finished(out: Path) -> set[str]:
+    return {p.parent.name for p in (out / "subjects").glob("*/summary.json")}
+
+
+def test_cli_local_cluster_killed_batch_resumes(tmp_path, env):
+    """Kill the whole batch (client, scheduler, workers) after the first subject; nothing finished is lost."""
+    rows = [r.replace("25;3", "25.5;3").replace("26;3", "26.5;3") for r in GOOD_ROWS]  # fresh bases: real work
+    manifest, template = write_cohort(tmp_path / "in", rows)
+    out = tmp_path / "out"
+    cmd = vta_cmd("batch", str(manifest), "--template", str(template), "--out", str(out), "--workers", "2", "-q")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for(lambda: _finished(out), 150, "the first finished subject", proc)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had already finished
+            pass
+        proc.communicate()
+
+    def group_gone() -> bool:  # no worker outlives the batch (orphans are reaped by init)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    _wait_for(group_gone, 20, "the batch's worker processes to end")
+    before = _finished(out)
+    assert before
+    for name in before:  # every finished subject is complete
+        assert json.loads((out / "subjects" / name / "summary.json").read_text())["vta_volume_mm3"] > 0
+        assert (out / "subjects" / name / "vta.nii.gz").is_file()
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    n_skipped = int(done.stdout.split(" skipped")[0].rsplit(" ", 1)[1])
+    assert n_skipped >= len(before)
+    assert f"5 subject-hemispheres: {5 - n_skipped} done, {n_skipped} skipped, 0 failed" in done.stdout
+    assert _finished(out) == {f"{s}_{h}" for s, h in GOOD}
+    assert not list((out / "subjects").glob(".*staging*"))  # partial outputs of killed runs removed
+    assert [g["status"] for g in read_csv(out / "group.csv")] == ["ok"] * 5
+    assert read_csv(out / "errors.csv") == []
+    assert (out / FREQUENCY_NIFTI).is_file()
+
+
+def test_cli_real_scheduler_survives_a_killed_worker(tmp_path, env):
+    """A scheduler and two workers on 127.0.0.1; one worker is killed mid-batch."""
+    rows = [r.replace("25;3", "24.5;3").replace("26;3", "25.5;3") for r in GOOD_ROWS]
+    rows.append("bad_tip,R,Medtronic 3389,10;12;-40,25;32;32,1:-2,")
+    manifest, template = write_cohort(tmp_path / "in", rows)
+    out = tmp_path / "out"
+    sched_file = tmp_path / "scheduler.json"
+    procs = []
+
+    def start(*args):
+        p = subprocess.Popen([sys.executable, "-m", "dask", *args], env=env, cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        return p
+
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file))
+        _wait_for(lambda: sched_file.is_file() and sched_file.stat().st_size > 0, 60, "the scheduler file")
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        workers = [start("worker", "--scheduler-file", str(sched_file), "--nthreads", "1", "--no-nanny",
+                         "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}") for i in range(2)]
+        cmd = vta_cmd("batch", str(manifest), "--template", str(template), "--out", str(out), "--scheduler", address, "-q")
+        batch = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(batch)
+        _wait_for(lambda: _finished(out), 150, "the first finished subject", batch)
+        workers[0].kill()  # SIGKILL: its running task (if any) is lost and rescheduled
+        workers[0].wait()
+        stdout, stderr = batch.communicate(timeout=240)
+        assert batch.returncode == 1, stderr  # one subject failed, all others finished
+        assert "6 subject-hemispheres:" in stdout and "1 failed" in stdout
+        assert [(e["subject"], e["hemisphere"]) for e in read_csv(out / "errors.csv")] == [("bad_tip", "R")]
+        assert _finished(out) == {f"{s}_{h}" for s, h in GOOD}
+
+        # a rerun on the same cluster (one worker left) skips everything finished
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 1
+        assert "6 subject-hemispheres: 0 done, 5 skipped, 1 failed" in again.stdout
+        assert [g["status"] for g in read_csv(out / "group.csv")] == ["ok"] * 5 + ["failed"]
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_cli_batch_bad_input_is_one_line(tmp_path, env):
+    manifest, template = write_cohort(tmp_path, ["s1,R,Medtronic 3389,10;12,25;32;32,1:-2,"])
+    proc = subprocess.run(vta_cmd("batch", str(manifest), "--template", str(template), "--out", str(tmp_path / "o")),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "vta: error: manifest.csv line 2 (s1 R): column 'tip_mm'" in proc.stderr
+    assert not (tmp_path / "o").exists()  # nothing written for a malformed manifest

@@ -1,0 +1,530 @@
+"""Cohort batches on Dask: every subject-hemisphere of a manifest, resumable, plus group outputs.
+
+:func:`run_batch` expands a manifest (:mod:`vta.manifest`) into one configuration per
+subject-hemisphere and runs :func:`vta.pipeline.run` for each on a ``dask.distributed``
+cluster: a :class:`distributed.LocalCluster` (one single-threaded worker process per
+core) by default, or an existing scheduler by address.
+
+Output folder::
+
+    OUT/subjects/<subject>_<hemi>/   summary.json, vta.nii.gz, efield_norm.nii.gz (vta run)
+    OUT/errors.csv                   subject, hemisphere, where, error (this run's failures)
+    OUT/group.csv                    one row per manifest row: status, VTA, impedance, structures
+    OUT/vta_frequency.nii.gz         per 1 mm MNI voxel: how many subjects' VTAs cover it
+    OUT/vta_fraction.nii.gz          the same divided by the number of VTAs
+
+Resuming: a subject is skipped when its ``summary.json`` exists and the configuration
+recorded in it (``summary["config"]``) hashes to the same value as the subject's
+configuration now (:func:`config_hash`), so an edited manifest or template re-runs
+exactly the subjects it changes. Every subject's outputs are written atomically by
+``vta run`` (all files or none, ``summary.json`` last); killing a worker or the whole
+batch loses nothing finished, and the group files are rebuilt from what is on disk at
+the end of every run (also after an interruption), so a resumed batch produces complete
+group files.
+
+A failing subject (bad configuration, solver error, a worker that keeps dying) is
+recorded in ``errors.csv`` and in ``group.csv`` with its one-line error; the others go on.
+
+With an existing scheduler (``scheduler="tcp://host:port"``) the workers need ``vta``
+installed and the same paths as the client: the template and the files it names, the
+Lead-DBS folders and the output folder (a shared file system on a cluster). Each task
+runs one subject in one worker thread; give workers one thread each (``--nthreads 1``).
+
+Code that starts a ``LocalCluster`` (``processes=True``) must be run under an
+``if __name__ == "__main__":`` guard (the ``vta`` command is).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import VtaError
+from .io import atomic_write_bytes, to_jsonable
+from .manifest import Manifest, SubjectSpec, load_manifest
+
+__all__ = ["BatchResult", "SubjectResult", "config_hash", "frequency_map", "run_batch", "write_group_outputs"]
+
+log = logging.getLogger(__name__)
+
+SUBJECTS_DIR = "subjects"
+ERRORS_CSV = "errors.csv"
+GROUP_CSV = "group.csv"
+FREQUENCY_NIFTI = "vta_frequency.nii.gz"
+FRACTION_NIFTI = "vta_fraction.nii.gz"
+CONNECT_TIMEOUT_S = 30.0  # s, to reach an existing scheduler
+
+
+@dataclass(frozen=True)
+class SubjectResult:
+    """What happened to one subject-hemisphere in this run.
+
+    ``status`` is ``"done"`` (computed now), ``"skipped"`` (already on disk with the
+    same configuration) or ``"failed"`` (``error`` holds the one-line reason).
+    """
+
+    subject: str
+    hemisphere: str
+    status: str
+    error: str | None = None
+    vta_volume_mm3: float | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class BatchResult:
+    """The outcome of :func:`run_batch`: per-subject results and the group files written."""
+
+    out_dir: Path
+    results: list[SubjectResult]
+    group_csv: Path | None = None
+    frequency_nifti: Path | None = None
+    fraction_nifti: Path | None = None
+    wall_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        """Number of subjects with ``status`` (``"done"``, ``"skipped"``, ``"failed"``)."""
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[SubjectResult]:
+        """The failed subjects."""
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no subject failed."""
+        return not self.failed
+
+    def summary_line(self) -> str:
+        """One line: totals, where errors are, wall time."""
+        n = len(self.results)
+        line = (f"{n} subject-hemispheres: {self.count('done')} done, {self.count('skipped')} skipped, "
+                f"{self.count('failed')} failed")
+        if self.failed:
+            line += f" (see {self.out_dir / ERRORS_CSV})"
+        return line + f"; {self.wall_s:.1f} s"
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def _canonical_config(resolved: dict) -> str:
+    """Canonical JSON of a resolved configuration as it is stored in summary.json."""
+    stored = json.loads(json.dumps(to_jsonable(resolved), allow_nan=False))
+    return json.dumps(stored, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config_or_resolved: Any) -> str:
+    """SHA-256 of a resolved configuration (a ``RunConfig`` or its ``resolved()`` dict).
+
+    The same value is obtained from the ``config`` entry of the ``summary.json`` that a
+    run of that configuration wrote, which is how finished subjects are recognised.
+    """
+    resolved = config_or_resolved if isinstance(config_or_resolved, dict) else config_or_resolved.resolved()
+    return hashlib.sha256(_canonical_config(resolved).encode("utf-8")).hexdigest()
+
+
+def _stored_hash(subject_dir: Path) -> str | None:
+    """The configuration hash of a finished run in ``subject_dir``, or None."""
+    path = subject_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return config_hash(summary["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+def _run_subject(data: dict, source: str, out_dir: str, expected_hash: str) -> dict:
+    """Run one subject on a worker; never raises for a subject's own failure."""
+    t0 = time.perf_counter()
+    try:
+        from .config import parse_config
+        from .pipeline import run
+
+        config = parse_config(data, source)
+        if config_hash(config) != expected_hash:
+            log.warning("%s: the configuration resolves differently on this worker (different files?)", out_dir)
+        summary = run(config, out_dir, progress=False)
+        return {"status": "done", "vta_volume_mm3": summary["vta_volume_mm3"], "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # one subject's failure is data for errors.csv, not a batch failure
+        log.debug("subject in %s failed", out_dir, exc_info=True)
+        return {"status": "failed", "error": _one_line(exc), "seconds": time.perf_counter() - t0}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, VtaError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- the batch
+
+
+def run_batch(
+    manifest: Manifest | str | Path,
+    out_dir: str | Path,
+    *,
+    template: str | Path | None = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    processes: bool = True,
+    progress: bool = False,
+    frequency_spacing_mm: float = 1.0,
+    worker_timeout_s: float = 120.0,
+) -> BatchResult:
+    """Run every subject-hemisphere of a manifest on Dask; skip finished ones.
+
+    Parameters
+    ----------
+    manifest : Manifest, str or Path
+        A parsed manifest or a CSV/TOML manifest file.
+    out_dir : str or Path
+        Output folder (created).
+    template : str or Path, optional
+        Template TOML (when ``manifest`` is a path; see :func:`vta.manifest.load_manifest`).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:port``); default: start a
+        ``LocalCluster`` for this batch.
+    n_workers : int, optional
+        LocalCluster workers (default: one per core, at most the number of subjects
+        to run). Ignored with ``scheduler``.
+    processes : bool
+        LocalCluster workers as processes (default) or threads in this process (one
+        thread at most is safe: the mesher is not thread-safe).
+    progress : bool
+        A progress bar on a terminal (completions are logged at INFO either way).
+    frequency_spacing_mm : float
+        Voxel size of the group frequency map (mm, default 1).
+    worker_timeout_s : float
+        With ``scheduler``: how long to wait for at least one worker (s).
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    VtaError
+        A malformed manifest or template, or an unreachable scheduler. Failures of
+        single subjects are not raised; they are in the result and ``errors.csv``.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest, template)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise VtaError(f"output path {out} exists and is not a folder")
+    try:
+        (out / SUBJECTS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VtaError(f"cannot create output folder {out}: {exc.strerror}") from None
+
+    results: dict[str, SubjectResult] = {}
+    hashes: dict[str, str] = {}
+    pending: list[tuple[SubjectSpec, dict, str]] = []
+    for spec in manifest.subjects:
+        try:
+            config = spec.config()
+            data = spec.config_data()
+            h = config_hash(config)
+        except Exception as exc:  # noqa: BLE001 - recorded per subject
+            results[spec.name] = SubjectResult(spec.subject, spec.hemisphere, "failed", _one_line(exc))
+            log.warning("%s", results[spec.name].error)
+            continue
+        hashes[spec.name] = h
+        if _stored_hash(out / SUBJECTS_DIR / spec.name) == h:
+            results[spec.name] = SubjectResult(spec.subject, spec.hemisphere, "skipped")
+        else:
+            pending.append((spec, data, h))
+    log.info("%d subject-hemispheres: %d to run, %d already done, %d invalid", len(manifest.subjects), len(pending),
+             sum(r.status == "skipped" for r in results.values()), sum(r.status == "failed" for r in results.values()))
+    _write_errors(out, manifest, results)
+
+    try:
+        if pending:
+            _run_pending(pending, out, results, manifest, scheduler, n_workers, processes, progress, worker_timeout_s)
+    finally:  # also after an interruption: the group files show what is finished
+        _write_errors(out, manifest, results)
+        files = write_group_outputs(manifest, out, hashes, results, spacing_mm=frequency_spacing_mm)
+    result = BatchResult(out, [results[s.name] for s in manifest.subjects], *files, wall_s=time.perf_counter() - t0)
+    log.info("%s", result.summary_line())
+    return result
+
+
+def _run_pending(pending, out: Path, results: dict, manifest: Manifest, scheduler: str | None,
+                 n_workers: int | None, processes: bool, progress: bool, worker_timeout_s: float) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
+    cluster = None
+    if scheduler is None:
+        n = n_workers or min(len(pending), os.cpu_count() or 1)
+        if n < 1:
+            raise VtaError(f"--workers must be >= 1, got {n}")
+        log.info("starting a LocalCluster with %d worker%s", n, "s" * (n > 1))
+        where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None,
+                               silence_logs=logging.ERROR, **where)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise VtaError(f"cannot connect to the Dask scheduler at {scheduler}: {_one_line(exc)}") from None
+    futures: dict = {}
+    try:
+        if cluster is None:
+            try:
+                client.wait_for_workers(1, timeout=worker_timeout_s)
+            except (TimeoutError, OSError):
+                raise VtaError(f"the Dask scheduler at {scheduler} has no workers "
+                               f"(waited {worker_timeout_s:.0f} s)") from None
+        for spec, data, h in pending:
+            _remove_stale_staging(out / SUBJECTS_DIR, spec.name)
+            fut = client.submit(_run_subject, data, spec.source, str(out / SUBJECTS_DIR / spec.name), h,
+                                key=f"vta-subject-{spec.name}-{h[:12]}", pure=False)
+            futures[fut] = spec
+        bar = tqdm(total=len(futures), desc="vta batch", unit="subject", disable=None if progress else True)
+        try:
+            for i, fut in enumerate(as_completed(futures), start=1):
+                spec = futures[fut]
+                try:
+                    r = fut.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the worker died every time
+                    r = {"status": "failed", "error": f"the task was lost: {_one_line(exc)}"}
+                res = SubjectResult(spec.subject, spec.hemisphere, r["status"], r.get("error"),
+                                    r.get("vta_volume_mm3"), r.get("seconds"))
+                results[spec.name] = res
+                bar.update(1)
+                if res.status == "failed":
+                    log.warning("%s %s failed: %s", spec.subject, spec.hemisphere, res.error)
+                    _write_errors(out, manifest, results)
+                else:
+                    log.info("%s %s done in %.1f s (%d/%d)", spec.subject, spec.hemisphere, res.seconds or 0.0,
+                             i, len(futures))
+        finally:
+            bar.close()
+    finally:
+        for fut in futures:
+            if not fut.done():
+                fut.cancel()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _remove_stale_staging(subjects_dir: Path, name: str) -> None:
+    """Remove staging folders left by a killed run of this subject (vta.io.OutputTransaction)."""
+    import shutil
+
+    for stale in subjects_dir.glob(f".{name}.staging.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- group outputs
+
+
+def _write_errors(out: Path, manifest: Manifest, results: dict[str, SubjectResult]) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["subject", "hemisphere", "where", "error"])
+    for spec in manifest.subjects:
+        r = results.get(spec.name)
+        if r is not None and r.status == "failed":
+            w.writerow([spec.subject, spec.hemisphere, spec.where, r.error])
+    return atomic_write_bytes(out / ERRORS_CSV, buf.getvalue().encode("utf-8"))
+
+
+def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[str, str],
+                        results: dict[str, SubjectResult] | None = None,
+                        spacing_mm: float = 1.0) -> tuple[Path, Path | None, Path | None]:
+    """Write ``group.csv`` and the VTA frequency/fraction maps from what is on disk.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    out_dir : str or Path
+        The batch output folder (subjects under ``subjects/``).
+    hashes : dict
+        Subject folder name -> expected configuration hash; a summary counts only when
+        its stored configuration matches (otherwise the row's status is ``"stale"``).
+    results : dict, optional
+        This run's results (for the errors of failed subjects).
+    spacing_mm : float
+        Frequency map voxel size (mm).
+
+    Returns
+    -------
+    (group_csv, frequency_nifti or None, fraction_nifti or None)
+        The maps are written when at least one finished subject has a ``vta.nii.gz``.
+    """
+    out = Path(out_dir)
+    results = results or {}
+    rows, structures, images = [], set(), []
+    for spec in manifest.subjects:
+        folder = out / SUBJECTS_DIR / spec.name
+        row: dict[str, Any] = {"subject": spec.subject, "hemisphere": spec.hemisphere}
+        summary = None
+        if spec.name in hashes and _stored_hash(folder) == hashes[spec.name]:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+            row["status"] = "ok"
+        elif spec.name in results and results[spec.name].status == "failed":
+            row["status"], row["error"] = "failed", results[spec.name].error
+        elif (folder / "summary.json").exists():
+            row["status"], row["error"] = "stale", "summary.json is from a different configuration"
+        else:
+            row["status"] = "missing"
+        if summary is not None:
+            cfg = summary["config"]
+            row.update({
+                "lead_model": cfg["lead"]["model"],
+                "tip_x_mm": cfg["lead"]["tip_mm"][0], "tip_y_mm": cfg["lead"]["tip_mm"][1],
+                "tip_z_mm": cfg["lead"]["tip_mm"][2],
+                "mode": cfg["stimulation"]["mode"],
+                "contacts": ";".join(f"{k}:{v:g}" for k, v in cfg["stimulation"]["contacts"].items()),
+                "pulse_width_us": cfg["stimulation"]["pulse_width_us"],
+                "threshold_V_per_mm": summary["threshold_V_per_mm"],
+                "vta_volume_mm3": summary["vta_volume_mm3"],
+                "vta_grid_volume_mm3": summary.get("vta_grid_volume_mm3"),
+                "impedance_ohm": summary["impedance_ohm"],
+            })
+            for name, cov in summary.get("structures", {}).items():
+                structures.add(name)
+                row[f"{name}_overlap_mm3"] = cov["overlap_mm3"]
+                row[f"{name}_fraction"] = cov["fraction"]
+            if (folder / "vta.nii.gz").is_file():
+                images.append(folder / "vta.nii.gz")
+        rows.append(row)
+    columns = ["subject", "hemisphere", "status", "lead_model", "tip_x_mm", "tip_y_mm", "tip_z_mm", "mode",
+               "contacts", "pulse_width_us", "threshold_V_per_mm", "vta_volume_mm3", "vta_grid_volume_mm3",
+               "impedance_ohm"]
+    for name in sorted(structures):
+        columns += [f"{name}_overlap_mm3", f"{name}_fraction"]
+    columns.append("error")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _cell(row.get(k)) for k in columns})
+    group = atomic_write_bytes(out / GROUP_CSV, buf.getvalue().encode("utf-8"))
+    if not images:
+        log.info("no subject VTA images; no frequency map")
+        return group, None, None
+    count, affine = frequency_map(images, spacing_mm)
+    freq = _save_nifti_atomic(count, affine, out / FREQUENCY_NIFTI)
+    frac = _save_nifti_atomic((count / len(images)).astype(np.float32), affine, out / FRACTION_NIFTI)
+    return group, freq, frac
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def frequency_map(images: Sequence[str | Path], spacing_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Count, per voxel of a common grid, how many VTA masks cover it.
+
+    The grid has ``spacing_mm`` voxels with centres on multiples of ``spacing_mm`` in
+    world (MNI) mm, axes along +x, +y, +z (RAS), and covers every mask. Each mask is
+    sampled by nearest neighbour: a grid voxel counts for a subject when the subject's
+    voxel nearest to its centre (in world coordinates) is in the VTA.
+
+    Parameters
+    ----------
+    images : sequence of paths
+        VTA masks (NIfTI, non-zero = inside), each with its own affine (mm).
+    spacing_mm : float
+        Voxel size of the common grid (mm).
+
+    Returns
+    -------
+    count : ndarray of uint16, shape (nx, ny, nz)
+    affine : ndarray (4, 4)
+        Voxel index -> world mm.
+    """
+    import nibabel as nib
+
+    if not spacing_mm > 0:
+        raise VtaError(f"frequency map spacing must be positive, got {spacing_mm}")
+    def load(path):
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj) > 0
+        if data.ndim != 3:
+            raise VtaError(f"{path}: expected a 3D VTA mask, got shape {data.shape}")
+        return data, img.affine
+
+    # pass 1: the world box of every mask's VTA voxels (+ half a voxel); masks are not kept
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    boxes = []
+    for path in images:
+        data, src_affine = load(path)
+        ijk = np.argwhere(data)
+        if not len(ijk):
+            boxes.append(None)
+            continue
+        corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+        box = np.array([ijk.min(axis=0), ijk.max(axis=0)])
+        world = nib.affines.apply_affine(src_affine, box[corners, [0, 1, 2]] + 0.0)
+        half = 0.5 * np.abs(src_affine[:3, :3]).sum(axis=1)  # half a voxel, along each world axis (bound)
+        boxes.append((world.min(axis=0) - half, world.max(axis=0) + half))
+        lo, hi = np.minimum(lo, boxes[-1][0]), np.maximum(hi, boxes[-1][1])
+    if not np.all(np.isfinite(lo)):  # every VTA is empty
+        lo = hi = np.zeros(3)
+    start = np.floor(lo / spacing_mm) * spacing_mm
+    shape = np.round((np.ceil(hi / spacing_mm) * spacing_mm - start) / spacing_mm).astype(int) + 1
+    affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+    affine[:3, 3] = start
+    count = np.zeros(tuple(shape), dtype=np.uint16)
+    # pass 2: sample each mask at the grid voxel centres inside its box (nearest neighbour)
+    for path, box in zip(images, boxes):
+        if box is None:
+            continue
+        data, src_affine = load(path)
+        a = np.clip(np.floor((box[0] - start) / spacing_mm).astype(int), 0, shape - 1)
+        b = np.clip(np.ceil((box[1] - start) / spacing_mm).astype(int), 0, shape - 1)
+        grid = np.stack(np.meshgrid(*(np.arange(a[d], b[d] + 1) for d in range(3)), indexing="ij"), axis=-1)
+        grid = grid.reshape(-1, 3)
+        src = np.floor(nib.affines.apply_affine(np.linalg.inv(src_affine), start + spacing_mm * grid) + 0.5).astype(int)
+        inside = np.all((src >= 0) & (src < np.array(data.shape)), axis=1)
+        hit = np.zeros(len(src), dtype=bool)
+        hit[inside] = data[src[inside, 0], src[inside, 1], src[inside, 2]]
+        g = grid[hit]
+        count[g[:, 0], g[:, 1], g[:, 2]] += 1
+    return count, affine
+
+
+def _save_nifti_atomic(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code=4)  # MNI152
+    img.set_qform(affine, code=4)
+    img.header.set_xyzt_units("mm")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
