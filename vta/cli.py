@@ -214,9 +214,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     import time
 
-    from . import pipeline
     from .config import load_config
     from .io import OutputTransaction
+    from .pipeline import run_simulation
     from .render import check_rendering, fibres_from_tracts, parse_cameras, parse_size, render_html, render_png, scene_from_run
 
     cameras = parse_cameras(args.camera)
@@ -224,14 +224,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
     with OutputTransaction(args.out) as tx:
-        if hasattr(pipeline, "run_simulation"):
-            sim = pipeline.run_simulation(config, progress=not args.quiet)
-            summary, basis, vta_grid, tracts = sim.summary, sim.basis, sim.vta_grid, sim.tracts
-        else:
-            (summary, basis, vta_grid), tracts = pipeline.simulate(config, progress=not args.quiet), []
+        sim = run_simulation(config, progress=not args.quiet)
+        summary = sim.summary
         t0 = time.perf_counter()
-        fibres, activation = fibres_from_tracts(tracts)
-        scene = scene_from_run(config, summary, basis, vta_grid, fibres, activation)
+        fibres, activation = fibres_from_tracts(sim.tracts)  # the [tracts] fibres near the lead, if any
+        scene = scene_from_run(config, summary, sim.basis, sim.vta_grid, fibres, activation)
         written = []
         for camera in cameras:
             log.info("rendering the %s view", camera)
