@@ -273,9 +273,10 @@ def test_cli_render_end_to_end(rendering, small_config_path, anatomy_run, tmp_pa
                "--size", "640x480", "-q")
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["render_anterior.png", "render_trajectory.png", "scene.html", "summary.json"]
+    assert names == ["efield_norm.nii.gz", "render_anterior.png", "render_trajectory.png", "scene.html", "summary.json",
+                     "vta.nii.gz"]   # everything `vta run` writes, plus the views
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["outputs"] == ["render_anterior.png", "render_trajectory.png", "scene.html", "summary.json"]
+    assert sorted(summary["outputs"]) == names
     assert summary["vta_volume_mm3"] == pytest.approx(anatomy_run[1]["vta_volume_mm3"], rel=1e-9)
     assert summary["timings_s"]["render"] > 0
     for name in ("render_anterior.png", "render_trajectory.png"):

@@ -46,7 +46,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     text = resources.files("vta").joinpath("data/demo.toml").read_text(encoding="utf-8")
     config = parse_config(tomllib.loads(text), "vta/data/demo.toml")
-    summary = run(config, args.out, progress=not args.quiet)
+    extra = None
+    if not args.no_render:
+        from .render import CAMERAS, check_rendering
+
+        try:
+            check_rendering()
+            extra = _render_views(config, list(CAMERAS), (1400, 1000), True)
+        except VtaError as exc:  # the numbers do not need a picture
+            log.warning("no views rendered: %s", exc)
+    summary = run(config, args.out, progress=not args.quiet, extra=extra)
     _report(summary, args.out)
     return 0
 
@@ -190,8 +199,13 @@ def _report(summary: dict, out: str) -> None:
             for name, v in summary["structures"].items()
             if v["overlap_mm3"] > 0
         ),
+        *(
+            f"tract {name}: {v['n_activated']} of {v['n_fibres']} fibres activated "
+            f"({100 * v['fraction_activated']:.1f} %, {v['axon_model'].upper()} {v['fiber_diameter_um']:g} um)"
+            for name, v in summary.get("tracts", {}).items()
+        ),
         f"time {t['total']:.2f} s",
-        f"written to {out}/summary.json",
+        f"written to {out}/: {', '.join(summary.get('outputs', ['summary.json']))}",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -211,38 +225,41 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0 if result.ok else EXIT_SUBJECTS_FAILED
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def _render_views(config, cameras, size, html: bool):
+    """An ``extra`` writer for :func:`vta.pipeline.run`: the targeting views of the run."""
     import time
 
-    from .config import load_config
-    from .io import OutputTransaction
-    from .pipeline import run_simulation
-    from .render import check_rendering, fibres_from_tracts, parse_cameras, parse_size, render_html, render_png, scene_from_run
+    from .render import fibres_from_tracts, render_html, render_png, scene_from_run
 
-    cameras = parse_cameras(args.camera)
-    size = parse_size(args.size)
-    config = load_config(args.config)
-    check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
-    with OutputTransaction(args.out) as tx:
-        sim = run_simulation(config, progress=not args.quiet)
-        summary = sim.summary
+    def write(sim, tx):
         t0 = time.perf_counter()
-        fibres, activation = fibres_from_tracts(sim.tracts)  # the [tracts] fibres near the lead, if any
-        scene = scene_from_run(config, summary, sim.basis, sim.vta_grid, fibres, activation)
+        fibres, activation = fibres_from_tracts(sim.tracts)  # the [tracts] axons near the lead, if any
+        scene = scene_from_run(config, sim.summary, sim.basis, sim.vta_grid, fibres, activation)
         written = []
         for camera in cameras:
             log.info("rendering the %s view", camera)
             render_png(scene, tx.path(f"render_{camera}.png"), camera, size)
             written.append(f"render_{camera}.png")
-        if not args.no_html:
+        if html:
             log.info("writing the interactive scene")
             render_html(scene, tx.path("scene.html"))
             written.append("scene.html")
-        summary["outputs"] = written + ["summary.json"]
-        summary["timings_s"]["render"] = time.perf_counter() - t0
-        tx.write_json("summary.json", summary)
-    sys.stdout.write(f"VTA {summary['vta_volume_mm3']:.2f} mm^3 at {summary['threshold_V_per_mm']:.3g} V/mm\n"
-                     f"written to {args.out}/: {', '.join(summary['outputs'])}\n")
+        return written, {"render": time.perf_counter() - t0}
+
+    return write
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import run
+    from .render import check_rendering, parse_cameras, parse_size
+
+    cameras = parse_cameras(args.camera)
+    size = parse_size(args.size)
+    config = load_config(args.config)
+    check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
+    summary = run(config, args.out, progress=not args.quiet, extra=_render_views(config, cameras, size, not args.no_html))
+    _report(summary, args.out)
     return 0
 
 
@@ -299,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="run the bundled demo configuration")
     p_demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p_demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_demo.add_argument("--no-render", action="store_true", help="skip the PNG/HTML views")
     p_demo.set_defaults(func=_cmd_demo)
 
     p_sweep = sub.add_parser("sweep", help="sweep contacts, amplitudes and pulse widths on one solved basis")

@@ -49,7 +49,7 @@ Sections and keys
     streamline files .trk/.tck/.vtk, or tables ``{ path, name, offset_mm }``),
     ``axon_model`` (``"mrg"``: McIntyre 2002 double cable (default), ``"simplified"``:
     nodes only), ``fiber_diameter_um`` (um, default 5.7), ``axon_length_mm`` (mm,
-    default 20), ``max_distance_mm`` (fibres farther from every active contact are not
+    default 30), ``max_distance_mm`` (fibres farther from every active contact are not
     simulated and count as not activated; default ``"auto"``: where a point source of
     the largest current would fall below 0.03 V/mm), ``max_fibres`` (per tract, a
     deterministic subsample; default 400), ``recharge`` (``"passive"``, ``"symmetric"``,
@@ -670,7 +670,7 @@ def _parse_tracts(sec: _Section | None, anatomy: "AnatomyConfig | None", base: P
     if not any(abs(diam - d) < 1e-6 for d in MRG_DIAMETERS_UM):
         raise ConfigError(sec.key("fiber_diameter_um"),
                           f"must be one of the MRG table diameters {', '.join(f'{d:g}' for d in MRG_DIAMETERS_UM)} um, got {diam:g}")
-    length = sec.number("axon_length_mm", 20.0, positive=True)
+    length = sec.number("axon_length_mm", 30.0, positive=True)
     if not 5.0 <= length <= 100.0:
         raise ConfigError(sec.key("axon_length_mm"), f"must be in [5, 100] mm, got {length:g}")
     dist = None if sec.raw("max_distance_mm", "auto") == "auto" else sec.number("max_distance_mm", positive=True)

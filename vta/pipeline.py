@@ -363,8 +363,20 @@ def _peak_memory_mb() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
-    """Simulate and write ``summary.json`` (+ NIfTI) into ``out_dir`` atomically.
+def run(config: RunConfig, out_dir: str | Path, progress: bool = False, extra=None) -> dict:
+    """Simulate and write ``summary.json`` (+ NIfTI, tracts.csv, field.vtu) into ``out_dir``
+    atomically.
+
+    Parameters
+    ----------
+    config : RunConfig
+    out_dir : str or Path
+    progress : bool
+        Show a progress bar.
+    extra : callable, optional
+        ``extra(simulation, transaction) -> (names, seconds_by_phase)``: writes more files
+        into the same all-or-nothing output (e.g. rendered views); their names join
+        ``outputs`` and the phases ``timings_s``.
 
     Returns
     -------
@@ -404,8 +416,12 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False) -> dict:
             setting_to_vtu(basis, np.array([summary["contacts"][str(k)]["potential_V"] for k in range(basis.n_contacts)]),
                            tx.path("field.vtu"))
             outputs.append("field.vtu")
-        summary["outputs"] = outputs + ["summary.json"]
         summary["timings_s"]["write"] = time.perf_counter() - t_write
+        if extra is not None:
+            names, seconds = extra(sim, tx)
+            outputs += list(names)
+            summary["timings_s"].update(seconds)
+        summary["outputs"] = outputs + ["summary.json"]
         summary["timings_s"]["total"] = time.perf_counter() - t0
         summary["resources"] = {"peak_memory_MB": _peak_memory_mb()}
         tx.write_json("summary.json", summary)
