@@ -48,11 +48,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = parse_config(tomllib.loads(text), "vta/data/demo.toml")
     extra = None
     if not args.no_render:
-        from .render import CAMERAS, check_rendering
+        from .render import CAMERAS, check_rendering, views_writer
 
         try:
             check_rendering()
-            extra = _render_views(config, list(CAMERAS), (1400, 1000), True)
+            extra = views_writer(config, list(CAMERAS), (1400, 1000), True)
         except VtaError as exc:  # the numbers do not need a picture
             log.warning("no views rendered: %s", exc)
     summary = run(config, args.out, progress=not args.quiet, extra=extra)
@@ -225,40 +225,16 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0 if result.ok else EXIT_SUBJECTS_FAILED
 
 
-def _render_views(config, cameras, size, html: bool):
-    """An ``extra`` writer for :func:`vta.pipeline.run`: the targeting views of the run."""
-    import time
-
-    from .render import fibres_from_tracts, render_html, render_png, scene_from_run
-
-    def write(sim, tx):
-        t0 = time.perf_counter()
-        fibres, activation = fibres_from_tracts(sim.tracts)  # the [tracts] axons near the lead, if any
-        scene = scene_from_run(config, sim.summary, sim.basis, sim.vta_grid, fibres, activation)
-        written = []
-        for camera in cameras:
-            log.info("rendering the %s view", camera)
-            render_png(scene, tx.path(f"render_{camera}.png"), camera, size)
-            written.append(f"render_{camera}.png")
-        if html:
-            log.info("writing the interactive scene")
-            render_html(scene, tx.path("scene.html"))
-            written.append("scene.html")
-        return written, {"render": time.perf_counter() - t0}
-
-    return write
-
-
 def _cmd_render(args: argparse.Namespace) -> int:
     from .config import load_config
     from .pipeline import run
-    from .render import check_rendering, parse_cameras, parse_size
+    from .render import check_rendering, parse_cameras, parse_size, views_writer
 
     cameras = parse_cameras(args.camera)
     size = parse_size(args.size)
     config = load_config(args.config)
     check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
-    summary = run(config, args.out, progress=not args.quiet, extra=_render_views(config, cameras, size, not args.no_html))
+    summary = run(config, args.out, progress=not args.quiet, extra=views_writer(config, cameras, size, not args.no_html))
     _report(summary, args.out)
     return 0
 

@@ -1285,3 +1285,30 @@ def render_html(scene: Scene, path: str | Path) -> Path:
     out = atomic_write_bytes(Path(path), page.encode("utf-8"))
     log.info("wrote %s (%.1f MB)", out, len(page) / 1e6)
     return out
+
+
+def views_writer(config, cameras: Sequence[str] = CAMERAS, size: Sequence[int] = (1400, 1000), write_html: bool = True):
+    """An ``extra`` writer for :func:`vta.pipeline.run`: the targeting views of the run.
+
+    ``run(config, out, extra=views_writer(config))`` writes ``render_<camera>.png`` for
+    each camera and ``scene.html`` next to the run's other outputs, in the same
+    all-or-nothing transaction. Call :func:`check_rendering` first.
+    """
+    import time
+
+    def write(sim, tx):
+        t0 = time.perf_counter()
+        fibres, activation = fibres_from_tracts(sim.tracts)  # the [tracts] axons near the lead, if any
+        scene = scene_from_run(config, sim.summary, sim.basis, sim.vta_grid, fibres, activation)
+        written = []
+        for camera in cameras:
+            log.info("rendering the %s view", camera)
+            render_png(scene, tx.path(f"render_{camera}.png"), camera, size)
+            written.append(f"render_{camera}.png")
+        if write_html:
+            log.info("writing the interactive scene")
+            render_html(scene, tx.path("scene.html"))
+            written.append("scene.html")
+        return written, {"render": time.perf_counter() - t0}
+
+    return write
