@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import benchlib
 
 os.environ.setdefault("VTA_CACHE_DIR", "off")  # measure building, not cache hits
 HERE = Path(__file__).resolve().parent
@@ -63,31 +64,8 @@ nifti = {nifti}
 
 
 def machine() -> dict:
-    """CPU model, core count and library versions."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import gmsh  # noqa: F401
-    import numba
-    import pyamg
-    import scipy
-    import skfem
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-fem": getattr(skfem, "__version__", "?"),
-        "pyamg": pyamg.__version__,
-        "numba": numba.__version__,
-    }
+    """CPU model, cores and library versions (see benchlib)."""
+    return benchlib.machine()
 
 
 def run_case(method: str, preset: str, amplitude: float, nifti: bool) -> dict:

@@ -20,19 +20,10 @@ Writes benchmarks/results/axons.json.
 
 from __future__ import annotations
 
-import os
-
-# 2 cores: pin before numpy/numba start their thread pools
-try:
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
-except (AttributeError, OSError):
-    pass
-for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "2")
+import benchlib  # noqa: F401  (first: pins to 2 cores before numpy/numba start)
 
 import json  # noqa: E402
 import logging  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -145,12 +136,6 @@ def main() -> None:
                                     "median_rel_err": float(np.median(err)), "max_abs_rel_err": float(np.max(np.abs(err)))})
                 print(f"  dt {dt:3.1f} us vs 0.5 us, {pw:5.0f} us pulse: median {100 * np.median(err):+.2f} %, "
                       f"max |err| {100 * np.max(np.abs(err)):.2f} %", flush=True)
-    cpu_model = ""
-    try:
-        cpu_model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     best = min(r["time_s"] for r in rows if r["model"] == "MRG" and r["dt_us"] == 2.0)
     out = {
         "target": "1000 MRG 5.7 um axons with threshold search in <= 10 s on 2 cores",
@@ -158,17 +143,7 @@ def main() -> None:
         "setup": "20 mm fibres (41 nodes, 441 compartments; simplified model: 40 mm, 81 nodes), cathodic, "
                  "60 us pulse with passive recharge, "
                  "rel_tol 1 %, t_after 1.5 ms, sigma 0.2 S/m",
-        "machine": {
-            "cpu_model": cpu_model,
-            "cores_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu_count": os.cpu_count(),
-            "numba_threads": numba.get_num_threads(),
-            "load_average_after": load,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "numba": numba.__version__,
-        },
+        "machine": {**benchlib.machine(), "numba_threads": numba.get_num_threads()},
         "results": rows,
         "dt_convergence_vs_0p5us": convergence,
     }

@@ -13,19 +13,10 @@ Writes benchmarks/results/bench_sweep.json.
 
 from __future__ import annotations
 
-import os
-
-# 2 cores: pin before numpy/numba start their thread pools
-try:
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
-except (AttributeError, OSError):
-    pass
-for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "2")
+import benchlib  # noqa: F401  (first: pins to 2 cores before numpy/numba start)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -86,10 +77,7 @@ def main() -> None:
               f"({res['settings_per_s']:.0f}/s; basis {res['basis_s']:.1f} s, {res['dofs']} DOFs) -> {ok} the 5 s target")
     out = {
         "target": ">= 1000 settings in <= 5 s on a 1M-voxel grid, 2 cores",
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "machine": platform.platform(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
+        "machine": benchlib.machine(),
         "results": results,
     }
     (HERE / "results").mkdir(exist_ok=True)

@@ -15,17 +15,9 @@ Writes benchmarks/results/bench_tracts.json.
 
 from __future__ import annotations
 
-import os
-
-try:
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
-except (AttributeError, OSError):
-    pass
-for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "2")
+import benchlib  # noqa: F401  (first: pins to 2 cores before numpy/numba start)
 
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -41,16 +33,6 @@ from vta.optimise import Limits, optimise  # noqa: E402
 from vta.pipeline import _domain_box, build_basis, choose_method, run_simulation  # noqa: E402
 from vta.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
 from vta.tract_activation import sweep_thresholds  # noqa: E402
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="ascii", errors="ignore"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -90,8 +72,7 @@ def main() -> None:
         "sweep": {"settings": len(rows), "configurations_x_pulse_widths": len(spec.configs) * 3, "time_s": t_sweep},
         "optimise": {"candidates": len(ranked), "time_s": t_opt, "best": {k: best[k] for k in (
             "active_contacts", "amplitude", "target_coverage", "spill_mm3", "tract_ALIC_bundle_fraction", "limited_by")}},
-        "machine": {"cpu_model": _cpu(), "cores_used": 2, "platform": platform.platform(),
-                    "python": platform.python_version(), "load_average_after": list(os.getloadavg())},
+        "machine": benchlib.machine(),
     }
     print(f"vta run, tract phase : {t_run:6.2f} s  ({bundle['n_simulated']} of {bundle['n_fibres']} fibres simulated, "
           f"{bundle['n_activated']} activated; whole simulation {t_total:.2f} s)")

@@ -751,10 +751,16 @@ def load_config(path: str | Path) -> RunConfig:
         If the file is missing or unreadable, is not valid TOML, or fails validation.
     """
     path = Path(path)
+    return parse_config(read_toml(path, "config file"), str(path))
+
+
+def read_toml(path: str | Path, what: str) -> dict:
+    """Read a TOML file; a missing file or bad TOML is a one-line :class:`VtaError`
+    naming ``what`` (e.g. ``"config file"``, ``"template"``) and the path."""
+    path = Path(path)
     if not path.is_file():
-        raise VtaError(f"config file not found: {path}")
+        raise VtaError(f"{what} not found: {path}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise VtaError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(data, str(path))
+        raise VtaError(f"{what} {path} is not valid TOML: {exc}") from None

@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import read_toml
 from .errors import ConfigError, VtaError
 
 __all__ = ["Manifest", "SubjectSpec", "load_manifest", "parse_contacts"]
@@ -250,12 +251,7 @@ def load_manifest(path: str | Path, template: str | Path | None = None) -> Manif
         if not template.is_absolute():
             template = path.parent / template
     template = Path(template).expanduser().resolve()
-    if not template.is_file():
-        raise VtaError(f"template not found: {template}")
-    try:
-        base = tomllib.loads(template.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise VtaError(f"template {template} is not valid TOML: {exc}") from None
+    base = read_toml(template, "template")
     if not rows:
         raise VtaError(f"manifest {path}: no subjects")
     subjects, seen = [], {}
@@ -318,10 +314,7 @@ def _read_csv(path: Path) -> list[tuple[str, dict]]:
 
 
 def _read_toml(path: Path) -> tuple[list[tuple[str, dict]], Path | None]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise VtaError(f"manifest {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "manifest")
     unknown = sorted(set(data) - {"template", "subjects"})
     if unknown:
         raise VtaError(f"manifest {path}: unknown key '{unknown[0]}'{_suggest(unknown[0], {'template', 'subjects'})}")
