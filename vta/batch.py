@@ -9,7 +9,7 @@ Output folder::
 
     OUT/subjects/<subject>_<hemi>/   summary.json, vta.nii.gz, efield_norm.nii.gz (vta run)
     OUT/errors.csv                   subject, hemisphere, where, error (this run's failures)
-    OUT/group.csv                    one row per manifest row: status, VTA, impedance, structures
+    OUT/group.csv                    one row per manifest row: status, VTA, impedance, structures, tracts
     OUT/vta_frequency.nii.gz         per 1 mm MNI voxel: how many subjects' VTAs cover it
     OUT/vta_fraction.nii.gz          the same divided by the number of VTAs
 
@@ -376,7 +376,7 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
     """
     out = Path(out_dir)
     results = results or {}
-    rows, structures, images = [], set(), []
+    rows, structures, tracts, images = [], set(), set(), []
     for spec in manifest.subjects:
         folder = out / SUBJECTS_DIR / spec.name
         row: dict[str, Any] = {"subject": spec.subject, "hemisphere": spec.hemisphere}
@@ -408,6 +408,10 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
                 structures.add(name)
                 row[f"{name}_overlap_mm3"] = cov["overlap_mm3"]
                 row[f"{name}_fraction"] = cov["fraction"]
+            for name, tr in (summary.get("tracts") or {}).items():
+                tracts.add(name)
+                row[f"tract_{name}_activated"] = tr["n_activated"]
+                row[f"tract_{name}_fraction"] = tr["fraction_activated"]
             if (folder / "vta.nii.gz").is_file():
                 images.append(folder / "vta.nii.gz")
         rows.append(row)
@@ -416,6 +420,8 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
                "impedance_ohm"]
     for name in sorted(structures):
         columns += [f"{name}_overlap_mm3", f"{name}_fraction"]
+    for name in sorted(tracts):
+        columns += [f"tract_{name}_activated", f"tract_{name}_fraction"]
     columns.append("error")
     buf = io.StringIO()
     w = csv.DictWriter(buf, columns, lineterminator="\n")
