@@ -315,9 +315,12 @@ class SweepSetup:
     structs: dict
     target_names: list
 
-    def responses(self, basis, configs: Sequence[ContactConfig]):
-        """One :class:`ConfigResponse` per configuration (lazily, in order)."""
-        for c, state in zip(configs, self.states):
+    def responses(self, basis, configs: Sequence[ContactConfig], desc: str = "configurations"):
+        """One :class:`ConfigResponse` per configuration (lazily, in order), with a
+        progress bar on a terminal."""
+        from tqdm.auto import tqdm
+
+        for c, state in tqdm(list(zip(configs, self.states)), desc=desc, unit="config", disable=None, leave=False):
             yield ConfigResponse.evaluate(basis, c, state, self.grid, self.structs)
 
 
