@@ -169,3 +169,13 @@ def test_cli_sweep_has_tract_columns(tmp_path):
     with open(out / "sweep.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert "tract_lines_fraction" in rows[0]
+
+
+def test_warns_when_max_fibres_cuts_active_fibres(tmp_path, caplog):
+    import logging
+
+    config = _config(tmp_path, [1.5, 2.0, 2.5, 3.0], {"1": -6.0}, {"max_fibres": 2})
+    with caplog.at_level(logging.WARNING, logger="vta.tract_activation"):
+        sim = run_simulation(config)
+    assert sim.summary["tracts"]["lines"]["n_simulated"] == 2
+    assert "lower bound" in caplog.text

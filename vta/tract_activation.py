@@ -250,9 +250,22 @@ def tract_activation(config: RunConfig, basis, state: ContactState) -> list[Trac
         placed = place_tract(config, tract, model, active, radius)
         s = unit_thresholds(basis, state.potentials_V, placed, model, pulse, RUN_THRESHOLD_CAP)
         results.append(TractResult(placed, s, radius))
+        _warn_if_capped(placed, s <= 1.0, config.tracts.max_fibres)
         log.info("tract %s: %d of %d fibres simulated, %d activated", tract.name, int((~placed.through_lead).sum()),
                  placed.n_fibres, int((s <= 1).sum()))
     return results
+
+
+def _warn_if_capped(placed: PlacedTract, active: np.ndarray, max_fibres: int) -> None:
+    """Warn when ``max_fibres`` cut the tract and the farthest simulated axons still fire:
+    unsimulated fibres beyond them may fire too (the fraction is then a lower bound)."""
+    n = len(placed.segments)
+    if n < max_fibres or n == 0:
+        return
+    far = np.argsort(placed.segments.distance_mm)[-max(1, n // 10):]
+    if active[far].any():
+        log.warning("tract %s: only the %d nearest fibres were simulated and some of the farthest of them fire; "
+                    "the activated fraction is a lower bound (raise [tracts] max_fibres)", placed.name, n)
 
 
 def sweep_thresholds(config: RunConfig, basis, max_amplitude: float) -> Callable:
