@@ -248,6 +248,9 @@ def tract_activation(config: RunConfig, basis, state: ContactState) -> list[Trac
     radius = search_radius_mm(config, state.currents_mA * RUN_THRESHOLD_CAP)
     for tract in load_config_tracts(config):
         placed = place_tract(config, tract, model, active, radius)
+        if len(placed.segments) == 0:
+            log.warning("tract %s: no fibre passes within %.1f mm of the active contacts; none is activated",
+                        tract.name, radius)
         s = unit_thresholds(basis, state.potentials_V, placed, model, pulse, RUN_THRESHOLD_CAP)
         results.append(TractResult(placed, s, radius))
         _warn_if_capped(placed, s <= 1.0, config.tracts.max_fibres)
