@@ -57,17 +57,20 @@ SHANNON_K = 1.85
 CHARGE_DENSITY_LIMIT_UC_CM2 = 30.0
 
 
-def charge_metrics(current_mA: np.ndarray, pulse_width_us: np.ndarray, area_mm2: np.ndarray | float):
+def charge_metrics(current_mA: np.ndarray, pulse_width_us: np.ndarray, area_mm2: np.ndarray | float, *,
+                   shannon_k: float = SHANNON_K, density_limit_uC_cm2: float = CHARGE_DENSITY_LIMIT_UC_CM2):
     """Charge per phase (uC), charge density (uC/cm^2) and the two safety flags.
 
     Broadcasts over its arguments. ``exceeds_shannon``: ``log10(D) > k - log10(Q)``
-    (Shannon 1992, k = 1.85); ``exceeds_30``: ``D > 30 uC/cm^2``.
+    (Shannon 1992, default k = 1.85); ``exceeds_density``: ``D > density_limit_uC_cm2``
+    (default 30 uC/cm^2). Both flags are False where the density is undefined (NaN
+    contact area).
     """
     q = np.abs(np.asarray(current_mA, float)) * np.asarray(pulse_width_us, float) * 1e-3  # mA x us = nC -> uC
     d = q / (np.asarray(area_mm2, float) * 1e-2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        shannon = (q > 0) & (np.log10(d) + np.log10(q) > SHANNON_K)
-    return q, d, d > CHARGE_DENSITY_LIMIT_UC_CM2, shannon
+        shannon = (q > 0) & (np.log10(d) + np.log10(q) > shannon_k)
+        return q, d, d > density_limit_uC_cm2, shannon
 
 
 def astrom_threshold(axon_diameter_um: float, pulse_width_us: float) -> float:

@@ -174,7 +174,11 @@ def optimise(
             covered = sum(over[n] for n in targets)
             spill = np.maximum(vta - covered, 0.0)
             cur = amps[:, None] * state.currents_mA[None, :]
-            q, d, _, _ = charge_metrics(cur, np.full((amps.size, 1), pw), setup.areas_mm2[None, :])
+            limit_d = limits.max_charge_density_uC_per_cm2
+            q, d, over_d, shannon = charge_metrics(
+                cur, np.full((amps.size, 1), pw), setup.areas_mm2[None, :],
+                shannon_k=SHANNON_K if limits.shannon_k is None else limits.shannon_k,
+                density_limit_uC_cm2=np.inf if limit_d is None else limit_d)
             qa, da = q[:, act_idx].max(axis=1), d[:, act_idx]
             checks: dict[str, np.ndarray] = {}
             if limits.max_spill_mm3 is not None:
@@ -190,14 +194,10 @@ def optimise(
                     if n not in fractions:
                         raise VtaError(f"unknown tract {n!r}; known: {sorted(fractions)}")
                     checks[f"tract {n}"] = fractions[n] <= lim
-            with np.errstate(invalid="ignore"):
-                if limits.max_charge_density_uC_per_cm2 is not None:
-                    checks["charge density"] = ~np.any(da > limits.max_charge_density_uC_per_cm2, axis=1)
-                if limits.shannon_k is not None:
-                    qq = q[:, act_idx]
-                    checks["Shannon"] = ~np.any((qq > 0) & (da > 0) &
-                                                (np.log10(np.where(da > 0, da, 1)) >
-                                                 limits.shannon_k - np.log10(np.where(qq > 0, qq, 1))), axis=1)
+            if limit_d is not None:
+                checks["charge density"] = ~over_d[:, act_idx].any(axis=1)
+            if limits.shannon_k is not None:
+                checks["Shannon"] = ~shannon[:, act_idx].any(axis=1)
             ok = np.ones(amps.size, bool)
             for v in checks.values():
                 ok &= v
