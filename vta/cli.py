@@ -70,8 +70,7 @@ def _sweep_context(config):
     structures, targets = {}, []
     if config.anatomy is not None:
         structures = config.anatomy.load().structures
-        tip_x = float(lead.placement.contact_center_mm(lead.model, 0)[0])
-        side = "R" if tip_x >= 0 else "L"
+        side = lead.hemisphere
         for prefix in ("NAc", "ALIC"):
             targets += [n for n in structures if n.lower() == f"{prefix}_{side}".lower()]
     model = conductivity_model(config)

@@ -188,6 +188,11 @@ class LeadConfig:
     model: LeadModel
     placement: LeadPlacement
 
+    @property
+    def hemisphere(self) -> str:
+        """``"R"`` or ``"L"``: the side of the distal contact (world x >= 0 is right, RAS)."""
+        return "R" if float(self.placement.contact_center_mm(self.model, 0)[0]) >= 0 else "L"
+
 
 @dataclass(frozen=True)
 class AnatomyConfig:

@@ -55,14 +55,9 @@ def load_config_tracts(config: RunConfig) -> list[Tract]:
         return []
     out = [load_tract(f.path, name=f.name, offset_mm=f.offset_mm) for f in cfg.files]
     if cfg.default_bundle == "ALIC":
-        side = _lead_side(config)
-        out.append(default_alic_bundle(config.anatomy.load(), side=side, n_fibres=200, seed=0, name="ALIC_bundle"))
+        out.append(default_alic_bundle(config.anatomy.load(), side=config.lead.hemisphere, n_fibres=200, seed=0,
+                                       name="ALIC_bundle"))
     return out
-
-
-def _lead_side(config: RunConfig) -> str:
-    tip = config.lead.placement.contact_center_mm(config.lead.model, 0)
-    return "R" if float(tip[0]) >= 0 else "L"
 
 
 @dataclass(frozen=True)
