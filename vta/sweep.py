@@ -427,13 +427,13 @@ def sweep(
         spill = np.maximum(vta - target_sum, 0.0)
         cur = A[:, None] * state.currents_mA[None, :]         # (n, K)
         q, d, over30, shannon = charge_metrics(cur, P[:, None], areas[None, :])
-        tracts = {}
-        if tract_thresholds is not None:
-            per_pw = {float(pw): {n: np.sort(np.asarray(t, float)) for n, t in tract_thresholds(c, state, float(pw)).items()}
-                      for pw in pws}
-            for name in per_pw[float(pws[0])]:
-                n_act = np.array([np.searchsorted(per_pw[float(P[i])][name], A[i], side="right") for i in range(A.size)])
-                tracts[name] = (n_act, per_pw[float(pws[0])][name].size)
+        tracts: dict[str, tuple[np.ndarray, int]] = {}   # name -> (fibres active per row, fibres)
+        for pw in (pws if tract_thresholds is not None else []):
+            rows_pw = P == pw
+            for name, t in tract_thresholds(c, state, float(pw)).items():
+                t = np.sort(np.asarray(t, float))
+                n_act = tracts.setdefault(name, (np.zeros(A.size, int), t.size))[0]
+                n_act[rows_pw] = np.searchsorted(t, A[rows_pw], side="right")
         active = sorted(int(k) for k in c.weights)
         act_idx = np.array(active)
         imp = state.impedance_ohm
