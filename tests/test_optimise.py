@@ -8,14 +8,12 @@ import pytest
 from vta.atlas_io import Image, Structure
 from vta.config import load_config
 from vta.errors import VtaError
-from vta.grid import VoxelGrid
 from vta.optimise import Limits, optimise
 from vta.pipeline import build_basis
 from vta.sweep import ContactConfig, SweepSpec, standard_configs, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "homogeneous_3389.toml"
-GRID = VoxelGrid.around(np.array([-8.0, -8.0, -6.0]), np.array([8.0, 8.0, 16.0]), 0.4)
 
 
 def _box(name, lo, shape, value=1.0):
@@ -49,7 +47,7 @@ def test_optimum_equals_brute_force_sweep(case):
     configs = standard_configs(4, ["monopolar", "bipolar-adjacent", "double-monopolar"])
     limits = Limits(max_spill_mm3=40.0, max_overlap_mm3={"AVOID": 2.0}, max_amplitude=8.0)
     ranked = optimise(basis, configs, ["T"], structures, limits, pulse_widths_us=[60.0], threshold_V_per_mm=0.2,
-                      grid=GRID, lead=config.lead, resolution=0.1)
+                      lead=config.lead, resolution=0.1)
     assert len(ranked) == len(configs)
     assert [r["rank"] for r in ranked] == list(range(1, len(configs) + 1))
     cov = [r["target_coverage"] for r in ranked if r["feasible"]]
@@ -57,7 +55,7 @@ def test_optimum_equals_brute_force_sweep(case):
     # the same amplitude grid swept exhaustively
     amps = np.round(np.arange(1, 81) * 0.1, 10)
     rows = sweep(basis, SweepSpec(configs, amps, [60.0]), threshold_V_per_mm=0.2, structures=structures,
-                 targets=["T"], grid=GRID, lead=config.lead)
+                 targets=["T"], lead=config.lead)
     best = _brute_force(rows, 40.0, 2.0)
     top = ranked[0]
     assert top["target_coverage"] == pytest.approx(best["T_fraction"], abs=1e-12)
@@ -73,7 +71,7 @@ def test_optimum_equals_brute_force_sweep(case):
 def test_spill_limit_binds_and_tightens(case):
     config, basis, structures = case
     configs = [ContactConfig("c1-", {1: -1.0})]
-    kw = dict(pulse_widths_us=[60.0], threshold_V_per_mm=0.2, grid=GRID, lead=config.lead, resolution=0.05)
+    kw = dict(pulse_widths_us=[60.0], threshold_V_per_mm=0.2, lead=config.lead, resolution=0.05)
     loose = optimise(basis, configs, ["T"], structures, Limits(max_amplitude=10.0), **kw)[0]
     tight = optimise(basis, configs, ["T"], structures, Limits(max_spill_mm3=10.0, max_amplitude=10.0), **kw)[0]
     assert tight["amplitude"] < loose["amplitude"]
@@ -81,7 +79,7 @@ def test_spill_limit_binds_and_tightens(case):
     assert tight["spill_mm3"] <= 10.0 and tight["limited_by"] == "spill"
     # one step higher breaks the limit
     above = sweep(basis, SweepSpec(configs, [tight["amplitude"] + 0.05], [60.0]), threshold_V_per_mm=0.2,
-                  structures=structures, targets=["T"], grid=GRID, lead=config.lead)[0]
+                  structures=structures, targets=["T"], lead=config.lead)[0]
     assert above["spill_mm3"] > 10.0
 
 
@@ -92,7 +90,7 @@ def test_charge_density_limit(case):
     i30 = 30.0 * area_cm2 / 450e-3
     r = optimise(basis, [ContactConfig("c1-", {1: -1.0})], ["T"], structures,
                  Limits(shannon_k=None, max_amplitude=20.0), pulse_widths_us=[450.0], threshold_V_per_mm=0.2,
-                 grid=GRID, lead=config.lead, resolution=0.01)[0]
+                 lead=config.lead, resolution=0.01)[0]
     if r["limited_by"] == "charge density":
         assert r["amplitude"] <= i30 < r["amplitude"] + 0.01 + 1e-9
         assert r["charge_density_uC_per_cm2"] <= 30.0
@@ -104,7 +102,7 @@ def test_infeasible_rows_rank_last(case):
     config, basis, structures = case
     configs = standard_configs(4, ["monopolar"])
     ranked = optimise(basis, configs, ["T"], structures, Limits(max_overlap_mm3={"AVOID": 0.0}, max_amplitude=5.0),
-                      pulse_widths_us=[60.0], threshold_V_per_mm=0.05, grid=GRID, lead=config.lead, resolution=0.1)
+                      pulse_widths_us=[60.0], threshold_V_per_mm=0.05, lead=config.lead, resolution=0.1)
     flags = [r["feasible"] for r in ranked]
     assert flags == sorted(flags, reverse=True)
     # contact 3 (z = 7.5 mm) touches the avoided box: at 0.05 V/mm even 0.1 mA overlaps it
@@ -121,7 +119,7 @@ def test_tract_limit_uses_thresholds(case):
 
     r = optimise(basis, [ContactConfig("c1-", {1: -1.0})], ["T"], structures,
                  Limits(max_tract_fraction={"X": 0.5}, max_amplitude=10.0), pulse_widths_us=[60.0],
-                 threshold_V_per_mm=0.2, grid=GRID, lead=config.lead, resolution=0.1, tract_thresholds=thresholds)[0]
+                 threshold_V_per_mm=0.2, lead=config.lead, resolution=0.1, tract_thresholds=thresholds)[0]
     assert r["tract_X_fraction"] <= 0.5
     assert r["amplitude"] < 2.0 or r["limited_by"] == "coverage saturates"
 
@@ -140,7 +138,7 @@ def test_bad_input(case, kwargs, message):
     args.update(kwargs)
     with pytest.raises(VtaError, match=message):
         optimise(basis, [ContactConfig("c1-", {1: -1.0})], args.pop("targets"), structures, args.pop("limits"),
-                 threshold_V_per_mm=0.2, grid=GRID, lead=config.lead, **args)
+                 threshold_V_per_mm=0.2, lead=config.lead, **args)
 
 
 def test_limits_validation():
@@ -177,7 +175,6 @@ def test_cli_optimise_on_default_anatomy(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--avoid", "ALIC_R"], "NAME:VALUE"),
     (["--configs", ""], "--configs"),
-    (["--spacing", "0"], "--spacing"),
 ])
 def test_cli_optimise_bad_input(tmp_path, args, message):
     out = tmp_path / "out"

@@ -25,6 +25,7 @@ __all__ = [
     "charge_metrics",
     "field_norm_grid",
     "field_norm_on_grid",
+    "grid_clipping_warning",
     "structure_coverage",
     "structure_samples",
 ]
@@ -107,6 +108,7 @@ def auto_grid(
     threshold_V_per_mm: float,
     spacing_mm: float,
     margin_mm: float | None = None,
+    bounds_mm: np.ndarray | None = None,
 ) -> VoxelGrid:
     """A voxel grid around the contacts large enough to hold the VTA.
 
@@ -127,6 +129,9 @@ def auto_grid(
         Voxel size (mm).
     margin_mm : float, optional
         Fixed margin around the contacts (mm) instead of the automatic one.
+    bounds_mm : ndarray, shape (2, 3), optional
+        World box of the model domain (mm): the grid does not reach past it (there is
+        no tissue there), however large the margin.
     """
     if margin_mm is None:
         amps = np.asarray(currents_mA, float) * 1e-3
@@ -135,7 +140,10 @@ def auto_grid(
         radius = np.sqrt(current_A / (4 * np.pi * sigma_S_per_mm * threshold_V_per_mm))
         margin_mm = 1.5 * radius + 2.0
     centers = np.atleast_2d(centers_mm)
-    return VoxelGrid.around(centers.min(axis=0) - margin_mm, centers.max(axis=0) + margin_mm, spacing_mm)
+    lo, hi = centers.min(axis=0) - margin_mm, centers.max(axis=0) + margin_mm
+    if bounds_mm is not None:
+        lo, hi = np.maximum(lo, bounds_mm[0]), np.minimum(hi, bounds_mm[1])
+    return VoxelGrid.around(lo, hi, spacing_mm)
 
 
 @dataclass(frozen=True)
@@ -190,10 +198,18 @@ def field_norm_on_grid(basis, weights_V: np.ndarray, grid: VoxelGrid, threshold_
     threshold_V_per_mm : float
     """
     norm = field_norm_grid(basis, weights_V, grid)
-    result = VtaGrid(grid, norm.astype(np.float32), norm >= threshold_V_per_mm)
-    if result.touches_border:
-        log.warning("the VTA reaches the edge of the output grid; increase output.grid_margin_mm")
-    return result
+    return VtaGrid(grid, norm.astype(np.float32), norm >= threshold_V_per_mm)
+
+
+def grid_clipping_warning(vta_grid: VtaGrid, clipped_by_domain: bool) -> bool:
+    """Warn (and return True) when the VTA reaches the faces of its voxel grid while the
+    domain itself does not cut it: the NIfTI maps then miss part of the VTA."""
+    if not vta_grid.touches_border or clipped_by_domain:
+        return False
+    log.warning("the VTA reaches the edge of the %s-voxel output grid: the NIfTI VTA and |E| maps are cut off "
+                "there (the mesh-integrated VTA volume is not); increase [output] grid_margin_mm",
+                "x".join(map(str, vta_grid.grid.shape)))
+    return True
 
 
 def _subvoxel_offsets(supersample: int) -> np.ndarray:

@@ -50,6 +50,7 @@ import scipy.sparse.linalg as spla
 
 from .errors import VtaError
 from .leads import LeadModel, LeadPlacement
+from .threads import run_interruptibly
 
 __all__ = [
     "PRESETS",
@@ -655,6 +656,7 @@ class AxisymmetricBasis:
     _locator: object | None = field(default=None, repr=False)
     _glam: np.ndarray | None = field(default=None, repr=False)
     _area: np.ndarray | None = field(default=None, repr=False)
+    outer_vertices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -798,6 +800,42 @@ class AxisymmetricBasis:
         full = float(np.sum(area[inside] * r_vert[inside].mean(axis=1)))
         partial = _threshold_volume(ev[cut], r_vert[cut], area[cut], thr, lvl) if cut.size else 0.0
         return 2.0 * math.pi * full + partial
+
+    def volume_samples(self, weights_V: Sequence[float], min_norm_V_per_mm: float = 0.0,
+                       level: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """|E| samples (V/mm) and the tissue volumes they stand for (mm^3).
+
+        Every triangle that reaches ``min_norm_V_per_mm`` is split into ``4**level``
+        sub-triangles; a sample is |E| at a sub-triangle's centroid (E is linear on a
+        triangle) and its volume is ``2 pi r_centroid area`` (exact for the ring of
+        revolution). ``weights[norms >= thr].sum()`` converges to
+        :meth:`vta_volume_mm3` like ``4**-level`` (cut triangles only); sorted once, the
+        samples give the VTA of every amplitude of a setting.
+        """
+        ev = self.field_vertices(weights_V)                                  # (M, 3, 2)
+        _, area = self._geometry_cache()
+        keep = np.einsum("mvd,mvd->mv", ev, ev).max(axis=1) >= float(min_norm_V_per_mm) ** 2
+        sub = _subgrid(level)
+        centroids = sub.lam[sub.tri].mean(axis=1)                           # (S, 3) barycentric
+        e = np.einsum("sv,mvd->msd", centroids, ev[keep])                   # (m, S, 2)
+        r = np.einsum("sv,mv->ms", centroids, self.points[self.tris[keep], 0])
+        norms = np.sqrt(np.einsum("msd,msd->ms", e, e)).ravel()
+        weights = (2.0 * math.pi * r * (area[keep] / len(sub.tri))[:, None]).ravel()
+        return norms, weights
+
+    def boundary_field_max(self, weights_V: Sequence[float]) -> float:
+        """Largest |E| (V/mm) on the outer boundary of the domain.
+
+        |E| is linear-convex on each triangle, so its maximum on a boundary edge is at a
+        vertex: the largest |E| at the outer-boundary vertices of every triangle that
+        has one. At or above the VTA threshold, the domain clips the VTA.
+        """
+        if self.outer_vertices.size == 0:
+            return 0.0
+        on_outer = np.isin(self.tris, self.outer_vertices)                  # (M, 3)
+        tri, local = np.nonzero(on_outer)
+        ev = self.field_vertices(weights_V)[tri, local]                      # (n, 2)
+        return float(np.sqrt(np.einsum("ij,ij->i", ev, ev)).max())
 
     # ---- direct solve (verification) ------------------------------------------------
 
@@ -970,7 +1008,7 @@ def _build(geom: _Geometry, sigma_by_region: tuple[float, float], grounded: bool
     """Mesh, assemble and solve a prepared geometry; sigma in S/m per region."""
     p = _scaled_preset(preset, size_scale)
     t0 = time.perf_counter()
-    mesh = _mesh(geom, p)
+    mesh = run_interruptibly(_mesh, geom, p, name="vta-gmsh")
     t1 = time.perf_counter()
     space = _make_space(mesh.points, mesh.tris, order)
     sigma = np.asarray(sigma_by_region, dtype=float)[mesh.region] * _S_PER_M_TO_S_PER_MM
@@ -1001,7 +1039,7 @@ def _build(geom: _Geometry, sigma_by_region: tuple[float, float], grounded: bool
         unit_solutions=U, mesh_info=info, points=mesh.points, tris=mesh.tris,
         elem_dofs=space.elem_dofs, dof_points=space.dof_points, placement=placement,
         timings=timings, vta_level=p.vta_level, _stiffness=K, _contact_dofs=contact_dofs,
-        _solver=solver,
+        _solver=solver, outer_vertices=np.unique(mesh.boundary.get("outer", np.empty((0, 2), dtype=np.int64))),
     )
 
 

@@ -8,7 +8,11 @@
 ``vta batch MANIFEST --template BASE.toml --out DIR [--scheduler ADDR]``  a cohort on Dask
 ``vta render CONFIG.toml --out DIR [--camera a,b] [--no-html] [--size WxH]``  3D targeting views
 
-Bad input prints one line ``vta: error: ...`` on stderr and exits with status 2.
+Bad input (and any OS error: a full disk, a missing permission) prints one line
+``vta: error: ...`` on stderr and exits with status 2. Warnings about a result go to
+stderr and into summary.json (``warnings``); with ``--strict`` (run, render, demo) any
+warning makes the exit status 3, the outputs being written all the same. Ctrl-C
+(SIGINT) exits with 130 and SIGTERM with 143, leaving no partial output.
 """
 
 from __future__ import annotations
@@ -16,27 +20,42 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .errors import VtaError
+from .errors import Terminated, VtaError
+from .notices import collecting
 
 log = logging.getLogger("vta")
 
 EXIT_BAD_INPUT = 2
 EXIT_SUBJECTS_FAILED = 1  # vta batch: some subjects failed (the rest was written)
+EXIT_WARNINGS = 3         # --strict: the run finished with warnings
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def _exit_status(summary: dict, args: argparse.Namespace) -> int:
+    """0, or :data:`EXIT_WARNINGS` for a run with warnings under ``--strict``."""
+    if getattr(args, "strict", False) and summary.get("warnings"):
+        sys.stderr.write(f"vta: {len(summary['warnings'])} warning(s) and --strict: exit status {EXIT_WARNINGS}\n")
+        return EXIT_WARNINGS
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .pipeline import run
 
-    config = load_config(args.config)
-    summary = run(config, args.out, progress=not args.quiet)
+    with collecting():  # warnings of loading the configuration belong to the run too
+        config = load_config(args.config)
+        summary = run(config, args.out, progress=not args.quiet)
     _report(summary, args.out)
-    return 0
+    return _exit_status(summary, args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -57,13 +76,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             log.warning("no views rendered: %s", exc)
     summary = run(config, args.out, progress=not args.quiet, extra=extra)
     _report(summary, args.out)
-    return 0
+    return _exit_status(summary, args)
 
 
 def _sweep_context(config):
-    """Solved basis, structures, default targets (NAc/ALIC on the lead's side) and the
-    conductivity the default grid margin assumes, for `vta sweep` and `vta optimise`."""
-    from .pipeline import build_basis, choose_method, conductivity_model
+    """Solved basis, structures and default targets (NAc/ALIC on the lead's side), for
+    `vta sweep` and `vta optimise`."""
+    from .pipeline import build_basis, choose_method
 
     lead = config.lead
     basis = build_basis(config, choose_method(config))
@@ -73,8 +92,7 @@ def _sweep_context(config):
         side = lead.hemisphere
         for prefix in ("NAc", "ALIC"):
             targets += [n for n in structures if n.lower() == f"{prefix}_{side}".lower()]
-    model = conductivity_model(config)
-    return basis, structures, targets, min(model.wm_S_per_m, model.gm_S_per_m)
+    return basis, structures, targets
 
 
 def _tract_thresholds(config, basis, max_amplitude: float):
@@ -93,11 +111,12 @@ def _config_kinds(text: str) -> list[str]:
     return kinds
 
 
-def _check_spacing(spacing: float) -> None:
-    import math
-
-    if not (spacing > 0 and math.isfinite(spacing)):
-        raise VtaError(f"--spacing must be positive, got {spacing}")
+def _check_spacing(spacing: float | None) -> None:
+    """``--spacing`` is accepted for old scripts and ignored: VTA volumes are integrated
+    on the mesh (as in `vta run`), not counted on a voxel grid."""
+    if spacing is not None:
+        log.warning("--spacing is ignored: sweep and optimisation VTA volumes are integrated on the mesh, "
+                    "as in vta run")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -114,13 +133,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     lead = config.lead
     mode = config.stimulation.mode
     spec = SweepSpec(standard_configs(lead.model.n_contacts, kinds, mode), amplitudes, pulse_widths, mode)
-    basis, structures, targets, sigma = _sweep_context(config)
+    basis, structures, targets = _sweep_context(config)
     axon = config.vta.axon_diameter_um  # None: the fixed threshold at every pulse width
     rows = sweep(basis, spec, threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=axon,
                  structures=structures, targets=targets or None, lead=lead, region_mm=_domain_box(config),
-                 spacing_mm=args.spacing, sigma_S_per_m=sigma,
                  tract_thresholds=_tract_thresholds(config, basis, max(amplitudes)))
-    with OutputTransaction(args.out) as tx:
+    with OutputTransaction(args.out, kind="sweep") as tx:
         write_table(rows, tx.path("sweep.csv"))
         written = ["sweep.csv"]
         for name in targets:
@@ -166,15 +184,14 @@ def _cmd_optimise(args: argparse.Namespace) -> int:
     limits = Limits(max_spill_mm3=args.max_spill, max_overlap_mm3=avoid, max_tract_fraction=avoid_tracts,
                     max_charge_density_uC_per_cm2=args.max_charge_density,
                     shannon_k=None if args.no_shannon else Limits().shannon_k, max_amplitude=args.max_amplitude)
-    basis, structures, default_targets, sigma = _sweep_context(config)
+    basis, structures, default_targets = _sweep_context(config)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else default_targets[:1]
     configs = standard_configs(config.lead.model.n_contacts, kinds, mode)
     rows = optimise(basis, configs, targets, structures, limits, mode=mode, pulse_widths_us=pulse_widths,
                     threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=config.vta.axon_diameter_um,
-                    lead=config.lead, region_mm=_domain_box(config), resolution=args.resolution,
-                    spacing_mm=args.spacing, sigma_S_per_m=sigma, top=args.top,
+                    lead=config.lead, region_mm=_domain_box(config), resolution=args.resolution, top=args.top,
                     tract_thresholds=_tract_thresholds(config, basis, limits.max_amplitude or MAX_AMPLITUDE[mode]))
-    with OutputTransaction(args.out) as tx:
+    with OutputTransaction(args.out, kind="optimise") as tx:
         write_table(rows, tx.path("ranked.csv"))
     unit = "mA" if mode == "current" else "V"
     lines = [f"best settings for {'+'.join(targets)} ({len(configs)} configurations x {len(pulse_widths)} pulse widths):"]
@@ -203,6 +220,7 @@ def _report(summary: dict, out: str) -> None:
             f"({100 * v['fraction_activated']:.1f} %, {v['axon_model'].upper()} {v['fiber_diameter_um']:g} um)"
             for name, v in summary.get("tracts", {}).items()
         ),
+        *(f"WARNING: {w}" for w in summary.get("warnings", [])),
         f"time {t['total']:.2f} s",
         f"written to {out}/: {', '.join(summary.get('outputs', ['summary.json']))}",
     ]
@@ -231,11 +249,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     cameras = parse_cameras(args.camera)
     size = parse_size(args.size)
-    config = load_config(args.config)
-    check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
-    summary = run(config, args.out, progress=not args.quiet, extra=views_writer(config, cameras, size, not args.no_html))
+    with collecting():
+        config = load_config(args.config)
+        check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
+        summary = run(config, args.out, progress=not args.quiet,
+                      extra=views_writer(config, cameras, size, not args.no_html))
     _report(summary, args.out)
-    return 0
+    return _exit_status(summary, args)
 
 
 def _cmd_leads(args: argparse.Namespace) -> int:
@@ -286,12 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("config", help="TOML configuration file")
     p_run.add_argument("--out", required=True, help="output folder (created; files replaced atomically)")
     p_run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_run.add_argument("--strict", action="store_true", help="exit with status 3 if the run has any warning")
     p_run.set_defaults(func=_cmd_run)
 
     p_demo = sub.add_parser("demo", help="run the bundled demo configuration")
     p_demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p_demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_demo.add_argument("--no-render", action="store_true", help="skip the PNG/HTML views")
+    p_demo.add_argument("--strict", action="store_true", help="exit with status 3 if the run has any warning")
     p_demo.set_defaults(func=_cmd_demo)
 
     p_sweep = sub.add_parser("sweep", help="sweep contacts, amplitudes and pulse widths on one solved basis")
@@ -300,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--amplitudes", default="0.5:5:0.5", help="start:stop:step or a,b,c (mA or V; default 0.5:5:0.5)")
     p_sweep.add_argument("--pulse-widths", default=None, help="a,b,c in us (default: the config's pulse width)")
     p_sweep.add_argument("--configs", default="monopolar,bipolar-adjacent", help="monopolar,bipolar-adjacent")
-    p_sweep.add_argument("--spacing", type=float, default=0.5, help="voxel size of the VTA grid (mm; default 0.5)")
+    p_sweep.add_argument("--spacing", type=float, default=None, help=argparse.SUPPRESS)  # ignored (old scripts)
     p_sweep.set_defaults(func=_cmd_sweep)
 
     p_opt = sub.add_parser("optimise", aliases=["optimize"],
@@ -319,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--configs", default="monopolar,bipolar-adjacent,double-monopolar",
                        help="candidate configurations (monopolar,bipolar-adjacent,double-monopolar)")
     p_opt.add_argument("--resolution", type=float, default=0.05, help="amplitude step (mA or V; default 0.05)")
-    p_opt.add_argument("--spacing", type=float, default=0.5, help="voxel size of the VTA grid (mm; default 0.5)")
+    p_opt.add_argument("--spacing", type=float, default=None, help=argparse.SUPPRESS)  # ignored (old scripts)
     p_opt.add_argument("--top", type=int, default=None, help="keep the best N rows")
     p_opt.set_defaults(func=_cmd_optimise)
 
@@ -340,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_render.add_argument("--no-html", action="store_true", help="do not write the interactive scene.html")
     p_render.add_argument("--size", default="1400x1000", help="PNG size WxH in pixels (default 1400x1000)")
     p_render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_render.add_argument("--strict", action="store_true", help="exit with status 3 if the run has any warning")
     p_render.set_defaults(func=_cmd_render)
 
     p_leads = sub.add_parser("leads", help="list the lead catalogue")
@@ -348,21 +371,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_terminated = False
+
+
+def _raise_terminated(signum, frame) -> None:
+    global _terminated
+    _terminated = True
+    raise Terminated()
+
+
+def _leave_now_if_stuck(status: int) -> int:
+    """Exit at once when a thread still runs native code that cannot be interrupted
+    (gmsh meshing a large lead): cleanup is done, nothing else is worth waiting for."""
+    import threading
+
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.name.startswith("vta-")
+            and not t.daemon]
+    if busy:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vta` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if isinstance(getattr(args, "out", None), str) and not args.out.strip():
+        sys.stderr.write("vta: error: --out is empty: give an output folder\n")
+        return EXIT_BAD_INPUT
+    previous = None
+    if threading_is_main():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)  # like Ctrl-C: clean up, then exit 143
     try:
         return args.func(args)
     except VtaError as exc:
         sys.stderr.write(f"vta: error: {exc}\n")
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        sys.stderr.write("vta: interrupted; no partial outputs were written\n")
-        return 130
+    except OSError as exc:  # anything not already named by the code that met it
+        from .io import os_error
 
+        sys.stderr.write(f"vta: error: {os_error(exc, action='cannot access')}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:
+        status = EXIT_SIGTERM if isinstance(exc, Terminated) or _terminated else EXIT_SIGINT
+        word = "terminated" if status == EXIT_SIGTERM else "interrupted"
+        message = exc.message() if hasattr(exc, "message") else "no partial outputs were written"
+        sys.stderr.write(f"vta: {word}; {message}\n")
+        return _leave_now_if_stuck(status)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_is_main() -> bool:
+    """Signal handlers can only be set from the main thread."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,3 +16,8 @@ class ConfigError(VtaError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(f"config key '{key}': {message}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (``timeout``, a batch scheduler, ``docker stop``): handled like
+    Ctrl-C - whatever was being written is rolled back - and the CLI exits with 143."""

@@ -97,6 +97,12 @@ class ContactGeometry:
         return math.radians(arc) * r * length
 
 
+#: Most contacts a lead may have. Clinical DBS leads have 4 to 16 (e.g. Boston
+#: Scientific Vercise Cartesia HX: 16); the cap keeps a mistyped custom lead from
+#: meshing for minutes (time and memory grow with the contact count).
+MAX_CONTACTS = 64
+
+
 @dataclass(frozen=True)
 class LeadModel:
     """A lead model: dimensions of one catalogue row (or a custom lead).
@@ -143,6 +149,9 @@ class LeadModel:
     def __post_init__(self) -> None:
         if len(self.levels) == 0 or any(n not in (1, 3) for n in self.levels):
             raise VtaError(f"lead '{self.name}': levels must be 1 (ring) or 3 (segmented), got {self.levels}")
+        if sum(self.levels) > MAX_CONTACTS:
+            raise VtaError(f"lead '{self.name}': {sum(self.levels)} contacts; vta models leads with at most "
+                           f"{MAX_CONTACTS} contacts (clinical DBS leads have 4-16)")
         if len(self.gaps_mm) != len(self.levels) - 1:
             raise VtaError(
                 f"lead '{self.name}': {len(self.levels)} levels need {len(self.levels) - 1} gaps, "

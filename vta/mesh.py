@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import VtaError
 from .leads import ContactGeometry, LeadModel, LeadPlacement
+from .threads import run_interruptibly
 
 __all__ = [
     "Domain",
@@ -57,6 +58,7 @@ __all__ = [
     "PRESETS",
     "build_mesh",
     "build_sphere_electrode_mesh",
+    "check_placement",
 ]
 
 logger = logging.getLogger(__name__)
@@ -375,8 +377,17 @@ class LeadMesh:
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_placement(lead: LeadModel, placement: LeadPlacement, domain: Domain, shell_mm: float) -> None:
-    """The active part of the lead (tip to the last contact) must be inside the domain."""
+def check_placement(lead: LeadModel, placement: LeadPlacement, domain: Domain, shell_mm: float = 0.0) -> None:
+    """The active part of the lead (tip to the last contact) must be inside the domain.
+
+    Both ends need a clearance of the lead radius + ``shell_mm`` (encapsulation) +
+    1 mm from the domain boundary. The one rule of the 3D and the axisymmetric paths.
+
+    Raises
+    ------
+    VtaError
+        Naming the end of the lead that is too close to (or outside) the boundary.
+    """
     need = lead.radius_mm + shell_mm + _MARGIN_MM
     tip = placement.tip_mm
     if domain.depth_mm(tip) < need:
@@ -964,7 +975,7 @@ def build_mesh(
     if not isinstance(domain, Domain):
         raise VtaError(f"domain must be a vta.mesh.Domain, got {type(domain).__name__}")
     shell = 0.0 if encapsulation is None else encapsulation.thickness_mm
-    _check_placement(lead, placement, domain, shell)
+    check_placement(lead, placement, domain, shell)
     _start_prewarm()
     t0 = time.perf_counter()
     length = min(lead.body_length_mm, domain.farthest_distance_mm(placement.tip_mm) + 1.0 + shell)
@@ -972,7 +983,8 @@ def build_mesh(
         # the faceted shell and lead surfaces must not cross: a chord h on radius R sags
         # by h^2 / (8 R), 0.17 mm for h = 1 mm, more than a 0.1 mm layer
         p = replace(p, size_shaft_mm=p.size_lead_mm)
-    mesh, (t1, t2) = _mesh_with_fallbacks(lead, placement, domain, p, shell, length)
+    mesh, (t1, t2) = run_interruptibly(_mesh_with_fallbacks, lead, placement, domain, p, shell, length,
+                                       name="vta-gmsh")
     t3 = time.perf_counter()
     logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s", t1 - t0, t2 - t1, t3 - t2)
     elapsed = time.perf_counter() - t0

@@ -26,7 +26,6 @@ import numpy as np
 
 from .activation import CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, charge_metrics
 from .errors import VtaError
-from .grid import VoxelGrid
 from .sweep import MAX_AMPLITUDE, ContactConfig, TractThresholds, setup_sweep, thresholds_for
 
 __all__ = ["Limits", "optimise"]
@@ -86,12 +85,9 @@ def optimise(
     pulse_widths_us: Sequence[float] = (60.0,),
     threshold_V_per_mm=None,
     axon_diameter_um: float | None = None,
-    grid: VoxelGrid | None = None,
     lead=None,
     region_mm: np.ndarray | None = None,
     resolution: float = 0.05,
-    spacing_mm: float = 0.5,
-    sigma_S_per_m: float = 0.1,
     supersample: int = 3,
     tract_thresholds: TractThresholds | None = None,
     top: int | None = None,
@@ -115,7 +111,7 @@ def optimise(
         Candidate pulse widths (us); each (configuration, pulse width) is ranked.
     threshold_V_per_mm, axon_diameter_um
         The |E| threshold, as in :func:`vta.sweep.sweep`.
-    grid, lead, region_mm, spacing_mm, sigma_S_per_m, supersample
+    lead, region_mm, supersample
         As in :func:`vta.sweep.sweep`.
     resolution : float
         Amplitude step of the search (mA or V).
@@ -157,8 +153,7 @@ def optimise(
     thr = thresholds_for(pws, threshold_V_per_mm, axon_diameter_um)
     needed = {n: structures[n] for n in dict.fromkeys(list(targets) + list(limits.max_overlap_mm3))}
     setup = setup_sweep(basis, configs, mode, a_max, float(thr.min()), structures=needed, targets=targets,
-                        grid=grid, lead=lead, region_mm=region_mm, spacing_mm=spacing_mm,
-                        sigma_S_per_m=sigma_S_per_m, supersample=supersample)
+                        lead=lead, region_mm=region_mm, supersample=supersample)
     target_volume = sum(setup.structs[t][2] for t in targets)
     if target_volume <= 0:
         raise VtaError(f"the target structures {list(targets)} have no volume in the model domain")
@@ -230,6 +225,7 @@ def optimise(
                 row[f"{n}_fraction"] = float(over[n][i] / vol) if vol > 0 else 0.0
             row["spill_mm3"] = float(spill[i])
             row["vta_volume_mm3"] = float(vta[i])
+            row["vta_clipped_by_domain"] = bool(resp.clipped(ratio[i]))
             for n, f in fractions.items():
                 row[f"tract_{n}_fraction"] = float(f[i])
             row["charge_per_phase_uC"] = float(qa[i])

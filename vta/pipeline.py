@@ -13,10 +13,11 @@ from typing import Iterator
 import numpy as np
 
 from . import __version__
-from .activation import auto_grid, charge_metrics, field_norm_on_grid, structure_coverage
+from .activation import auto_grid, charge_metrics, field_norm_on_grid, grid_clipping_warning, structure_coverage
 from .config import RunConfig
 from .errors import VtaError
-from .io import OutputTransaction
+from .io import OutputTransaction, os_error
+from .notices import collecting
 from .stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
 
 __all__ = ["Simulation", "build_basis", "choose_method", "run", "run_simulation", "simulate"]
@@ -96,6 +97,10 @@ def build_basis(config: RunConfig, method: str | None = None):
         config.solver,
     )
     outer = "ground" if domain.outer_grounded else "insulating"
+    from .mesh import Domain, check_placement
+
+    check_placement(lead, placement, Domain(domain.shape, domain.center_mm, domain.radius_mm, domain.size_mm),
+                    tissue.encapsulation_thickness_mm)
     if method == "axisymmetric":
         from .axisym import build_axisymmetric_basis
 
@@ -114,7 +119,7 @@ def build_basis(config: RunConfig, method: str | None = None):
     from .cache import cached_basis
 
     def build():
-        from .mesh import Domain, Encapsulation, build_mesh
+        from .mesh import Encapsulation, build_mesh
         from .solve import solve_unit_fields
 
         lead_mesh = build_mesh(
@@ -266,7 +271,30 @@ def simulate(config: RunConfig, progress: bool = False) -> tuple[dict, object, o
 
 
 def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
-    """Run the whole computation without writing anything; see :class:`Simulation`."""
+    """Run the whole computation without writing anything; see :class:`Simulation`.
+
+    Every warning logged while it runs (and inside an enclosing
+    :func:`vta.notices.collecting` block, e.g. while the CLI loaded the configuration)
+    is listed in ``summary["warnings"]``.
+    """
+    with collecting() as messages:
+        sim = _run_simulation(config, progress)
+        sim.summary["warnings"] = list(messages)
+    return sim
+
+
+def _clipping_warning(basis, weights_V: np.ndarray, threshold: float) -> bool:
+    """Warn (and return True) when |E| reaches the threshold on the domain boundary."""
+    edge = basis.boundary_field_max(weights_V)
+    if edge >= threshold:
+        log.warning("the VTA reaches the outer boundary of the model domain (|E| up to %.3g V/mm there, threshold "
+                    "%.3g V/mm): the VTA volume and overlaps are cut off by the domain; enlarge [domain] or lower "
+                    "the amplitude", edge, threshold)
+        return True
+    return False
+
+
+def _run_simulation(config: RunConfig, progress: bool) -> Simulation:
     t_start = time.perf_counter()
     timer = _PhaseTimer(progress)
     try:
@@ -279,6 +307,7 @@ def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
         threshold = config.vta.threshold_V_per_mm
         with timer.phase("vta"):
             volume = float(basis.vta_volume_mm3(state.potentials_V, threshold))
+            clipped = _clipping_warning(basis, state.potentials_V, threshold)
         vta_grid = None
         if config.output.nifti or config.vta.method == "activating_function":
             with timer.phase("grid"):
@@ -294,8 +323,10 @@ def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
                     threshold,
                     config.output.grid_spacing_mm,
                     config.output.grid_margin_mm,
+                    bounds_mm=_domain_box(config),
                 )
                 vta_grid = field_norm_on_grid(basis, state.potentials_V, grid, threshold)
+                grid_clipped = grid_clipping_warning(vta_grid, clipped)
         structures = {}
         if config.anatomy is not None:
             with timer.phase("structures"):
@@ -326,7 +357,9 @@ def run_simulation(config: RunConfig, progress: bool = False) -> Simulation:
     summary = {
         "version": __version__,
         "vta_volume_mm3": volume,
+        "vta_clipped_by_domain": clipped,
         "vta_grid_volume_mm3": None if vta_grid is None else vta_grid.volume_mm3,
+        "vta_clipped_by_grid": None if vta_grid is None else grid_clipped,
         "threshold_V_per_mm": threshold,
         "impedance_ohm": state.impedance_ohm,
         "ground_current_mA": state.ground_current_mA,
@@ -384,7 +417,7 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False, extra=No
         The summary written to ``out_dir/summary.json``.
     """
     t0 = time.perf_counter()
-    with OutputTransaction(out_dir) as tx:
+    with collecting() as messages, OutputTransaction(out_dir) as tx:
         sim = run_simulation(config, progress)
         summary, basis, vta_grid = sim.summary, sim.basis, sim.vta_grid
         t_write = time.perf_counter()
@@ -408,7 +441,10 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False, extra=No
                 img.set_sform(affine, code=2)
                 img.set_qform(affine, code=2)
                 img.header.set_xyzt_units("mm")
-                nib.save(img, tx.path(name))
+                try:
+                    nib.save(img, tx.path(name))
+                except OSError as exc:
+                    raise os_error(exc, Path(out_dir) / name) from None
                 outputs.append(name)
         if config.output.vtu:
             from .export import setting_to_vtu
@@ -424,5 +460,6 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False, extra=No
         summary["outputs"] = outputs + ["summary.json"]
         summary["timings_s"]["total"] = time.perf_counter() - t0
         summary["resources"] = {"peak_memory_MB": _peak_memory_mb()}
+        summary["warnings"] = list(messages)  # with those of writing the outputs
         tx.write_json("summary.json", summary)
     return summary

@@ -5,14 +5,18 @@ fixed relative weights) at amplitude ``a`` is ``a * E_unit``, so
 
     |E| >= thr   <=>   |E_unit| >= thr / a.
 
-:func:`sweep` therefore evaluates ``|E_unit|`` once per configuration on a voxel grid
-(and at the sub-voxels of each structure), sorts it once, and reads the VTA volume and
-every structure overlap of *all* amplitudes and pulse widths (the threshold may depend on
-the pulse width through :func:`vta.activation.astrom_threshold`) by ``np.searchsorted``:
-thousands of settings for the cost of K grid evaluations.
+:func:`sweep` therefore evaluates ``|E_unit|`` once per configuration at the
+quadrature points of the mesh-integrated VTA volume (:meth:`FieldBasis.volume_samples`,
+the same points and weights as ``vta run``) and at the sub-voxels of each structure,
+sorts it once, and reads the VTA volume and every structure overlap of *all*
+amplitudes and pulse widths (the threshold may depend on the pulse width through
+:func:`vta.activation.astrom_threshold`) by ``np.searchsorted``: thousands of settings
+for the cost of K evaluations.
 
 Per setting (one row): configuration label, active contacts, amplitude, pulse width,
-threshold, VTA volume (voxel grid, mm^3), per-structure overlap (mm^3 and fraction of
+threshold, VTA volume (mm^3), ``vta_clipped_by_domain`` (|E| reaches the threshold on
+the outer boundary of the model: the VTA is cut off there), per-structure overlap (mm^3
+and fraction of
 the structure), spill (VTA outside the target structures, mm^3), impedance (ohm), and
 per contact the current (mA), charge per phase (uC) and charge density (uC/cm^2), with
 the flags ``exceeds_30uC_cm2`` and ``exceeds_shannon`` (Shannon 1992,
@@ -22,9 +26,11 @@ Tract (pathway) activation: with ``tract_thresholds`` (axon-model thresholds of 
 setting, found once per configuration and pulse width) a fibre fires at every amplitude
 at or above its threshold, so tract columns cost one comparison per setting.
 
-The VTA volume here is a voxel count on the sweep grid (for ranking settings); it agrees
-with the mesh-integrated :meth:`FieldBasis.vta_volume_mm3` to within the voxelisation
-error (a few % at 0.5 mm voxels).
+The VTA volume is integrated on the mesh as in ``vta run``: on the 3D path it equals
+:meth:`FieldBasis.vta_volume_mm3` to rounding, on the axisymmetric path to about 0.1 %
+(sub-triangle centroids instead of the exact clipped integral). A sweep and a run of
+the same setting agree within 2 % also for VTAs of a few mm^3, where voxel counting
+was 20 % off.
 """
 
 from __future__ import annotations
@@ -39,11 +45,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .activation import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_threshold, charge_metrics, field_norm_grid,
+from .activation import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_threshold, charge_metrics,
                          structure_samples)
 from .config import MAX_CURRENT_MA, MAX_VOLTAGE_V
 from .errors import VtaError
-from .grid import VoxelGrid
 from .io import atomic_write_bytes
 from .stimulation import Setting, resolve
 
@@ -53,7 +58,6 @@ __all__ = [
     "CHARGE_DENSITY_LIMIT_UC_CM2",
     "SweepSpec",
     "charge_metrics",
-    "default_grid",
     "parse_amplitudes",
     "parse_pulse_widths",
     "plot_coverage",
@@ -194,81 +198,70 @@ def parse_pulse_widths(text: str) -> list[float]:
     return values
 
 
-def default_grid(
-    centers_mm: np.ndarray, max_current_mA: float, min_threshold_V_per_mm: float,
-    sigma_S_per_m: float = 0.1, spacing_mm: float = 0.5,
-) -> VoxelGrid:
-    """A grid around the contacts holding the largest VTA (point-source margin, as
-    :func:`vta.activation.auto_grid`)."""
-    from .activation import auto_grid
-
-    return auto_grid(np.atleast_2d(centers_mm), np.array([-abs(max_current_mA)]), sigma_S_per_m,
-                     min_threshold_V_per_mm, spacing_mm)
-
-
 class ConfigResponse:
     """How one contact configuration's VTA grows with the amplitude, from one evaluation.
 
-    The unit field ``|E_unit|`` (amplitude 1) is evaluated once on the voxel grid and at
-    every structure sub-voxel and sorted; the VTA volume and each structure overlap at
-    any ratio ``threshold / amplitude`` are then one ``np.searchsorted`` each.
+    The unit field ``|E_unit|`` (amplitude 1) is evaluated once at the VTA quadrature
+    points of the mesh and at every structure sub-voxel and sorted; the VTA volume and
+    each structure overlap at any ratio ``threshold / amplitude`` are then one
+    ``np.searchsorted`` each.
 
     Attributes
     ----------
     config : ContactConfig
     state : ContactState
         The resolved unit setting (amplitude 1).
-    voxel_volume_mm3 : float
-    border_norm : float
-        Largest unit |E| on the grid border (V/mm): amplitudes with
-        ``border_norm * a >= threshold`` have VTAs reaching past the grid.
+    boundary_norm : float
+        Largest unit |E| on the outer boundary of the model (V/mm): amplitudes with
+        ``boundary_norm * a >= threshold`` have VTAs cut off by the domain.
     structure_volume_mm3 : dict of str -> float
     """
 
-    def __init__(self, config: ContactConfig, state, grid_sorted: np.ndarray, voxel_volume_mm3: float,
-                 border_norm: float, structures: dict[str, tuple[np.ndarray, np.ndarray, float]]):
+    def __init__(self, config: ContactConfig, state, volume_samples: tuple[np.ndarray, np.ndarray],
+                 boundary_norm: float, structures: dict[str, tuple[np.ndarray, np.ndarray, float]]):
         self.config = config
         self.state = state
-        self._grid_sorted = grid_sorted
-        self.voxel_volume_mm3 = float(voxel_volume_mm3)
-        self.border_norm = float(border_norm)
+        self._volume = volume_samples
+        self.boundary_norm = float(boundary_norm)
         self._structures = structures
         self.structure_volume_mm3 = {name: v for name, (_, _, v) in structures.items()}
 
+    @staticmethod
+    def _sorted(norms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted norms and the weight at or above each (one more entry: 0)."""
+        norms = np.where(np.isfinite(norms), norms, 0.0)
+        order = np.argsort(norms)
+        return norms[order], np.concatenate([np.cumsum(weights[order][::-1])[::-1], [0.0]])
+
     @classmethod
-    def evaluate(cls, basis, config: ContactConfig, state, grid: VoxelGrid, structs: dict) -> "ConfigResponse":
-        """Evaluate the unit |E| of ``state`` on ``grid`` and on the structure samples
-        (as returned by :func:`vta.activation.structure_samples`)."""
-        norm = field_norm_grid(basis, state.potentials_V, grid)
-        border = _border_max(norm)
-        srt = np.sort(norm, axis=None)
+    def evaluate(cls, basis, config: ContactConfig, state, structs: dict, min_ratio: float = 0.0) -> "ConfigResponse":
+        """Evaluate the unit |E| of ``state`` at the mesh's VTA quadrature points that can
+        reach ``min_ratio`` (the smallest threshold / amplitude of interest, V/mm) and at
+        the structure samples (as returned by :func:`vta.activation.structure_samples`)."""
+        volume = cls._sorted(*basis.volume_samples(state.potentials_V, min_ratio))
         per_structure = {}
-        for name, (pts, w, volume) in structs.items():
+        for name, (pts, w, vol) in structs.items():
             if len(pts):
                 E = basis.field_at(pts, state.potentials_V)
-                n = np.sqrt(np.einsum("ij,ij->i", E, E))
-                n = np.where(np.isfinite(n), n, 0.0)
-                order = np.argsort(n)
-                ns, cw = n[order], np.concatenate([np.cumsum(w[order][::-1])[::-1], [0.0]])
+                ns, cw = cls._sorted(np.sqrt(np.einsum("ij,ij->i", E, E)), w)
             else:
                 ns, cw = np.zeros(0), np.zeros(1)
-            per_structure[name] = (ns, cw, float(volume))
-        return cls(config, state, srt, grid.voxel_volume_mm3, border, per_structure)
+            per_structure[name] = (ns, cw, float(vol))
+        return cls(config, state, volume, basis.boundary_field_max(state.potentials_V), per_structure)
 
     def vta_mm3(self, ratio: np.ndarray) -> np.ndarray:
-        """VTA volume (voxel count, mm^3) where ``|E_unit| >= ratio`` (ratio = thr / a)."""
-        ratio = np.asarray(ratio, float)
-        return (self._grid_sorted.size - np.searchsorted(self._grid_sorted, ratio, side="left")) * self.voxel_volume_mm3
+        """VTA volume (mm^3) where ``|E_unit| >= ratio`` (ratio = thr / a)."""
+        ns, cw = self._volume
+        return cw[np.searchsorted(ns, np.asarray(ratio, float), side="left")]
+
+    def clipped(self, ratio: np.ndarray) -> np.ndarray:
+        """True where the VTA at ``ratio = thr / a`` reaches the model's outer boundary."""
+        return self.boundary_norm >= np.asarray(ratio, float)
 
     def overlap_mm3(self, name: str, ratio: np.ndarray) -> np.ndarray:
         """Overlap of the VTA with structure ``name`` (mm^3) at ``ratio = thr / a``."""
         ns, cw, _ = self._structures[name]
         return cw[np.searchsorted(ns, np.asarray(ratio, float), side="left")]
-
-
-def _border_max(norm: np.ndarray) -> float:
-    return float(max(norm[0].max(), norm[-1].max(), norm[:, 0].max(), norm[:, -1].max(),
-                     norm[:, :, 0].max(), norm[:, :, -1].max()))
 
 
 def thresholds_for(pulse_widths_us: np.ndarray, threshold_V_per_mm=None, axon_diameter_um: float | None = None) -> np.ndarray:
@@ -303,7 +296,9 @@ class SweepSetup:
         The unit setting (amplitude 1) of each configuration.
     areas_mm2 : ndarray (K,)
         Contact areas (NaN without a lead).
-    grid : VoxelGrid
+    min_ratio : float
+        Smallest threshold / amplitude of interest (V/mm): mesh points whose unit |E|
+        stays below it are in no VTA of the sweep.
     structs : dict
         Structure samples (:func:`vta.activation.structure_samples`).
     target_names : list of str
@@ -311,7 +306,7 @@ class SweepSetup:
 
     states: list
     areas_mm2: np.ndarray
-    grid: VoxelGrid
+    min_ratio: float
     structs: dict
     target_names: list
 
@@ -321,14 +316,13 @@ class SweepSetup:
         from tqdm.auto import tqdm
 
         for c, state in tqdm(list(zip(configs, self.states)), desc=desc, unit="config", disable=None, leave=False):
-            yield ConfigResponse.evaluate(basis, c, state, self.grid, self.structs)
+            yield ConfigResponse.evaluate(basis, c, state, self.structs, self.min_ratio)
 
 
 def setup_sweep(basis, configs: Sequence[ContactConfig], mode: str, max_amplitude: float, min_threshold: float, *,
-                structures: dict | None = None, targets: Sequence[str] | None = None, grid: VoxelGrid | None = None,
-                lead=None, region_mm: np.ndarray | None = None, spacing_mm: float = 0.5,
-                sigma_S_per_m: float = 0.1, supersample: int = 3) -> SweepSetup:
-    """Resolve the unit settings, place the voxel grid, sample the structures."""
+                structures: dict | None = None, targets: Sequence[str] | None = None,
+                lead=None, region_mm: np.ndarray | None = None, supersample: int = 3) -> SweepSetup:
+    """Resolve the unit settings and sample the structures."""
     K = basis.n_contacts
     for c in configs:
         for k in c.weights:
@@ -338,15 +332,10 @@ def setup_sweep(basis, configs: Sequence[ContactConfig], mode: str, max_amplitud
     areas = np.full(K, np.nan)
     if lead is not None:
         areas = np.array([c.area_mm2 for c in lead.model.contacts()], float)
-    if grid is None:
-        if lead is None:
-            raise VtaError("sweep needs a voxel grid or the lead (to place a default grid)")
-        centers = np.array([lead.placement.contact_center_mm(lead.model, k) for k in range(K)])
-        max_mA = float(max_amplitude * max(max(np.abs(s.currents_mA).max(), abs(s.ground_current_mA)) for s in states))
-        grid = default_grid(centers, max_mA, float(min_threshold), sigma_S_per_m, spacing_mm)
     structs = structure_samples(structures or {}, region_mm, supersample)
     target_names = list(structs) if targets is None else [t for t in targets if t in structs]
-    return SweepSetup(states, areas, grid, structs, target_names)
+    min_ratio = float(min_threshold) / float(max_amplitude) * (1 - 1e-9)
+    return SweepSetup(states, areas, min_ratio, structs, target_names)
 
 
 def sweep(
@@ -357,11 +346,8 @@ def sweep(
     axon_diameter_um: float | None = None,
     structures: dict | None = None,
     targets: Sequence[str] | None = None,
-    grid: VoxelGrid | None = None,
     lead=None,
     region_mm: np.ndarray | None = None,
-    spacing_mm: float = 0.5,
-    sigma_S_per_m: float = 0.1,
     supersample: int = 3,
     tract_thresholds: TractThresholds | None = None,
 ) -> list[dict]:
@@ -383,14 +369,10 @@ def sweep(
     targets : sequence of str, optional
         The target structures (default: all of ``structures``); ``spill_mm3`` is the
         VTA volume outside them.
-    grid : VoxelGrid, optional
-        The voxel grid of the VTA volume; default: around the contacts (needs ``lead``).
     lead : LeadConfig, optional
-        Lead model and placement: contact areas (charge density) and the default grid.
+        Lead model and placement: contact areas (charge density).
     region_mm : ndarray (2, 3), optional
         Box worth evaluating for structure overlap (e.g. the mesh domain).
-    spacing_mm, sigma_S_per_m
-        Spacing of the default grid, and the conductivity its margin assumes.
     supersample : int
         Sub-voxels per structure voxel edge.
     tract_thresholds : callable, optional
@@ -408,8 +390,7 @@ def sweep(
     pws = np.asarray(spec.pulse_widths_us, float).reshape(-1)
     thr = thresholds_for(pws, threshold_V_per_mm, axon_diameter_um)
     setup = setup_sweep(basis, spec.configs, spec.mode, float(amps.max()), float(thr.min()), structures=structures,
-                        targets=targets, grid=grid, lead=lead, region_mm=region_mm, spacing_mm=spacing_mm,
-                        sigma_S_per_m=sigma_S_per_m, supersample=supersample)
+                        targets=targets, lead=lead, region_mm=region_mm, supersample=supersample)
     K = basis.n_contacts
     structs, target_names, areas = setup.structs, setup.target_names, setup.areas_mm2
 
@@ -422,6 +403,7 @@ def sweep(
     for resp in setup.responses(basis, spec.configs):
         c, state = resp.config, resp.state
         vta = resp.vta_mm3(ratio.ravel())
+        clipped = resp.clipped(ratio.ravel())
         overlaps = {name: (resp.overlap_mm3(name, ratio.ravel()), resp.structure_volume_mm3[name]) for name in structs}
         target_sum = sum((overlaps[t][0] for t in target_names), np.zeros(ratio.size))
         spill = np.maximum(vta - target_sum, 0.0)
@@ -446,7 +428,7 @@ def sweep(
                 "pulse_width_us": float(P[i]),
                 "threshold_V_per_mm": float(T[i]),
                 "vta_volume_mm3": float(vta[i]),
-                "touches_grid_border": bool(resp.border_norm * A[i] >= T[i]),
+                "vta_clipped_by_domain": bool(clipped[i]),
             }
             for name, (ov, volume) in overlaps.items():
                 row[f"{name}_overlap_mm3"] = float(ov[i])
@@ -471,10 +453,10 @@ def sweep(
     if n30 or nsh:
         log.warning("%d of %d settings exceed %g uC/cm^2 per phase and %d exceed the Shannon limit (k = %g)",
                     n30, len(rows), CHARGE_DENSITY_LIMIT_UC_CM2, nsh, SHANNON_K)
-    nb = sum(r["touches_grid_border"] for r in rows)
+    nb = sum(r["vta_clipped_by_domain"] for r in rows)
     if nb:
-        log.warning("%d of %d settings' VTA reaches the edge of the sweep grid (volumes are lower bounds)",
-                    nb, len(rows))
+        log.warning("%d of %d settings' VTA reaches the outer boundary of the model domain (column "
+                    "vta_clipped_by_domain: their volumes and overlaps are lower bounds)", nb, len(rows))
     return rows
 
 
