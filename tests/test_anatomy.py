@@ -176,6 +176,28 @@ def test_unknown_and_missing_labels(tmp_path: Path, atlas_file: Path, caplog) ->
     assert list(s) == ["NAc_L"]
 
 
+@pytest.mark.parametrize("name,text", [
+    ("wrong.tsv", "index\tname\n7\tLeft thing\n8\tRight thing\n"),
+    ("wrong.xml", '<?xml version="1.0"?><atlas><data><label index="7">Left thing</label>'
+                  '<label index="8">Right thing</label></data></atlas>'),
+    ("wrong_lut.txt", "#$Id: FreeSurferColorLUT\n0  Unknown 0 0 0 0\n26  Left-Accumbens-area 10 20 30 0\n"),
+])
+def test_label_table_matching_no_image_label_is_an_error(tmp_path: Path, atlas_file: Path, name: str,
+                                                          text: str) -> None:
+    """A table none of whose labels occur in the image (labels 1, 2) names both files (was: no structures)."""
+    table = tmp_path / name
+    table.write_text(text)
+    pattern = rf"atlas\.nii\.gz.*{name.replace('.', '[.]')}|{name.replace('.', '[.]')}.*atlas\.nii\.gz"
+    with pytest.raises(VtaError, match=pattern) as exc:
+        load_label_atlas(atlas_file, table)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(VtaError, match=pattern):
+        Anatomy.from_files(labels=atlas_file, label_table=table)
+    # one matching label is enough (the others only warn, as before)
+    table.write_text("1\tA\n7\tX\n")
+    assert list(load_label_atlas(atlas_file, table)) == ["A"]
+
+
 def test_float_labels_rejected(tmp_path: Path) -> None:
     p = save(tmp_path / "prob.nii.gz", np.full((4, 4, 4), 0.5, np.float32))
     t = tmp_path / "t.tsv"

@@ -157,3 +157,71 @@ def test_tissue_model_needs_anatomy(design_case):
     case = mutate(design_case, "tissue.model", "colecole4")
     with pytest.raises(ConfigError, match=r"tissue.model.*needs an \[anatomy\]"):
         parse_config(case)
+
+
+# --- plausible ranges (conductivity, VTA threshold) ---------------------------------
+
+@pytest.mark.parametrize("path, value", [
+    ("tissue.conductivity_S_per_m", 5.0),       # accepted before (only > 10 was rejected)
+    ("tissue.conductivity_S_per_m", 0.001),
+    ("tissue.conductivity_S_per_m", 200),
+    ("tissue.encapsulation_conductivity_S_per_m", 50.0),
+    ("tissue.encapsulation_conductivity_S_per_m", 0.002),
+])
+def test_conductivity_outside_stated_range_rejected(design_case, path, value):
+    from vta.tissue import SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M
+
+    stated = f"{SIGMA_MIN_S_PER_M:g}-{SIGMA_MAX_S_PER_M:g} S/m"
+    assert stated == "0.01-2 S/m"
+    with pytest.raises(ConfigError, match=rf"'{path}'.*{stated.replace('.', '[.]')}") as exc:
+        parse_config(mutate(design_case, path, value))
+    assert "\n" not in str(exc.value)
+
+
+def test_conductivity_range_is_inclusive(design_case):
+    from vta.tissue import SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M
+
+    for v in (SIGMA_MIN_S_PER_M, SIGMA_MAX_S_PER_M):
+        case = mutate(design_case, "tissue.conductivity_S_per_m", v)
+        case = mutate(case, "tissue.encapsulation_conductivity_S_per_m", v)
+        cfg = parse_config(case)
+        assert cfg.tissue.conductivity_S_per_m == cfg.tissue.encapsulation_conductivity_S_per_m == v
+    # the derived default encapsulation value (tissue / 2) is unused without an encapsulation layer ...
+    case = mutate(design_case, "tissue.conductivity_S_per_m", 0.015)
+    assert "encapsulation_conductivity_S_per_m" not in case["tissue"]
+    assert parse_config(case).tissue.encapsulation_conductivity_S_per_m == pytest.approx(0.0075)
+
+
+def test_default_encapsulation_conductivity_outside_range_rejected(design_case):
+    """... but with a layer the default (tissue / 2 = 0.0075 S/m) would be used: name the key to set."""
+    case = mutate(design_case, "tissue.conductivity_S_per_m", 0.015)
+    case = mutate(case, "tissue.encapsulation_thickness_mm", 0.2)
+    with pytest.raises(ConfigError, match=r"'tissue.encapsulation_conductivity_S_per_m'.*default.*0[.]0075 S/m"
+                                          r".*0[.]01-2 S/m"):
+        parse_config(case)
+    case = mutate(case, "tissue.encapsulation_conductivity_S_per_m", 0.01)
+    assert parse_config(case).tissue.encapsulation_conductivity_S_per_m == 0.01
+
+
+def test_anatomy_background_conductivity_range():
+    text = ANATOMY_CASE + "[tissue]\nconductivity_S_per_m = 3.0\n"
+    with pytest.raises(ConfigError, match=r"'tissue.conductivity_S_per_m'.*0[.]01-2 S/m"):
+        parse_config(tomllib.loads(text))
+
+
+@pytest.mark.parametrize("value", [1e9, 150.0, 0.0, -0.2])
+def test_absurd_vta_threshold_rejected(design_case, value):
+    from vta.config import MAX_THRESHOLD_V_PER_MM
+
+    assert MAX_THRESHOLD_V_PER_MM == 100.0
+    with pytest.raises(ConfigError, match=r"'vta.threshold_V_per_mm'.*0 < threshold <= 100 V/mm") as exc:
+        parse_config(mutate(design_case, "vta.threshold_V_per_mm", value))
+    assert "\n" not in str(exc.value)
+
+
+def test_vta_threshold_upper_bound_inclusive(design_case):
+    from vta.config import MAX_THRESHOLD_V_PER_MM
+
+    cfg = parse_config(mutate(design_case, "vta.threshold_V_per_mm", MAX_THRESHOLD_V_PER_MM))
+    assert cfg.vta.threshold_V_per_mm == MAX_THRESHOLD_V_PER_MM
+

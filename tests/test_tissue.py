@@ -12,9 +12,10 @@ import pytest
 from vta.anatomy import BACKGROUND, BLOOD, CSF, GM, WM, Anatomy
 from vta.errors import VtaError
 from niftitools import save_raw_affine
-from vta.tissue import (SIGMA_FLOOR_S_PER_M, ConductivityModel, TensorField, cole_cole_conductivity,
-                        cole_cole_permittivity, element_conductivity, load_dti_tensor,
-                        normalized_conductivity, tet_sample_points, tuch_conductivity)
+from vta.tissue import (DTI_MAX_INDEFINITE_FRACTION, SIGMA_FLOOR_S_PER_M, SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M,
+                        ConductivityModel, TensorField, cole_cole_conductivity, cole_cole_permittivity,
+                        element_conductivity, load_dti_tensor, normalized_conductivity, tet_sample_points,
+                        tuch_conductivity)
 
 # --- Cole-Cole ----------------------------------------------------------------------
 
@@ -264,8 +265,8 @@ def test_dti_errors_and_clamping(tmp_path: Path, caplog: pytest.LogCaptureFixtur
         load_dti_tensor(tmp_path / "junk.nii.gz")
     with pytest.raises(VtaError, match="frame must be"):
         load_dti_tensor(write_tensor(tmp_path / "ok.nii.gz", PROLATE, np.eye(4)), frame="scanner")
-    # non-positive-definite tensors in 2 voxels, zeros (no data) in one
-    d = np.broadcast_to(PROLATE.astype(np.float32), (3, 3, 3, 6)).copy()
+    # non-positive-definite tensors in 2 voxels (below DTI_MAX_INDEFINITE_FRACTION), zeros (no data) in one
+    d = np.broadcast_to(PROLATE.astype(np.float32), (6, 6, 6, 6)).copy()
     d[0, 0, 0] = [1e-3, 0, 0, -2e-4, 0, 5e-4]
     d[1, 0, 0] = [1e-3, 2e-3, 0, 1e-3, 0, 5e-4]  # xy coupling larger than the diagonal
     d[2, 2, 2] = 0.0
@@ -273,8 +274,8 @@ def test_dti_errors_and_clamping(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger="vta.tissue"):
         f = load_dti_tensor(tmp_path / "npd.nii.gz")
     assert f.n_clamped == 2
-    assert "2 of 26 tensors were not positive definite" in caplog.text
-    assert not f.valid[2, 2, 2] and f.valid.sum() == 26
+    assert "2 of 215 tensors were not positive definite" in caplog.text
+    assert not f.valid[2, 2, 2] and f.valid.sum() == 215
     assert np.all(np.linalg.eigvalsh(f.data[f.valid]) > 0)
     with pytest.raises(VtaError, match="shape mismatch"):
         TensorField(np.zeros((2, 2, 2, 3, 3)), np.zeros((2, 2, 3), bool), np.eye(4))
@@ -324,3 +325,85 @@ def test_element_conductivity_with_dti(tmp_path: Path) -> None:
     far = element_conductivity(np.array([[4.0, -4.0, -4.9]]), anat, model,
                                dti=TensorField(dti.data[:1, :1, :1], dti.valid[:1, :1, :1], np.eye(4) * 1.0))
     np.testing.assert_allclose(far[0], 0.0695e-3 * np.eye(3))
+
+
+# --- quietly accepted bad data ------------------------------------------------------
+
+def test_dti_non_finite_values_are_an_error(tmp_path: Path) -> None:
+    """NaN / inf tensor components are an error naming the file and the voxel count (zeros stay "no data")."""
+    d = np.broadcast_to(PROLATE.astype(np.float32), (4, 4, 4, 6)).copy()
+    d[0, 0, 0, 1] = np.nan
+    d[1, 2, 3] = np.nan
+    d[3, 3, 3, 5] = np.inf
+    d[2, 2, 2] = 0.0  # no data: allowed
+    p = tmp_path / "nonfinite_tensor.nii.gz"
+    nib.save(nib.Nifti1Image(d, np.eye(4)), str(p))
+    with pytest.raises(VtaError, match=r"nonfinite_tensor\.nii\.gz.*NaN or infinite.*\b3 of 64 voxels") as exc:
+        load_dti_tensor(p)
+    assert "\n" not in str(exc.value)
+    # a single -inf also counts (5D FSL layout)
+    d = np.broadcast_to(PROLATE.astype(np.float32), (3, 3, 3, 1, 6)).copy()
+    d[1, 1, 1, 0, 0] = -np.inf
+    nib.save(nib.Nifti1Image(d, np.eye(4)), str(tmp_path / "inf5d.nii.gz"))
+    with pytest.raises(VtaError, match=r"inf5d\.nii\.gz.*NaN or infinite.*\b1 of 27 voxels"):
+        load_dti_tensor(tmp_path / "inf5d.nii.gz")
+
+
+def _tensor_volume_with_indefinite(path: Path, n_total: int, n_bad: int) -> Path:
+    """A (n_total, 1, 1) tensor image: n_bad indefinite tensors, the rest prolate, plus zero voxels (no data)."""
+    d = np.zeros((n_total + 3, 1, 1, 6), np.float32)  # 3 trailing all-zero voxels: not counted
+    d[:n_total, 0, 0] = PROLATE
+    d[:n_bad, 0, 0] = [1e-3, 0, 0, -2e-4, 0, 5e-4]  # negative yy eigenvalue
+    nib.save(nib.Nifti1Image(d, np.eye(4)), str(path))
+    return path
+
+
+def test_dti_mostly_indefinite_is_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """More than DTI_MAX_INDEFINITE_FRACTION of the tensors with data indefinite: an error, not a warning."""
+    assert DTI_MAX_INDEFINITE_FRACTION == 0.05
+    # exactly at the limit (5 of 100): clamped with a warning, as before
+    ok = _tensor_volume_with_indefinite(tmp_path / "at_limit.nii.gz", 100, 5)
+    with caplog.at_level(logging.WARNING, logger="vta.tissue"):
+        f = load_dti_tensor(ok)
+    assert f.n_clamped == 5 and f.valid.sum() == 100
+    assert "5 of 100 tensors were not positive definite" in caplog.text
+    # one more: an error naming the file, the count and the fraction
+    bad = _tensor_volume_with_indefinite(tmp_path / "over_limit.nii.gz", 100, 6)
+    with pytest.raises(VtaError, match=r"over_limit\.nii\.gz.*6 of 100 tensors.*6\.0\s?%.*5\s?%") as exc:
+        load_dti_tensor(bad)
+    assert "\n" not in str(exc.value)
+    # a wrong component order typically makes most tensors indefinite
+    comps = np.array([1.0, 0.1, 0.2, 0.8, 0.3, 0.6]) * 1e-3  # FSL order of a PD tensor ...
+    p = write_tensor(tmp_path / "order.nii.gz", comps, np.eye(4))
+    load_dti_tensor(p, order="fsl")
+    with pytest.raises(VtaError, match=r"order\.nii\.gz.*125 of 125 tensors.*100\.0\s?%"):
+        load_dti_tensor(p, order="mrtrix")  # ... read as MRtrix: xy = 0.8e-3 > sqrt(xx yy)
+
+
+def test_conductivity_plausible_range_in_model_and_encapsulation(tmp_path: Path) -> None:
+    """Class and encapsulation conductivities outside SIGMA_MIN..SIGMA_MAX S/m are rejected, naming the range."""
+    assert (SIGMA_MIN_S_PER_M, SIGMA_MAX_S_PER_M) == (0.01, 2.0)
+    rng = r"0\.01-2 S/m"
+    for kw, key in (({"gm": 5.0, "wm": 0.1}, "gm_S_per_m"), ({"gm": 0.1, "wm": 0.001}, "wm_S_per_m"),
+                    ({"gm": 0.1, "wm": 0.1, "csf": 2.5}, "csf_S_per_m"),
+                    ({"gm": 0.1, "wm": 0.1, "background": 20.0}, "background_S_per_m")):
+        with pytest.raises(VtaError, match=rf"{key}.*{rng}"):
+            ConductivityModel.constant(**kw)
+    with pytest.raises(VtaError, match=rf"gm_S_per_m.*{rng}"):
+        ConductivityModel.homogeneous(3.0)
+    # the range is inclusive, and every preset (CSF = 2.0 S/m, Cole-Cole up to 10 kHz) lies in it
+    ConductivityModel.constant(gm=SIGMA_MIN_S_PER_M, wm=SIGMA_MAX_S_PER_M)
+    for name in ("colecole4", "constant", "horn2017", "horn2017_10khz"):
+        for f in (10.0, 130.0, 1e4):
+            ConductivityModel.preset(name, frequency_hz=f)
+    anat = label_anatomy(tmp_path)
+    model = ConductivityModel.preset("constant")
+    for s_enc in (5.0, 0.001):
+        with pytest.raises(VtaError, match=rf"encapsulation conductivity.*{rng}"):
+            element_conductivity(np.zeros((4, 3)), anat, model, encapsulation_mask=np.ones(4, bool),
+                                 encapsulation_sigma=s_enc)
+    # without encapsulated elements the value is unused (the pipeline always passes a mask)
+    s = element_conductivity(np.zeros((4, 3)), anat, model, encapsulation_mask=np.zeros(4, bool),
+                             encapsulation_sigma=0.005)
+    np.testing.assert_allclose(s, element_conductivity(np.zeros((4, 3)), anat, model))
+

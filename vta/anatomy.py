@@ -197,7 +197,8 @@ class Anatomy:
                 raise VtaError(f"label atlas '{labels}': a label table (TSV, FSL XML or FreeSurfer LUT) is required")
             img = read_nifti(labels, ndim=3, what="label atlas")
             grids.append((f"label atlas '{labels}'", img))
-            structs.update(_label_structures(img, read_label_table(label_table), structures, str(labels)))
+            structs.update(_label_structures(img, read_label_table(label_table), structures, str(labels),
+                                             str(label_table)))
         if probabilistic is not None:
             img = read_nifti(probabilistic, ndim=4, what="probabilistic atlas")
             grids.append((f"probabilistic atlas '{probabilistic}'", img))

@@ -480,10 +480,24 @@ def _select_names(table: Mapping[int, str], structures: Sequence[str] | Mapping[
 
 
 def _label_structures(img: Image, table: Mapping[int, str],
-                      structures: Sequence[str] | Mapping[str, str] | None, what: str) -> dict[str, Structure]:
+                      structures: Sequence[str] | Mapping[str, str] | None, what: str,
+                      table_source: str | None = None) -> dict[str, Structure]:
+    """Structures of a label atlas; ``what`` names the image, ``table_source`` the table file.
+
+    A table none of whose (non-zero) labels occur in the image is an error naming both
+    (a table for another atlas); table labels without voxels are otherwise warnings.
+    """
     data = _integer_labels(img, f"label atlas '{what}'")
     present = set(np.unique(data).tolist()) - {0}
     by_name = {n: i for i, n in table.items() if i != 0}
+    if not present & set(by_name.values()):
+        tab = f"label table '{table_source}'" if table_source is not None else "the label table"
+        img_labels = sorted(present)
+        shown = ", ".join(map(str, img_labels[:10])) + (" ..." if len(img_labels) > 10 else "")
+        tab_labels = sorted(by_name.values())
+        tab_shown = ", ".join(map(str, tab_labels[:10])) + (" ..." if len(tab_labels) > 10 else "")
+        raise VtaError(f"label atlas '{what}': none of the {len(tab_labels)} labels of {tab} ({tab_shown or 'none'}) "
+                       f"occur in the image (its labels: {shown or 'none'}); is it the table of another atlas?")
     selected = _select_names(table, structures, f"label atlas '{what}'")
     missing = sorted(i for i in by_name.values() if i not in present)
     if missing:
@@ -520,11 +534,12 @@ def load_label_atlas(nifti_path: str | Path, table_path: str | Path,
     ------
     VtaError
         Missing/unreadable files, broken affine, 4D data, non-integer labels, a name
-        not in the table (with suggestions), a selected structure without voxels. Table
-        labels without voxels are logged as warnings (and skipped).
+        not in the table (with suggestions), a selected structure without voxels, a
+        table none of whose labels occur in the image. Table labels without voxels are
+        otherwise logged as warnings (and skipped).
     """
     img = read_nifti(nifti_path, ndim=3, what="label atlas")
-    return _label_structures(img, read_label_table(table_path), structures, str(nifti_path))
+    return _label_structures(img, read_label_table(table_path), structures, str(nifti_path), str(table_path))
 
 
 def _probabilistic_structures(img: Image, names: Sequence[str] | str | Path | None, what: str) -> dict[str, Structure]:

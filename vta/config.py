@@ -95,6 +95,9 @@ __all__ = [
 #: (e.g. 25.5 mA / 10.5 V) with a margin; beyond them the input is taken as a typo.
 MAX_CURRENT_MA = 30.0
 MAX_VOLTAGE_V = 25.0
+#: Largest accepted VTA threshold (V/mm): far above every axon threshold in the
+#: literature (~0.05-2 V/mm, e.g. Astrom 2015); a larger value is taken as a unit/typo error.
+MAX_THRESHOLD_V_PER_MM = 100.0
 
 
 class _Section:
@@ -560,22 +563,35 @@ def _parse_domain(sec: _Section) -> DomainConfig:
 
 
 def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
+    from .tissue import CONDUCTIVITY_PRESETS, SIGMA_RANGE_TEXT, is_plausible_conductivity
+
     sec = sec or _Section({}, "tissue")
+
+    def conductivity(name: str, default: Any = ...) -> float | None:
+        # the one range check of every [tissue] conductivity (SIGMA_MIN/MAX_S_PER_M in vta.tissue)
+        value = sec.number(name, default)
+        if value is not None and not is_plausible_conductivity(value):
+            raise ConfigError(sec.key(name), f"{value:g} S/m is not a tissue conductivity: must be positive "
+                                             f"and within the plausible range {SIGMA_RANGE_TEXT}")
+        return value
+
     model = None
     if has_anatomy:
-        from .tissue import CONDUCTIVITY_PRESETS
-
         model = sec.choice("model", tuple(CONDUCTIVITY_PRESETS), "colecole4")
-        sigma = sec.number("conductivity_S_per_m", None, positive=True)
+        sigma = conductivity("conductivity_S_per_m", None)
     else:
         if sec.has("model"):
             raise ConfigError(sec.key("model"), "needs an [anatomy]; without one give conductivity_S_per_m")
-        sigma = sec.number("conductivity_S_per_m", positive=True)
-    if sigma is not None and sigma > 10:
-        raise ConfigError(sec.key("conductivity_S_per_m"), f"{sigma} S/m is not a tissue conductivity (expected 0.01-2)")
+        sigma = conductivity("conductivity_S_per_m")
     thickness = sec.number("encapsulation_thickness_mm", 0.0, min_value=0.0)
+    # the derived default (tissue / 2) is checked only where a layer (thickness > 0) uses it
     enc_default = (sigma if sigma is not None else 0.1) / 2
-    enc_sigma = sec.number("encapsulation_conductivity_S_per_m", enc_default, positive=True)
+    enc_given = sec.has("encapsulation_conductivity_S_per_m")
+    enc_sigma = conductivity("encapsulation_conductivity_S_per_m") if enc_given else enc_default
+    if thickness > 0 and not enc_given and not is_plausible_conductivity(enc_sigma):
+        raise ConfigError(sec.key("encapsulation_conductivity_S_per_m"),
+                          f"the default (conductivity_S_per_m / 2 = {enc_sigma:g} S/m) is outside the plausible "
+                          f"range {SIGMA_RANGE_TEXT}; give encapsulation_conductivity_S_per_m")
     if thickness > 2.0:
         raise ConfigError(sec.key("encapsulation_thickness_mm"), f"{thickness} mm is implausible (expected 0-0.5)")
     sec.finish()
@@ -631,7 +647,12 @@ def _parse_vta(sec: _Section | None, stim: StimulationConfig) -> VtaConfig:
             raise ConfigError(sec.key("axon_diameter_um"), str(exc)) from None
         result = VtaConfig(thr, diam, f"Astrom 2015 table, D = {diam} um, PW = {stim.pulse_width_us} us", method)
     else:
-        thr = sec.number("threshold_V_per_mm", 0.2, positive=True)
+        thr = sec.number("threshold_V_per_mm", 0.2)
+        if not 0 < thr <= MAX_THRESHOLD_V_PER_MM:
+            raise ConfigError(sec.key("threshold_V_per_mm"),
+                              f"must be positive and at most {MAX_THRESHOLD_V_PER_MM:g} V/mm (plausible range "
+                              f"0 < threshold <= {MAX_THRESHOLD_V_PER_MM:g} V/mm; axon thresholds are "
+                              f"~0.05-2 V/mm), got {thr:g}")
         result = VtaConfig(thr, None, "threshold_V_per_mm", method)
     sec.finish()
     return result

@@ -43,17 +43,22 @@ from .errors import VtaError
 __all__ = [
     "COLE_COLE_PARAMETERS",
     "CONDUCTIVITY_PRESETS",
+    "DTI_MAX_INDEFINITE_FRACTION",
     "DTI_ORDERS",
     "EPSILON_0",
     "TUCH_D_EPS_MM2_PER_S",
     "TUCH_K_S_S_PER_MM3",
     "SIGMA_FLOOR_S_PER_M",
+    "SIGMA_MAX_S_PER_M",
+    "SIGMA_MIN_S_PER_M",
+    "SIGMA_RANGE_TEXT",
     "ColeColeParameters",
     "ConductivityModel",
     "TensorField",
     "cole_cole_conductivity",
     "cole_cole_permittivity",
     "element_conductivity",
+    "is_plausible_conductivity",
     "load_dti_tensor",
     "normalized_conductivity",
     "tet_sample_points",
@@ -187,6 +192,30 @@ def cole_cole_conductivity(tissue: str, frequency_hz: float | np.ndarray) -> flo
 
 # --- conductivity model --------------------------------------------------------------
 
+#: Plausible range (S/m) of an isotropic tissue, class or encapsulation conductivity:
+#: from below grey/white matter at low frequency (~0.02 S/m) to CSF (2.0 S/m). Enforced
+#: (inclusive) by :class:`ConductivityModel`, :func:`element_conductivity` and the
+#: ``[tissue]`` config keys; every message states it as :data:`SIGMA_RANGE_TEXT`.
+SIGMA_MIN_S_PER_M = 0.01
+SIGMA_MAX_S_PER_M = 2.0
+#: The range as the messages state it ("0.01-2 S/m").
+SIGMA_RANGE_TEXT = f"{SIGMA_MIN_S_PER_M:g}-{SIGMA_MAX_S_PER_M:g} S/m"
+# relative slack for rounding only: Gabriel's CSF evaluates to 2.0000000023 S/m at 10 kHz
+_SIGMA_RANGE_RTOL = 1e-6
+
+
+def is_plausible_conductivity(value: Any) -> bool:
+    """True if ``value`` is a finite number (S/m) in ``SIGMA_MIN_S_PER_M..SIGMA_MAX_S_PER_M``.
+
+    The bounds are inclusive (up to a 1e-6 relative rounding slack).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    v = float(value)
+    return (math.isfinite(v) and SIGMA_MIN_S_PER_M * (1 - _SIGMA_RANGE_RTOL) <= v
+            <= SIGMA_MAX_S_PER_M * (1 + _SIGMA_RANGE_RTOL))
+
+
 #: Named conductivity presets (S/m) and their sources; see :meth:`ConductivityModel.preset`.
 CONDUCTIVITY_PRESETS: dict[str, str] = {
     "colecole4": "Gabriel 1996 4-Cole-Cole at the stimulation frequency (default 130 Hz: GM 0.0915, "
@@ -203,6 +232,9 @@ CONDUCTIVITY_PRESETS: dict[str, str] = {
 @dataclass(frozen=True)
 class ConductivityModel:
     """Isotropic conductivity per tissue class (S/m).
+
+    Every value must lie in the plausible range :data:`SIGMA_MIN_S_PER_M` ..
+    :data:`SIGMA_MAX_S_PER_M` (0.01-2 S/m); others raise :class:`~vta.errors.VtaError`.
 
     Attributes
     ----------
@@ -240,8 +272,9 @@ class ConductivityModel:
             v = getattr(self, key)
             if v is None and key == "background_S_per_m":
                 continue
-            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
-                raise VtaError(f"conductivity {key} must be a positive number in S/m, got {v!r}")
+            if not is_plausible_conductivity(v):
+                raise VtaError(f"conductivity {key} must be a positive number in S/m within the plausible "
+                               f"range {SIGMA_RANGE_TEXT}, got {v!r}")
             object.__setattr__(self, key, float(v))
 
     # constructors --------------------------------------------------------------------
@@ -356,6 +389,11 @@ TUCH_D_EPS_MM2_PER_S = 0.124e-3
 SIGMA_FLOOR_S_PER_M = 0.027512 / 20.0
 #: Lower bound for diffusion eigenvalues after loading (mm^2/s).
 D_FLOOR_MM2_PER_S = 1.0e-6
+#: Largest fraction of the tensors with data (non-zero voxels) that may be indefinite (an
+#: eigenvalue <= 0) and still be clamped with a warning; above it the file is rejected.
+#: Noisy fits give a few indefinite tensors (mostly CSF/partial-volume voxels); a large
+#: fraction means a wrong component order, wrong units or a corrupt fit.
+DTI_MAX_INDEFINITE_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -368,7 +406,7 @@ class TensorField:
         Diffusion tensors in mm^2/s, expressed in world (x, y, z) axes, positive
         definite wherever :attr:`valid` is True (eigenvalues >= the load floor).
     valid : ndarray of bool, shape (I, J, K)
-        Voxels with tensor data (False where the file is all zeros / non-finite).
+        Voxels with tensor data (False where the file is all zeros).
     affine : ndarray, shape (4, 4)
         Voxel index -> world mm affine.
     source : str
@@ -452,15 +490,19 @@ def load_dti_tensor(nifti_path: str | Path, order: str | Sequence[str] = "fsl", 
     Returns
     -------
     TensorField
-        World-frame tensors (mm^2/s). Voxels that are all zero or non-finite are
-        marked invalid (no DTI: isotropic there). Tensors with an eigenvalue below
+        World-frame tensors (mm^2/s). Voxels that are all zero are marked invalid
+        (no data: isotropic there). Tensors with an eigenvalue below
         ``D_FLOOR_MM2_PER_S`` (non-positive-definite from noisy fits) are clamped to
         it; their number is logged as a warning and kept in ``n_clamped``.
 
     Raises
     ------
     VtaError
-        Missing/unreadable file, wrong number of components, bad order, broken affine.
+        Missing/unreadable file, wrong number of components, bad order, broken affine;
+        NaN or infinite values in any voxel (the message gives the number of voxels;
+        write 0 for "no data"); more than :data:`DTI_MAX_INDEFINITE_FRACTION` (5 %) of
+        the tensors with data indefinite (an eigenvalue <= 0), which points to a wrong
+        ``order``, wrong units or a broken fit rather than noise.
     """
     import nibabel as nib
 
@@ -485,10 +527,13 @@ def load_dti_tensor(nifti_path: str | Path, order: str | Sequence[str] = "fsl", 
     comps = _parse_order(order, what)
     if not (math.isfinite(scale_to_mm2_per_s) and scale_to_mm2_per_s > 0):
         raise VtaError(f"{what}: scale_to_mm2_per_s must be positive, got {scale_to_mm2_per_s}")
+    n_nonfinite = int(np.count_nonzero(~np.all(np.isfinite(data), axis=3)))
+    if n_nonfinite:
+        raise VtaError(f"{what}: NaN or infinite tensor values in {n_nonfinite} of {int(np.prod(data.shape[:3]))} "
+                       "voxels (write 0 in voxels without data)")
     data = data * float(scale_to_mm2_per_s)
 
-    finite = np.all(np.isfinite(data), axis=3)
-    valid = finite & np.any(np.abs(np.where(finite[..., None], data, 0.0)) > 0, axis=3)
+    valid = np.any(data != 0, axis=3)
     tens = np.zeros(data.shape[:3] + (3, 3))
     for vol, name in enumerate(comps):
         a, b = _COMP_INDEX[name]
@@ -507,6 +552,12 @@ def load_dti_tensor(nifti_path: str | Path, order: str | Sequence[str] = "fsl", 
     if valid.any():
         t = tens[valid]
         w, v = np.linalg.eigh(t)
+        n_valid = len(t)
+        n_indefinite = int(np.count_nonzero(w[:, 0] <= 0))
+        if n_indefinite > DTI_MAX_INDEFINITE_FRACTION * n_valid:
+            raise VtaError(f"{what}: {n_indefinite} of {n_valid} tensors ({n_indefinite / n_valid:.1%}) are not "
+                           f"positive definite, more than the {DTI_MAX_INDEFINITE_FRACTION:.0%} that noisy fits "
+                           "explain; check the component order (dti_order) and the units")
         bad = w[:, 0] < D_FLOOR_MM2_PER_S
         n_clamped = int(bad.sum())
         if n_clamped:
@@ -757,8 +808,9 @@ def element_conductivity(centroids_mm: np.ndarray, anatomy: Any, model: Conducti
     Raises
     ------
     VtaError
-        Bad shapes (centroids, mask length, mesh), unknown mapping or class names,
-        non-positive encapsulation conductivity.
+        Bad shapes (centroids, mask length, mesh), unknown mapping or class names, an
+        encapsulation conductivity outside the plausible range (:data:`SIGMA_RANGE_TEXT`)
+        where the mask selects elements.
     """
     c = np.asarray(centroids_mm, dtype=float)
     if c.ndim != 2 or c.shape[1] != 3:
@@ -800,11 +852,13 @@ def element_conductivity(centroids_mm: np.ndarray, anatomy: Any, model: Conducti
             raise VtaError(f"shape mismatch: encapsulation mask has shape {enc.shape}, expected ({m},)")
         enc = enc.astype(bool)
         s_enc = model.gm_S_per_m if encapsulation_sigma is None else encapsulation_sigma
-        if not (isinstance(s_enc, (int, float, np.floating)) and math.isfinite(s_enc) and s_enc > 0):
-            raise VtaError(f"encapsulation conductivity must be positive (S/m), got {s_enc!r}")
-        sig[enc] = float(s_enc)
-        if tens is not None:
-            tens[enc] = float(s_enc) * np.eye(3)
+        if enc.any():  # the value is only used (and checked) where there are encapsulated elements
+            if not is_plausible_conductivity(s_enc):
+                raise VtaError(f"encapsulation conductivity must be a positive number in S/m within the plausible "
+                               f"range {SIGMA_RANGE_TEXT}, got {s_enc!r}")
+            sig[enc] = float(s_enc)
+            if tens is not None:
+                tens[enc] = float(s_enc) * np.eye(3)
 
     out = sig if tens is None else tens
     return out * 1e-3
