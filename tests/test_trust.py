@@ -152,3 +152,21 @@ def test_signal_during_meshing_stops_at_once(tmp_path, sig, status, word):
     assert elapsed < 3.0
     assert err.strip().splitlines() == [f"vta: {word}; no partial outputs were written"]
     assert not out.exists()
+
+
+def test_cache_prune_removes_orphaned_temporary_files(tmp_path):
+    """A cache write killed mid-way leaves `.NAME.XXXX.tmp.npz`; pruning removes the old
+    ones (not a young one that another process may still be writing)."""
+    import os
+
+    from vta.cache import clear_cache, remove_orphans
+
+    old = tmp_path / ".abc.npz.k2j3.tmp.npz"
+    young = tmp_path / ".def.npz.x8w1.tmp.npz"
+    entry = tmp_path / "0123.npz"
+    for f in (old, young, entry):
+        f.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert remove_orphans(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [young.name, entry.name]
+    assert clear_cache(tmp_path) == 2 and list(tmp_path.iterdir()) == []

@@ -47,6 +47,7 @@ from .atlas_io import (BACKGROUND, BLOOD, CSF, GM, TISSUE_CLASSES, WM, Image, St
                        _suggest, load_label_atlas, load_probabilistic_atlas, load_tissue_segmentation,
                        read_label_table, read_nifti, resample_to)
 from .errors import VtaError
+from .notices import NOT_ABOUT_RESULT
 
 __all__ = [
     "BACKGROUND", "BLOOD", "CSF", "GM", "WM", "TISSUE_CLASSES",
@@ -362,7 +363,7 @@ def default_anatomy(atlas: str = "hcpex", *, cache: bool = True,
             anat = Anatomy.load(path)
             log.debug("default anatomy read from cache %s", path)
         except VtaError as exc:
-            log.warning("ignoring unreadable anatomy cache %s: %s", path, exc)
+            log.warning("ignoring unreadable anatomy cache %s: %s", path, exc, extra=NOT_ABOUT_RESULT)
     if anat is None:
         t0 = time.perf_counter()
         anat = build_default_anatomy(key_atlas, box)
@@ -371,7 +372,7 @@ def default_anatomy(atlas: str = "hcpex", *, cache: bool = True,
             try:
                 anat.save(path)
             except OSError as exc:
-                log.warning("could not write anatomy cache %s: %s", path, exc)
+                log.warning("could not write anatomy cache %s: %s", path, exc, extra=NOT_ABOUT_RESULT)
     _MEMO[(key_atlas, key)] = anat
     return anat
 

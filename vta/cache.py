@@ -51,6 +51,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import VtaError
+from .notices import NOT_ABOUT_RESULT
+
 __all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "cached_basis", "clear_cache", "file_digest",
            "load_basis", "store_basis"]
 
@@ -192,8 +195,8 @@ def store_basis(path: str | os.PathLike, basis: Any, key_text: str = "") -> bool
         np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
         return True
-    except OSError as exc:
-        log.warning("could not write the basis cache %s: %s", path, exc)
+    except (OSError, VtaError) as exc:  # a cache that cannot be written only costs time
+        log.warning("could not write the basis cache %s: %s", path, exc, extra=NOT_ABOUT_RESULT)
         return False
 
 
@@ -218,10 +221,39 @@ def load_basis(path: str | os.PathLike, key_text: str | None = None) -> Any:
     return classes[kind].from_arrays(arrays)
 
 
+#: A temporary file of an interrupted cache write older than this is an orphan (s).
+ORPHAN_AGE_S = 3600.0
+
+
+def remove_orphans(folder: Path, min_age_s: float = ORPHAN_AGE_S) -> int:
+    """Delete temporary files that killed cache writes left behind (``.*.tmp*``, older
+    than ``min_age_s``: younger ones may still be written by another process).
+
+    Returns
+    -------
+    int
+        How many files went.
+    """
+    now = time.time()
+    n = 0
+    for f in folder.glob(".*.tmp*"):
+        try:
+            if f.is_file() and now - f.stat().st_mtime >= min_age_s:
+                f.unlink()
+                n += 1
+        except OSError:
+            pass
+    if n:
+        log.info("removed %d orphaned temporary file(s) from the basis cache %s", n, folder)
+    return n
+
+
 def _prune(folder: Path, max_bytes: int, keep: Path) -> None:
-    """Delete the least recently used entries until the folder fits in ``max_bytes``."""
+    """Delete the least recently used entries until the folder fits in ``max_bytes``,
+    and orphaned temporary files of interrupted writes."""
+    remove_orphans(folder)
     try:
-        files = [(f.stat().st_mtime, f.stat().st_size, f) for f in folder.glob("*.npz")]
+        files = [(f.stat().st_mtime, f.stat().st_size, f) for f in folder.glob("*.npz") if not f.name.startswith(".")]
     except OSError:
         return
     total = sum(size for _, size, _ in files)
@@ -280,7 +312,7 @@ def cached_basis(key_dict: dict, builder: Callable[[], Any],
         try:
             basis = load_basis(path, key_text)
         except Exception as exc:  # corrupt, truncated, foreign or stale: rebuild
-            log.warning("basis cache %s is unreadable (%s); rebuilding it", path.name, exc)
+            log.warning("basis cache %s is unreadable (%s); rebuilding it", path.name, exc, extra=NOT_ABOUT_RESULT)
             try:
                 path.unlink()
             except OSError:
@@ -326,4 +358,4 @@ def clear_cache(cache_dir_: str | os.PathLike | bool | None = None) -> int:
             n += 1
         except OSError:
             pass
-    return n
+    return n + remove_orphans(folder, min_age_s=0.0)

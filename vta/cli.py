@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 from importlib import resources
-from pathlib import Path
 
 from . import __version__
 from .errors import Terminated, VtaError

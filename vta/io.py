@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 from pathlib import Path

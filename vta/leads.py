@@ -22,7 +22,7 @@ import csv
 import difflib
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Sequence
 

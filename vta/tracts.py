@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -396,23 +394,16 @@ def save_tract(tract: Tract, path: str | Path) -> Path:
         raise VtaError(f"tract file '{p}': saving .npy is not supported (use .npz, which keeps ragged streamlines)")
     if len(tract) == 0:
         raise VtaError(f"tract '{tract.name}': nothing to save to '{p}' (no streamlines)")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=ext)
-        os.close(fd)
-    except OSError as exc:
-        raise VtaError(f"tract file '{p}': cannot write ({exc})") from exc
-    try:
+    from .io import atomic_path
+
+    with atomic_path(p) as tmp_path:  # umask permissions; OS errors name the file
+        tmp = str(tmp_path)
         if ext in (".trk", ".tck"):
             _write_nibabel(tract, tmp, ext)
         elif ext in (".vtk", ".vtp"):
             _write_vtk(tract, tmp)
         else:
             _write_npz(tract, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("wrote tract '%s' (%d streamlines) to %s", tract.name, len(tract), p)
     return p
 
