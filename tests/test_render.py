@@ -272,7 +272,7 @@ def test_cli_render_end_to_end(rendering, small_config_path, anatomy_run, tmp_pa
     proc = vta("render", str(small_config_path), "--out", str(out), "--camera", "anterior,trajectory",
                "--size", "640x480", "-q")
     assert proc.returncode == 0, proc.stderr
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == ["efield_norm.nii.gz", "render_anterior.png", "render_trajectory.png", "scene.html", "summary.json",
                      "vta.nii.gz"]   # everything `vta run` writes, plus the views
     summary = json.loads((out / "summary.json").read_text())
