@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vta.batch import FREQUENCY_NIFTI, config_hash, frequency_map, run_batch
+from vta.batch import FREQUENCY_NIFTI, config_hash, frequency_map, run_batch, write_group_outputs
 from vta.errors import VtaError
 from vta.leads import get_lead
 from vta.manifest import load_manifest, parse_contacts
@@ -75,6 +75,24 @@ def env(tmp_path_factory):
         os.environ.pop("VTA_CACHE_DIR", None)
     else:
         os.environ["VTA_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def finished_batch(tmp_path_factory, env):
+    """Two finished subjects (in-process): (manifest, template, out); copy ``out`` before changing it."""
+    folder = tmp_path_factory.mktemp("finished")
+    manifest, template = write_cohort(folder / "in", GOOD_ROWS[:2])
+    r = run_batch(manifest, folder / "out", template=template, n_workers=1, processes=False)
+    assert r.count("done") == 2
+    return manifest, template, folder / "out"
+
+
+def copy_batch(finished, dest: Path) -> tuple[Path, Path, Path]:
+    import shutil
+
+    manifest, template, out = finished
+    shutil.copytree(out, dest)
+    return manifest, template, dest
 
 
 def write_cohort(folder: Path, rows: list[str], header: str = HEADER) -> tuple[Path, Path]:
@@ -178,17 +196,69 @@ def test_target_and_leaddbs_rows(tmp_path, env):
         specs[4].config()
 
 
-@pytest.mark.parametrize("rows, message", [
-    (["s1,R,Medtronic 3389,10;12,25;32;32,1:-2,"],
-     r"manifest.csv line 2 \(s1 R\): column 'tip_mm': must be three numbers"),
-    (["s1,R,Medtronic 3389,10;12;-8,25;32;32,1-2,"], r"line 2 \(s1 R\): column 'contacts': cannot read '1-2'"),
-    (["s1,X,Medtronic 3389,10;12;-8,25;32;32,1:-2,"], r"line 2: column 'hemisphere': must be R or L, got 'X'"),
-    (["s1,R,,10;12;-8,,1:-2,", "s2,L,,-10;12;-8,,1:-2,", "s1,right,,11;12;-8,,1:-2,"],
-     r"line 4 \(s1 R\): subject s1 hemisphere R is already in manifest.csv line 2"),
-    (["s/1,R,,10;12;-8,,1:-2,"], r"column 'subject': 's/1' may hold only"),
+@pytest.mark.parametrize("row, identity, message", [
+    ("s1,R,Medtronic 3389,10;12,25;32;32,1:-2,", ("s1", "R"),
+     r"^manifest.csv line 3 \(s1 R\): column 'tip_mm': must be three numbers"),
+    ("s1,R,Medtronic 3389,10;twelve;-8,25;32;32,1:-2,", ("s1", "R"),
+     r"^manifest.csv line 3 \(s1 R\): column 'tip_mm': must be three finite numbers"),
+    ("s1,R,Medtronic 3389,10;12;-8,25;32;32,1-2,", ("s1", "R"), r"^manifest.csv line 3 \(s1 R\): column 'contacts': cannot read '1-2'"),
+    ("s1,R,Medtronic 3389,10;12;-8,25;32;32,1:abc,", ("s1", "R"),
+     r"^manifest.csv line 3 \(s1 R\): column 'contacts': cannot read '1:abc'"),
+    ("s1,X,Medtronic 3389,10;12;-8,25;32;32,1:-2,", ("s1", "X"),
+     r"^manifest.csv line 3: column 'hemisphere': must be R or L, got 'X'"),
+    ("s/1,R,,10;12;-8,,1:-2,", ("s/1", "R"), r"^manifest.csv line 3: column 'subject': 's/1' may hold only"),
+    (",R,,10;12;-8,,1:-2,", ("", "R"), r"^manifest.csv line 3: column 'subject': is required"),
+    ("s1,R,,10;12;-8,,1:-2,,extra", ("s1", "R"), r"^manifest.csv line 3 \(s1 R\): 8 cells but the header has 7 columns$"),
 ])
-def test_manifest_errors_name_row_and_column(tmp_path, rows, message):
-    manifest, template = write_cohort(tmp_path, rows)
+def test_malformed_row_is_an_error_of_that_row_only(tmp_path, row, identity, message):
+    """A malformed cell spoils its own row (spec.error, spec.config() raises it), not the manifest."""
+    manifest, template = write_cohort(tmp_path, [GOOD_ROWS[0], row, GOOD_ROWS[4]])
+    m = load_manifest(manifest, template)
+    good1, bad, good2 = m.subjects
+    assert (bad.subject, bad.hemisphere, bad.where) == (*identity, "manifest.csv line 3")
+    assert bad.error is not None and "\n" not in bad.error
+    with pytest.raises(VtaError, match=message):
+        bad.config()
+    assert good1.error is None and good2.error is None
+    assert config_hash(good1.config()) != config_hash(good2.config())
+
+
+def test_malformed_toml_entry_is_an_error_of_that_entry_only(tmp_path):
+    write_cohort(tmp_path, [])
+    (tmp_path / "cohort.toml").write_text("""
+template = "template.toml"
+[[subjects]]
+subject = "s01"
+hemisphere = "R"
+tip_mm = [10, "twelve", -8]
+entry_mm = [25, 32, 32]
+[[subjects]]
+subject = "s02"
+hemisphere = "R"
+colour = "red"
+[[subjects]]
+subject = "s03"
+hemisphere = "R"
+""")
+    s1, s2, s3 = load_manifest(tmp_path / "cohort.toml").subjects
+    with pytest.raises(VtaError, match=r"entry 1 \(s01 R\): column 'tip_mm': must be three finite numbers"):
+        s1.config()
+    with pytest.raises(VtaError, match=r"entry 2 \(s02 R\): unknown key 'colour'"):
+        s2.config()
+    assert s3.error is None and s3.config().lead.model.name == "Medtronic 3389"
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    (["s1,R,,10;12;-8,,1:-2,", "s2,L,,-10;12;-8,,1:-2,", "s1,right,,11;12;-8,,1:-2,"], HEADER,
+     r"line 4 \(s1 R\): subject s1 hemisphere R is already in manifest.csv line 2"),
+    (["s1,R,,10;12;-8,,1:-2,", "s1,R,,10;nope;-8,,1:-2,"], HEADER,
+     r"line 3 \(s1 R\): subject s1 hemisphere R is already in manifest.csv line 2"),
+    (["# only a comment"], HEADER, r"manifest.csv: no subjects"),
+    (["s1,10;12;-8"], "subject,tip_mm\n", r"line 1: the header has no 'hemisphere' column"),
+])
+def test_manifest_errors_name_row_and_column(tmp_path, rows, header, message):
+    """Problems of the manifest as a whole are still refused at once."""
+    manifest, template = write_cohort(tmp_path, rows, header)
     with pytest.raises(VtaError, match=message):
         load_manifest(manifest, template)
 
@@ -335,6 +405,184 @@ def test_in_process_batch_resume_and_group_outputs(tmp_path, env):
     assert s02["vta_volume_mm3"] > 1.3 * summaries["s02", "R"]["vta_volume_mm3"]
 
 
+def test_malformed_rows_are_recorded_and_the_rest_runs(tmp_path, env):
+    """Malformed cells fail their own row (errors.csv, group.csv); the good rows are computed."""
+    rows = [
+        GOOD_ROWS[0],
+        "tip_text,R,Medtronic 3389,10;twelve;-8,25;32;32,1:-2,",   # a non-numeric tip coordinate
+        "no_lead,R,Medtronic 9999,10;12;-8,25;32;32,1:-2,",        # an unknown lead model
+        "amp,R,Medtronic 3389,10;12;-8,25;32;32,1:minus2,",         # an amplitude that is not a number
+        "hemi,up,Medtronic 3389,10;12;-8,25;32;32,1:-2,",          # a bad hemisphere
+        GOOD_ROWS[4],
+    ]
+    manifest, template = write_cohort(tmp_path / "in", rows)
+    out = tmp_path / "out"
+    r = run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert (r.count("done"), r.count("skipped"), r.count("failed")) == (2, 0, 4) and not r.ok
+    assert [(x.subject, x.hemisphere, x.status) for x in r.results] == [
+        ("s01", "R", "done"), ("tip_text", "R", "failed"), ("no_lead", "R", "failed"), ("amp", "R", "failed"),
+        ("hemi", "up", "failed"), ("s01", "L", "done")]
+    errors = read_csv(out / "errors.csv")
+    assert [(e["subject"], e["hemisphere"], e["where"]) for e in errors] == [
+        ("tip_text", "R", "manifest.csv line 3"), ("no_lead", "R", "manifest.csv line 4"),
+        ("amp", "R", "manifest.csv line 5"), ("hemi", "up", "manifest.csv line 6")]
+    assert errors[0]["error"].startswith("manifest.csv line 3 (tip_text R): column 'tip_mm': must be three finite")
+    assert errors[1]["error"].startswith("manifest.csv line 4 (no_lead R): column 'lead_model': unknown lead model")
+    assert errors[2]["error"].startswith("manifest.csv line 5 (amp R): column 'contacts': cannot read '1:minus2'")
+    assert errors[3]["error"] == "manifest.csv line 6: column 'hemisphere': must be R or L, got 'up'"
+    assert all("\n" not in e["error"] for e in errors)
+    group = read_csv(out / "group.csv")
+    assert [(g["subject"], g["hemisphere"], g["status"]) for g in group] == [
+        ("s01", "R", "ok"), ("tip_text", "R", "failed"), ("no_lead", "R", "failed"), ("amp", "R", "failed"),
+        ("hemi", "up", "failed"), ("s01", "L", "ok")]
+    assert [g["error"] for g in group[1:5]] == [e["error"] for e in errors]
+    assert _finished(out) == {"s01_R", "s01_L"} and not (out / "subjects" / "hemi_up").exists()
+    assert "4 failed" in r.summary_line()
+
+
+def test_group_csv_has_clipping_and_warning_columns(tmp_path, finished_batch):
+    manifest, template, out = copy_batch(finished_batch, tmp_path / "out")
+    s1 = out / "subjects" / "s01_R" / "summary.json"
+    s2 = out / "subjects" / "s02_R" / "summary.json"
+    one, two = json.loads(s1.read_text()), json.loads(s2.read_text())
+    one.pop("vta_clipped_by_domain", None)  # summaries of older versions: no such keys
+    one.pop("warnings", None)
+    two["vta_clipped_by_domain"] = True
+    two["warnings"] = ["the VTA reaches the outer boundary of the model domain", "another"]
+    s1.write_text(json.dumps(one))
+    s2.write_text(json.dumps(two))
+    r = run_batch(manifest, out, template=template, n_workers=1, processes=False)  # all skipped; group rebuilt
+    assert r.count("skipped") == 2
+    with open(out / "group.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header.index("vta_clipped_by_domain") < header.index("warnings") < header.index("error")
+    group = read_csv(out / "group.csv")
+    assert [(g["vta_clipped_by_domain"], g["warnings"]) for g in group] == [("False", "0"), ("True", "2")]
+    # a row without a usable summary leaves them empty
+    m = load_manifest(manifest, template)
+    write_group_outputs(m, out, {m.subjects[0].name: config_hash(m.subjects[0].config())})
+    group = read_csv(out / "group.csv")
+    assert [(g["status"], g["vta_clipped_by_domain"], g["warnings"]) for g in group] == [
+        ("ok", "False", "0"), ("stale", "", "")]
+
+
+def test_group_outputs_are_atomic_and_write_errors_are_one_line(tmp_path, finished_batch):
+    manifest, template, out = copy_batch(finished_batch, tmp_path / "out")
+    m = load_manifest(manifest, template)
+    hashes = {s.name: config_hash(s.config()) for s in m.subjects}
+    before = (out / "group.csv").read_bytes()
+    freq_before = (out / FREQUENCY_NIFTI).read_bytes()
+
+    def leftovers() -> list[str]:
+        return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+    # group.csv cannot be replaced (a folder in its place): one VtaError naming it, nothing left behind
+    (out / "group.csv").unlink()
+    (out / "group.csv").mkdir()
+    with pytest.raises(VtaError, match=r"group\.csv") as info:
+        write_group_outputs(m, out, hashes)
+    assert "\n" not in str(info.value) and str(out / "group.csv") in str(info.value)
+    assert leftovers() == []
+    with pytest.raises(VtaError, match=r"group\.csv"):  # the same through run_batch (all skipped)
+        run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert leftovers() == []
+    (out / "group.csv").rmdir()
+
+    # the frequency map cannot be replaced: group.csv is complete, the NIfTI error names its path
+    (out / FREQUENCY_NIFTI).unlink()
+    (out / FREQUENCY_NIFTI).mkdir()
+    with pytest.raises(VtaError, match=FREQUENCY_NIFTI.replace(".", r"\.")) as info:
+        write_group_outputs(m, out, hashes)
+    assert "\n" not in str(info.value) and str(out / FREQUENCY_NIFTI) in str(info.value)
+    assert (out / "group.csv").read_bytes() == before and leftovers() == []
+    (out / FREQUENCY_NIFTI).rmdir()
+
+    # errors.csv likewise
+    (out / "errors.csv").unlink()
+    (out / "errors.csv").mkdir()
+    with pytest.raises(VtaError, match=r"errors\.csv"):
+        run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    (out / "errors.csv").rmdir()
+
+    # written again: the same bytes (deterministic, no half-written files), loadable, MNI-coded
+    group, freq, frac = write_group_outputs(m, out, hashes)
+    assert group.read_bytes() == before and freq.read_bytes() == freq_before and leftovers() == []
+    img = nib.load(freq)
+    assert img.header.get_sform(coded=True)[1] == 4 and np.asarray(img.dataobj).max() == 2
+    np.testing.assert_allclose(nib.load(frac).get_fdata(), np.asarray(img.dataobj) / 2.0, atol=1e-6)
+
+
+def test_incomplete_subject_outputs_are_not_finished(tmp_path, finished_batch):
+    """A subject whose summary lists a file that is gone is neither ok nor skipped: it re-runs."""
+    manifest, template, out = copy_batch(finished_batch, tmp_path / "out")
+    (out / "subjects" / "s02_R" / "vta.nii.gz").unlink()
+    m = load_manifest(manifest, template)
+    write_group_outputs(m, out, {s.name: config_hash(s.config()) for s in m.subjects})
+    group = read_csv(out / "group.csv")
+    assert [(g["status"], g["error"]) for g in group] == [
+        ("ok", ""), ("stale", "incomplete outputs (missing vta.nii.gz)")]
+    r = run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert [(x.subject, x.status) for x in r.results] == [("s01", "skipped"), ("s02", "done")]
+    assert [g["status"] for g in read_csv(out / "group.csv")] == ["ok", "ok"]
+    assert (out / "subjects" / "s02_R" / "vta.nii.gz").is_file()
+
+
+INTERRUPT_DRIVER = """
+import json, sys
+from vta.batch import BatchInterrupted, run_batch
+
+if __name__ == "__main__":
+    try:
+        r = run_batch(sys.argv[1], sys.argv[3], template=sys.argv[2], n_workers=1)
+    except BatchInterrupted as exc:
+        assert isinstance(exc, KeyboardInterrupt)
+        print(json.dumps({"n_finished": exc.n_finished, "out_dir": str(exc.out_dir), "message": exc.message()}))
+        sys.exit(130)
+    print("completed:", r.summary_line())
+"""
+
+
+def test_interrupted_batch_keeps_finished_subjects_and_says_so(tmp_path, env):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) after the first subject."""
+    rows = [r.replace("25;3", "25.25;3").replace("26;3", "26.25;3") for r in GOOD_ROWS]  # fresh bases: real work
+    manifest, template = write_cohort(tmp_path / "in", rows)
+    out = tmp_path / "out"
+    driver = tmp_path / "driver.py"
+    driver.write_text(INTERRUPT_DRIVER)
+    proc = subprocess.Popen([sys.executable, str(driver), str(manifest), str(template), str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: _finished(out), 150, "the first finished subject", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, (stdout, stderr)
+    report = json.loads(stdout.strip().splitlines()[-1])
+    finished = _finished(out)
+    assert 1 <= report["n_finished"] == len(finished) < 5
+    assert report["out_dir"] == str(out)
+    assert report["message"] == (f"vta: interrupted; {len(finished)} finished subject{'s' * (len(finished) > 1)} "
+                                 f"kept in {out / 'subjects'}, the rest can be resumed by running the same "
+                                 "command again")
+    assert "Traceback" not in stderr, stderr[-3000:]  # neither the batch nor its workers
+    for name in finished:  # every finished subject is complete
+        assert json.loads((out / "subjects" / name / "summary.json").read_text())["vta_volume_mm3"] > 0
+        assert (out / "subjects" / name / "vta.nii.gz").is_file()
+    # the group files are whole and show exactly what is finished
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    group = read_csv(out / "group.csv")
+    assert {f"{g['subject']}_{g['hemisphere']}" for g in group if g["status"] == "ok"} == finished
+    assert {g["status"] for g in group} <= {"ok", "missing"} and len(group) == 5
+    assert np.asarray(nib.load(out / FREQUENCY_NIFTI).dataobj).max() >= 1
+    # the same command again runs the rest only
+    r = run_batch(manifest, out, template=template, n_workers=1, processes=False)
+    assert (r.count("done"), r.count("skipped"), r.count("failed")) == (5 - len(finished), len(finished), 0)
+    assert [g["status"] for g in read_csv(out / "group.csv")] == ["ok"] * 5
+
+
 def _wait_for(predicate, timeout_s: float, what: str, proc=None) -> None:
     t_end = time.monotonic() + timeout_s
     while not predicate():
@@ -445,10 +693,21 @@ def test_cli_real_scheduler_survives_a_killed_worker(tmp_path, env):
 
 
 def test_cli_batch_bad_input_is_one_line(tmp_path, env):
+    # a malformed row is that row's failure: recorded, exit status 1 ("some subjects failed")
     manifest, template = write_cohort(tmp_path, ["s1,R,Medtronic 3389,10;12,25;32;32,1:-2,"])
     proc = subprocess.run(vta_cmd("batch", str(manifest), "--template", str(template), "--out", str(tmp_path / "o")),
                           env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "1 subject-hemispheres: 0 done, 0 skipped, 1 failed" in proc.stdout
+    errors = read_csv(tmp_path / "o" / "errors.csv")
+    assert [(e["subject"], e["hemisphere"], e["where"]) for e in errors] == [("s1", "R", "manifest.csv line 2")]
+    assert errors[0]["error"].startswith("manifest.csv line 2 (s1 R): column 'tip_mm'")
+    assert [g["status"] for g in read_csv(tmp_path / "o" / "group.csv")] == ["failed"]
+    # a malformed manifest (a duplicate subject-hemisphere) is refused on one line, nothing written
+    manifest, template = write_cohort(tmp_path, ["s1,R,,10;12;-8,,1:-2,", "s1,R,,10;12;-8,,1:-3,"])
+    proc = subprocess.run(vta_cmd("batch", str(manifest), "--template", str(template), "--out", str(tmp_path / "o2")),
+                          env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
-    assert "vta: error: manifest.csv line 2 (s1 R): column 'tip_mm'" in proc.stderr
-    assert not (tmp_path / "o").exists()  # nothing written for a malformed manifest
+    assert "vta: error: manifest.csv line 3 (s1 R): subject s1 hemisphere R is already in" in proc.stderr
+    assert not (tmp_path / "o2").exists()

@@ -9,7 +9,8 @@ Output folder::
 
     OUT/subjects/<subject>_<hemi>/   summary.json, vta.nii.gz, efield_norm.nii.gz (vta run)
     OUT/errors.csv                   subject, hemisphere, where, error (this run's failures)
-    OUT/group.csv                    one row per manifest row: status, VTA, impedance, structures, tracts
+    OUT/group.csv                    one row per manifest row: status, VTA, impedance, clipping, number
+                                     of warnings, structures, tracts
     OUT/vta_frequency.nii.gz         per 1 mm MNI voxel: how many subjects' VTAs cover it
     OUT/vta_fraction.nii.gz          the same divided by the number of VTAs
 
@@ -17,13 +18,23 @@ Resuming: a subject is skipped when its ``summary.json`` exists and the configur
 recorded in it (``summary["config"]``) hashes to the same value as the subject's
 configuration now (:func:`config_hash`), so an edited manifest or template re-runs
 exactly the subjects it changes. Every subject's outputs are written atomically by
-``vta run`` (all files or none, ``summary.json`` last); killing a worker or the whole
-batch loses nothing finished, and the group files are rebuilt from what is on disk at
-the end of every run (also after an interruption), so a resumed batch produces complete
-group files.
+``vta run`` (all files or none, ``summary.json`` last); a subject counts as finished only
+when every file its summary lists is there. Killing a worker or the whole batch loses
+nothing finished, and the group files are rebuilt from what is on disk at the end of
+every run (also after an interruption), so a resumed batch produces complete group files.
+Each group file is written atomically (a temporary file in the same folder, renamed);
+an OS error while writing one is a one-line :class:`~vta.errors.VtaError` naming it.
 
-A failing subject (bad configuration, solver error, a worker that keeps dying) is
-recorded in ``errors.csv`` and in ``group.csv`` with its one-line error; the others go on.
+Ctrl-C (``KeyboardInterrupt``): the running subjects are cancelled, the cluster is shut
+down, the group files are written from the finished subjects (a second Ctrl-C meanwhile
+waits until they are whole), and :class:`BatchInterrupted` is raised, saying how many
+finished subjects were kept. LocalCluster workers ignore SIGINT, so a Ctrl-C in a
+terminal (sent to the whole process group) is handled by the batch alone; while the
+LocalCluster starts (a second or so), Ctrl-C is ignored.
+
+A failing subject (malformed manifest row, bad configuration, solver error, a worker
+that keeps dying) is recorded in ``errors.csv`` and in ``group.csv`` with its one-line
+error; the others go on.
 
 With an existing scheduler (``scheduler="tcp://host:port"``) the workers need ``vta``
 installed and the same paths as the client: the template and the files it names, the
@@ -36,13 +47,16 @@ Code that starts a ``LocalCluster`` (``processes=True``) must be run under an
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import json
 import logging
 import os
-import tempfile
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +64,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import VtaError
+from .errors import Terminated, VtaError
 from .io import atomic_write_bytes, to_jsonable
 from .manifest import Manifest, SubjectSpec, load_manifest
 
-__all__ = ["BatchResult", "SubjectResult", "config_hash", "frequency_map", "run_batch", "write_group_outputs"]
+__all__ = ["BatchInterrupted", "BatchResult", "SubjectResult", "config_hash", "frequency_map", "run_batch",
+           "write_group_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +132,35 @@ class BatchResult:
         return line + f"; {self.wall_s:.1f} s"
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by Ctrl-C (or another ``KeyboardInterrupt``, e.g. SIGTERM turned
+    into one), after keeping what was finished.
+
+    Attributes
+    ----------
+    n_finished : int
+        Subject-hemispheres of the manifest whose complete outputs for their current
+        configuration are in ``out_dir/subjects`` (finished in this run or before).
+    out_dir : Path
+        The batch output folder.
+    word : str
+        ``"interrupted"``, or ``"terminated"`` when the interrupt was a SIGTERM.
+    """
+
+    def __init__(self, n_finished: int, out_dir: str | Path, word: str = "interrupted") -> None:
+        self.n_finished = int(n_finished)
+        self.out_dir = Path(out_dir)
+        self.word = word
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        """One line for the user, e.g. ``vta: interrupted; 3 finished subjects kept in
+        OUT/subjects, the rest can be resumed by running the same command again``."""
+        n = self.n_finished
+        return (f"vta: {self.word}; {n} finished subject{'' if n == 1 else 's'} kept in "
+                f"{self.out_dir / SUBJECTS_DIR}, the rest can be resumed by running the same command again")
+
+
 # ----------------------------------------------------------------------------- hashing
 
 
@@ -137,13 +181,28 @@ def config_hash(config_or_resolved: Any) -> str:
 
 
 def _stored_hash(subject_dir: Path) -> str | None:
-    """The configuration hash of a finished run in ``subject_dir``, or None."""
+    """The configuration hash of a finished run in ``subject_dir``, or None (no run, or
+    one whose outputs are incomplete: see :func:`_missing_outputs`)."""
     path = subject_dir / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
+        if _missing_outputs(subject_dir, summary):
+            return None
         return config_hash(summary["config"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _missing_outputs(subject_dir: Path, summary: dict) -> list[str]:
+    """Files that the summary lists but ``subject_dir`` lacks; ``["(publication under
+    way)"]`` while a ``vta run`` publication journal is there (a run killed mid-publish)."""
+    from . import io as vio
+
+    journal = getattr(vio, "JOURNAL", None)
+    if journal and (subject_dir / journal).exists():
+        return ["(publication under way)"]
+    names = summary.get("outputs") or []
+    return [n for n in names if isinstance(n, str) and "/" not in n and not (subject_dir / n).is_file()]
 
 
 # ----------------------------------------------------------------------------- the task
@@ -235,36 +294,120 @@ def run_batch(
     except OSError as exc:
         raise VtaError(f"cannot create output folder {out}: {exc.strerror}") from None
 
-    results: dict[str, SubjectResult] = {}
+    results: dict[str, SubjectResult] = {}  # by SubjectSpec.key
     hashes: dict[str, str] = {}
     pending: list[tuple[SubjectSpec, dict, str]] = []
-    for spec in manifest.subjects:
-        try:
-            config = spec.config()
-            data = spec.config_data()
-            h = config_hash(config)
-        except Exception as exc:  # noqa: BLE001 - recorded per subject
-            results[spec.name] = SubjectResult(spec.subject, spec.hemisphere, "failed", _one_line(exc))
-            log.warning("%s", results[spec.name].error)
-            continue
-        hashes[spec.name] = h
-        if _stored_hash(out / SUBJECTS_DIR / spec.name) == h:
-            results[spec.name] = SubjectResult(spec.subject, spec.hemisphere, "skipped")
-        else:
-            pending.append((spec, data, h))
-    log.info("%d subject-hemispheres: %d to run, %d already done, %d invalid", len(manifest.subjects), len(pending),
-             sum(r.status == "skipped" for r in results.values()), sum(r.status == "failed" for r in results.values()))
-    _write_errors(out, manifest, results)
-
+    prepared = False
+    interrupt: KeyboardInterrupt | None = None
+    files: tuple = (None, None, None)
     try:
+        for spec in manifest.subjects:
+            try:
+                config = spec.config()  # a malformed manifest row raises its error here
+                data = spec.config_data()
+                h = config_hash(config)
+            except Exception as exc:  # noqa: BLE001 - recorded per subject
+                results[spec.key] = SubjectResult(spec.subject, spec.hemisphere, "failed", _one_line(exc))
+                log.warning("%s", results[spec.key].error)
+                continue
+            hashes[spec.key] = h
+            if _stored_hash(out / SUBJECTS_DIR / spec.name) == h:
+                results[spec.key] = SubjectResult(spec.subject, spec.hemisphere, "skipped")
+            else:
+                pending.append((spec, data, h))
+        prepared = True
+        log.info("%d subject-hemispheres: %d to run, %d already done, %d invalid", len(manifest.subjects),
+                 len(pending), sum(r.status == "skipped" for r in results.values()),
+                 sum(r.status == "failed" for r in results.values()))
+        _write_errors(out, manifest, results)
         if pending:
             _run_pending(pending, out, results, manifest, scheduler, n_workers, processes, progress, worker_timeout_s)
-    finally:  # also after an interruption: the group files show what is finished
-        _write_errors(out, manifest, results)
-        files = write_group_outputs(manifest, out, hashes, results, spacing_mm=frequency_spacing_mm)
-    result = BatchResult(out, [results[s.name] for s in manifest.subjects], *files, wall_s=time.perf_counter() - t0)
+    except KeyboardInterrupt as exc:
+        interrupt = exc
+        log.warning("interrupted; writing the group files from the finished subjects")
+    finally:  # also after an interruption or an error: the group files show what is finished
+        if prepared:  # (before that, the previous group files are better than a partial picture)
+            try:
+                with _sigint_deferred("writing the group files"):
+                    _write_errors(out, manifest, results)
+                    files = write_group_outputs(manifest, out, hashes, results, spacing_mm=frequency_spacing_mm)
+            except KeyboardInterrupt as exc:  # each file is then the old or the new one, never partial
+                interrupt = interrupt or exc
+    if interrupt is not None:
+        word = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        exc = BatchInterrupted(_count_finished(manifest, out, hashes), out, word)
+        log.info("%s", exc.message())
+        raise exc from None
+    result = BatchResult(out, [results[s.key] for s in manifest.subjects], *files, wall_s=time.perf_counter() - t0)
     log.info("%s", result.summary_line())
     return result
+
+
+def _count_finished(manifest: Manifest, out: Path, hashes: dict[str, str]) -> int:
+    """Subjects whose complete outputs for their current configuration are on disk."""
+    return sum(spec.key in hashes and _stored_hash(out / SUBJECTS_DIR / spec.name) == hashes[spec.key]
+               for spec in manifest.subjects)
+
+
+@contextlib.contextmanager
+def _sigint_deferred(doing: str):
+    """Hold a Ctrl-C back until the block is done, then raise ``KeyboardInterrupt``; a
+    second Ctrl-C raises at once. Only in the main thread, with Python's default handler."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("interrupted; %s first (Ctrl-C again to stop at once)", doing)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore Ctrl-C while a LocalCluster starts (a second or so): its worker processes
+    inherit the ignored SIGINT, and an interrupted start would leave Dask's tracebacks."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+def _sigint_ignoring_plugin():
+    """A Dask worker plugin that makes worker processes ignore SIGINT (also restarted ones).
+
+    For this batch's own LocalCluster only: a Ctrl-C in a terminal reaches the whole
+    process group, and the batch (which cancels, shuts the cluster down and writes the
+    group files) should handle it, not each worker with a traceback.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreSigint(WorkerPlugin):
+        name = "vta-ignore-sigint"
+
+        def setup(self, worker) -> None:
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():  # a worker process's event loop
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreSigint()
 
 
 def _run_pending(pending, out: Path, results: dict, manifest: Manifest, scheduler: str | None,
@@ -272,24 +415,26 @@ def _run_pending(pending, out: Path, results: dict, manifest: Manifest, schedule
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
-    cluster = None
-    if scheduler is None:
-        n = n_workers or min(len(pending), os.cpu_count() or 1)
-        if n < 1:
-            raise VtaError(f"--workers must be >= 1, got {n}")
-        log.info("starting a LocalCluster with %d worker%s", n, "s" * (n > 1))
-        where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None,
-                               silence_logs=logging.ERROR, **where)
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise VtaError(f"cannot connect to the Dask scheduler at {scheduler}: {_one_line(exc)}") from None
+    cluster = client = None
     futures: dict = {}
     try:
-        if cluster is None:
+        if scheduler is None:
+            n = n_workers or min(len(pending), os.cpu_count() or 1)
+            if n < 1:
+                raise VtaError(f"--workers must be >= 1, got {n}")
+            log.info("starting a LocalCluster with %d worker%s", n, "s" * (n > 1))
+            where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process
+            with _sigint_ignored() if processes else contextlib.nullcontext():
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
+                                       dashboard_address=None, silence_logs=logging.ERROR, **where)
+                client = Client(cluster)
+                if processes:
+                    client.register_plugin(_sigint_ignoring_plugin())
+        else:
+            try:
+                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise VtaError(f"cannot connect to the Dask scheduler at {scheduler}: {_one_line(exc)}") from None
             try:
                 client.wait_for_workers(1, timeout=worker_timeout_s)
             except (TimeoutError, OSError):
@@ -310,7 +455,7 @@ def _run_pending(pending, out: Path, results: dict, manifest: Manifest, schedule
                     r = {"status": "failed", "error": f"the task was lost: {_one_line(exc)}"}
                 res = SubjectResult(spec.subject, spec.hemisphere, r["status"], r.get("error"),
                                     r.get("vta_volume_mm3"), r.get("seconds"))
-                results[spec.name] = res
+                results[spec.key] = res
                 bar.update(1)
                 if res.status == "failed":
                     log.warning("%s %s failed: %s", spec.subject, spec.hemisphere, res.error)
@@ -320,13 +465,15 @@ def _run_pending(pending, out: Path, results: dict, manifest: Manifest, schedule
                              i, len(futures))
         finally:
             bar.close()
-    finally:
-        for fut in futures:
-            if not fut.done():
-                fut.cancel()
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    finally:  # a Ctrl-C meanwhile waits: workers left running would go on writing
+        with _sigint_deferred("stopping the Dask workers"):
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _remove_stale_staging(subjects_dir: Path, name: str) -> None:
@@ -345,10 +492,24 @@ def _write_errors(out: Path, manifest: Manifest, results: dict[str, SubjectResul
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["subject", "hemisphere", "where", "error"])
     for spec in manifest.subjects:
-        r = results.get(spec.name)
+        r = results.get(spec.key)
         if r is not None and r.status == "failed":
             w.writerow([spec.subject, spec.hemisphere, spec.where, r.error])
-    return atomic_write_bytes(out / ERRORS_CSV, buf.getvalue().encode("utf-8"))
+    return _write_file(out / ERRORS_CSV, buf.getvalue().encode("utf-8"))
+
+
+def _write_file(path: Path, data: bytes) -> Path:
+    """Write ``path`` atomically (a temporary file beside it, renamed onto it).
+
+    Raises
+    ------
+    VtaError
+        For any OS error (full disk, no permission, a folder in the way), naming ``path``.
+    """
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise VtaError(f"cannot write {path}: {exc.strerror or _one_line(exc)}") from None
 
 
 def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[str, str],
@@ -365,7 +526,7 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
         Subject folder name -> expected configuration hash; a summary counts only when
         its stored configuration matches (otherwise the row's status is ``"stale"``).
     results : dict, optional
-        This run's results (for the errors of failed subjects).
+        This run's results by :attr:`SubjectSpec.key` (for the errors of failed subjects).
     spacing_mm : float
         Frequency map voxel size (mm).
 
@@ -373,6 +534,12 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
     -------
     (group_csv, frequency_nifti or None, fraction_nifti or None)
         The maps are written when at least one finished subject has a ``vta.nii.gz``.
+
+    Raises
+    ------
+    VtaError
+        When a group file cannot be written (naming it). Each file is written
+        atomically: it is the previous version or the new one, never partial.
     """
     out = Path(out_dir)
     results = results or {}
@@ -381,13 +548,15 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
         folder = out / SUBJECTS_DIR / spec.name
         row: dict[str, Any] = {"subject": spec.subject, "hemisphere": spec.hemisphere}
         summary = None
-        if spec.name in hashes and _stored_hash(folder) == hashes[spec.name]:
+        if spec.error is not None:  # a malformed manifest row
+            row["status"], row["error"] = "failed", spec.error
+        elif spec.key in hashes and _stored_hash(folder) == hashes[spec.key]:
             summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
             row["status"] = "ok"
-        elif spec.name in results and results[spec.name].status == "failed":
-            row["status"], row["error"] = "failed", results[spec.name].error
+        elif spec.key in results and results[spec.key].status == "failed":
+            row["status"], row["error"] = "failed", results[spec.key].error
         elif (folder / "summary.json").exists():
-            row["status"], row["error"] = "stale", "summary.json is from a different configuration"
+            row["status"], row["error"] = "stale", _stale_reason(folder)
         else:
             row["status"] = "missing"
         if summary is not None:
@@ -403,6 +572,8 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
                 "vta_volume_mm3": summary["vta_volume_mm3"],
                 "vta_grid_volume_mm3": summary.get("vta_grid_volume_mm3"),
                 "impedance_ohm": summary["impedance_ohm"],
+                "vta_clipped_by_domain": bool(summary.get("vta_clipped_by_domain") or False),
+                "warnings": len(summary.get("warnings") or []),
             })
             for name, cov in summary.get("structures", {}).items():
                 structures.add(name)
@@ -417,7 +588,7 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
         rows.append(row)
     columns = ["subject", "hemisphere", "status", "lead_model", "tip_x_mm", "tip_y_mm", "tip_z_mm", "mode",
                "contacts", "pulse_width_us", "threshold_V_per_mm", "vta_volume_mm3", "vta_grid_volume_mm3",
-               "impedance_ohm"]
+               "impedance_ohm", "vta_clipped_by_domain", "warnings"]
     for name in sorted(structures):
         columns += [f"{name}_overlap_mm3", f"{name}_fraction"]
     for name in sorted(tracts):
@@ -428,7 +599,7 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
     w.writeheader()
     for row in rows:
         w.writerow({k: _cell(row.get(k)) for k in columns})
-    group = atomic_write_bytes(out / GROUP_CSV, buf.getvalue().encode("utf-8"))
+    group = _write_file(out / GROUP_CSV, buf.getvalue().encode("utf-8"))
     if not images:
         log.info("no subject VTA images; no frequency map")
         return group, None, None
@@ -436,6 +607,17 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
     freq = _save_nifti_atomic(count, affine, out / FREQUENCY_NIFTI)
     frac = _save_nifti_atomic((count / len(images)).astype(np.float32), affine, out / FRACTION_NIFTI)
     return group, freq, frac
+
+
+def _stale_reason(folder: Path) -> str:
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        missing = _missing_outputs(folder, summary)
+    except (OSError, ValueError, AttributeError):
+        return "summary.json cannot be read"
+    if missing:
+        return f"incomplete outputs (missing {', '.join(missing)})"
+    return "summary.json is from a different configuration"
 
 
 def _cell(value: Any) -> Any:
@@ -525,12 +707,7 @@ def _save_nifti_atomic(data: np.ndarray, affine: np.ndarray, path: Path) -> Path
     img.set_sform(affine, code=4)  # MNI152
     img.set_qform(affine, code=4)
     img.header.set_xyzt_units("mm")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    raw = img.to_bytes()
+    if path.name.endswith(".gz"):
+        raw = gzip.compress(raw, compresslevel=6, mtime=0)  # the same bytes for the same map
+    return _write_file(path, raw)

@@ -418,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         status = EXIT_SIGTERM if isinstance(exc, Terminated) or _terminated else EXIT_SIGINT
         word = "terminated" if status == EXIT_SIGTERM else "interrupted"
-        message = exc.message() if hasattr(exc, "message") else "no partial outputs were written"
-        sys.stderr.write(f"vta: {word}; {message}\n")
+        line = exc.message() if hasattr(exc, "message") else f"vta: {word}; no partial outputs were written"
+        sys.stderr.write(line + "\n")
         return _leave_now_if_stuck(status)
     finally:
         if previous is not None:

@@ -51,11 +51,14 @@ A TOML manifest looks like::
     [subjects.overrides]
     vta = { threshold_V_per_mm = 0.15 }
 
-Errors in the manifest itself (unknown column, malformed number, duplicate subject +
-hemisphere) raise :class:`vta.errors.VtaError` naming the file, line/entry and column.
-Errors that need the configuration (unknown lead model, lead outside the anatomy, a
-missing Lead-DBS file) are raised by :meth:`SubjectSpec.config`, per subject, so a batch
-can record them and go on.
+Errors of the manifest as a whole (missing file or template, unknown or missing column,
+no rows, duplicate subject + hemisphere) raise :class:`vta.errors.VtaError` naming the
+file and line/entry. An error of one row (a malformed cell: a number that is not one, a
+bad hemisphere or subject id, too many cells, an unknown key in a TOML entry) does not:
+that row becomes a :class:`SubjectSpec` with ``error`` set, naming the line and column.
+Errors of a row and those that need the configuration (unknown lead model, lead outside
+the anatomy, a missing Lead-DBS file) are raised by :meth:`SubjectSpec.config`, per
+subject, so a batch can record them and go on.
 """
 
 from __future__ import annotations
@@ -125,6 +128,10 @@ class SubjectSpec:
         The template path (relative paths in ``data`` are relative to it).
     leaddbs_folder : Path or None
         A Lead-DBS patient folder; its reconstruction file is found by :meth:`config_data`.
+    error : str or None
+        Why the row is malformed (one line, naming line and column), or None. A
+        malformed row has ``subject`` and ``hemisphere`` as written in it (possibly
+        empty or invalid) and empty ``data``; :meth:`config` raises ``error``.
     """
 
     subject: str
@@ -133,11 +140,18 @@ class SubjectSpec:
     data: dict = field(repr=False)
     source: str
     leaddbs_folder: Path | None = None
+    error: str | None = None
 
     @property
     def name(self) -> str:
         """``<subject>_<hemisphere>``: the output folder name."""
         return f"{self.subject}_{self.hemisphere}"
+
+    @property
+    def key(self) -> str:
+        """Unique within a manifest: :attr:`name`, or for a malformed row (whose subject
+        and hemisphere may be unreadable) its name and where it is."""
+        return self.name if self.error is None else f"{self.name} ({self.where})"
 
     @property
     def label(self) -> str:
@@ -150,8 +164,11 @@ class SubjectSpec:
         Raises
         ------
         VtaError
-            When the Lead-DBS folder or its reconstruction file is missing or ambiguous.
+            When the row is malformed (:attr:`error`), or the Lead-DBS folder or its
+            reconstruction file is missing or ambiguous.
         """
+        if self.error is not None:
+            raise VtaError(self.error)
         data = copy.deepcopy(self.data)
         if self.leaddbs_folder is not None:
             data["lead"]["leaddbs_reconstruction"] = str(_find_reconstruction(self.leaddbs_folder, self.label))
@@ -164,10 +181,13 @@ class SubjectSpec:
         ------
         VtaError
             Prefixed with the subject, hemisphere and manifest line; a configuration key
-            that came from a manifest column is named by that column.
+            that came from a manifest column is named by that column. For a malformed
+            row, :attr:`error`.
         """
         from .config import parse_config
 
+        if self.error is not None:
+            raise VtaError(self.error)
         try:
             return parse_config(self.config_data(), self.source)
         except ConfigError as exc:
@@ -230,8 +250,9 @@ def load_manifest(path: str | Path, template: str | Path | None = None) -> Manif
     Raises
     ------
     VtaError
-        Missing/unreadable files, malformed rows (naming line and column), duplicate
-        subject + hemisphere, no subjects.
+        Missing/unreadable files, a malformed header or template, duplicate subject +
+        hemisphere, no subjects. A malformed row is not raised: its
+        :class:`SubjectSpec` has ``error`` set (see the module docstring).
     """
     path = Path(path)
     if not path.is_file():
@@ -255,20 +276,43 @@ def load_manifest(path: str | Path, template: str | Path | None = None) -> Manif
     if not rows:
         raise VtaError(f"manifest {path}: no subjects")
     subjects, seen = [], {}
-    for where, row in rows:
-        spec = _expand(row, where, base, template, path.parent.resolve())
-        key = (spec.subject, spec.hemisphere)
-        if key in seen:
-            raise VtaError(f"{spec.label}: subject {spec.subject} hemisphere {spec.hemisphere} is already in {seen[key]}")
-        seen[key] = where
+    for where, row, problem in rows:
+        subject, hemi, readable = _identity(row)
+        try:
+            if problem is not None:
+                raise _RowError(f"{where} ({subject} {hemi}): {problem}" if readable else f"{where}: {problem}")
+            spec = _expand(row, where, base, template, path.parent.resolve())
+        except _RowError as exc:  # this row only: recorded by a batch, which goes on with the others
+            spec = SubjectSpec(subject, hemi, where, {}, str(template), error=str(exc))
+        if readable:  # a malformed row with a readable subject and hemisphere takes its place too
+            key = (spec.subject, spec.hemisphere)
+            if key in seen:
+                raise VtaError(f"{spec.label}: subject {spec.subject} hemisphere {spec.hemisphere} is already in "
+                               f"{seen[key]}")
+            seen[key] = where
         subjects.append(spec)
     return Manifest(path.resolve(), template, tuple(subjects))
+
+
+class _RowError(VtaError):
+    """A problem of one manifest row (not of the manifest as a whole)."""
+
+
+def _identity(row: dict) -> tuple[str, str, bool]:
+    """``(subject, hemisphere, readable)`` of a row as far as they can be read: the
+    hemisphere normalised to R/L when valid, else as written; ``readable`` when both are
+    valid."""
+    subject = "" if row.get("subject") is None else " ".join(str(row["subject"]).split())
+    raw = row.get("hemisphere")
+    hemi = _HEMISPHERES.get(str(raw).strip().lower()) if raw is not None else None
+    readable = hemi is not None and bool(_SUBJECT_RE.match(subject))
+    return subject, hemi or ("" if raw is None else " ".join(str(raw).split())), readable
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_csv(path: Path) -> list[tuple[str, dict]]:
+def _read_csv(path: Path) -> list[tuple[str, dict, str | None]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -277,7 +321,7 @@ def _read_csv(path: Path) -> list[tuple[str, dict]]:
     dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
     reader = csv.reader(lines, dialect)
     header: list[str] | None = None
-    rows: list[tuple[str, dict]] = []
+    rows: list[tuple[str, dict, str | None]] = []
     for lineno, cells in enumerate(reader, start=1):
         if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
             continue
@@ -297,8 +341,9 @@ def _read_csv(path: Path) -> list[tuple[str, dict]]:
                 if req not in header:
                     raise VtaError(f"{where}: the header has no '{req}' column")
             continue
+        problem = None
         if len(cells) > len(header):
-            raise VtaError(f"{where}: {len(cells)} cells but the header has {len(header)} columns")
+            problem = f"{len(cells)} cells but the header has {len(header)} columns"
         row: dict[str, Any] = {}
         for col, cell in zip(header, cells):
             if cell == "":
@@ -307,13 +352,13 @@ def _read_csv(path: Path) -> list[tuple[str, dict]]:
                 row.setdefault("overrides", {})[col] = _toml_value(cell)
             else:
                 row[col] = cell
-        rows.append((where, row))
+        rows.append((where, row, problem))
     if header is None:
         raise VtaError(f"manifest {path}: empty (expected a header line with subject,hemisphere,...)")
     return rows
 
 
-def _read_toml(path: Path) -> tuple[list[tuple[str, dict]], Path | None]:
+def _read_toml(path: Path) -> tuple[list[tuple[str, dict, str | None]], Path | None]:
     data = read_toml(path, "manifest")
     unknown = sorted(set(data) - {"template", "subjects"})
     if unknown:
@@ -327,12 +372,13 @@ def _read_toml(path: Path) -> tuple[list[tuple[str, dict]], Path | None]:
     rows = []
     for i, entry in enumerate(entries, start=1):
         where = f"{path.name} [[subjects]] entry {i}"
-        for key in entry:
-            if key != "overrides" and key not in _KNOWN:
-                raise VtaError(f"{where}: unknown key '{key}'{_suggest(key, _KNOWN | {'overrides'})}")
-        if "overrides" in entry and not isinstance(entry["overrides"], dict):
-            raise VtaError(f"{where}: 'overrides' must be a table")
-        rows.append((where, dict(entry)))
+        problem = None
+        unknown = [k for k in entry if k != "overrides" and k not in _KNOWN]
+        if unknown:
+            problem = f"unknown key '{unknown[0]}'{_suggest(unknown[0], _KNOWN | {'overrides'})}"
+        elif "overrides" in entry and not isinstance(entry["overrides"], dict):
+            problem = "'overrides' must be a table"
+        rows.append((where, dict(entry), problem))
     return rows, (Path(template) if template is not None else None)
 
 
@@ -343,7 +389,7 @@ def _expand(row: dict, loc: str, base: dict, template: Path, manifest_dir: Path)
     where = loc
 
     def fail(column: str, message: str) -> VtaError:
-        return VtaError(f"{where}: column '{column}': {message}")
+        return _RowError(f"{where}: column '{column}': {message}")
 
     subject = row.get("subject")
     if subject is None or str(subject).strip() == "":
@@ -427,7 +473,10 @@ def _expand(row: dict, loc: str, base: dict, template: Path, manifest_dir: Path)
         if isinstance(raw, dict):
             stim["contacts"] = dict(raw)
         else:
-            stim["contacts"] = parse_contacts(raw, f"{where}: column 'contacts'")
+            try:
+                stim["contacts"] = parse_contacts(raw, f"{where}: column 'contacts'")
+            except VtaError as exc:
+                raise _RowError(str(exc)) from None
     if "mode" in row:
         stim["mode"] = str(row["mode"]).strip().lower()
     for col in ("pulse_width_us", "frequency_hz"):
