@@ -90,9 +90,9 @@ def run_case(method: str, preset: str, amplitude: float, nifti: bool) -> dict:
 
 def reference(amplitude: float) -> dict:
     """Converged axisymmetric P2 reference by successive refinement."""
-    from vta.axisym import build_axisymmetric_basis
+    from vta.fem.axisym import build_axisymmetric_basis
     from vta.leads import LeadPlacement, get_lead
-    from vta.stimulation import Setting, resolve
+    from vta.fem.stimulation import Setting, resolve
 
     lead = get_lead("Medtronic 3389")
     placement = LeadPlacement([0, 0, 0], [0, 0, 1])

@@ -7,7 +7,7 @@ compartments) in an infinite homogeneous medium (sigma 0.2 S/m), cathodic:
 - ``line``: a line of 31 point sources along z over 0-6 mm sharing the current (a
   cylindrical contact array seen from a distance); fibres parallel to x at random
   distances 0.5-5 mm from the line axis and random z in -1..7 mm.
-Per layout: ``vta.axons.thresholds`` (default settings: passive recharge, rel_tol 1 %)
+Per layout: ``vta.activation.axons.thresholds`` (default settings: passive recharge, rel_tol 1 %)
 for the MRG model at dt 2 us (default) and 5 us, and for the simplified (nodes-only)
 model (on 40 mm fibres: on 20 mm ones most of its thresholds come from the sealed
 ends); compile time excluded (warm-up first). A dt-convergence check on 40 of the
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import numba  # noqa: E402
 
-from vta import axons  # noqa: E402
+from vta.activation import axons  # noqa: E402
 
 SIGMA = 0.2
 N_AXONS = 1000
@@ -47,7 +47,7 @@ N_NODES_SIMPLIFIED = 81
 
 
 class _RunCounter(logging.Handler):
-    """Reads the 'simulations per fibre' debug record of vta.axons.thresholds."""
+    """Reads the 'simulations per fibre' debug record of vta.activation.axons.thresholds."""
 
     def __init__(self):
         super().__init__(logging.DEBUG)
@@ -91,8 +91,8 @@ def timed_thresholds(model, ve, counter, **kw):
 
 def main() -> None:
     counter = _RunCounter()
-    logging.getLogger("vta.axons").addHandler(counter)
-    logging.getLogger("vta.axons").setLevel(logging.DEBUG)
+    logging.getLogger("vta.activation.axons").addHandler(counter)
+    logging.getLogger("vta.activation.axons").setLevel(logging.DEBUG)
     mrg = axons.mrg_model(5.7)
     simp = axons.simplified_model(5.7)
     rows = []

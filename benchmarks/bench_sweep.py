@@ -5,7 +5,7 @@
 widths (30-120 us, Astrom thresholds for 3.5 um axons) = 1750 settings, VTA volume on a
 100^3 voxel grid (0.2 mm, 20 mm cube around the contacts), for the axisymmetric basis
 and the 3D (default preset) basis. The basis is built (or read from the basis cache)
-first and not timed; the timed part is everything ``vta.sweep.sweep`` does.
+first and not timed; the timed part is everything ``vta.studies.sweep.sweep`` does.
 
 Run:  .venv/bin/python benchmarks/bench_sweep.py [--method axisymmetric|3d|both]
 Writes benchmarks/results/bench_sweep.json.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from vta.config import load_config  # noqa: E402
 from vta.pipeline import build_basis  # noqa: E402
-from vta.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
+from vta.studies.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
 
 
 def run(method: str, repeats: int) -> dict:

@@ -29,10 +29,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from vta.config import load_config  # noqa: E402
-from vta.optimise import Limits, optimise  # noqa: E402
+from vta.studies.optimise import Limits, optimise  # noqa: E402
 from vta.pipeline import _domain_box, build_basis, choose_method, run_simulation  # noqa: E402
-from vta.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
-from vta.tract_activation import sweep_thresholds  # noqa: E402
+from vta.studies.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
+from vta.activation.tract_activation import sweep_thresholds  # noqa: E402
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt
 
 from vta.config import parse_config
 from vta.pipeline import build_basis, choose_method, _domain_box
-from vta.sweep import SweepSpec, standard_configs, sweep
-from vta.optimise import Limits, optimise
+from vta.studies.sweep import SweepSpec, standard_configs, sweep
+from vta.studies.optimise import Limits, optimise
 
 data = tomllib.loads(resources.files("vta").joinpath("data/demo.toml").read_text())
 data["solver"] = {"preset": "fast"}          # quick overview; "default" for reported numbers
@@ -81,8 +81,8 @@ import csv, tempfile
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from vta.batch import run_batch
-from vta.manifest import load_manifest
+from vta.studies.batch import run_batch
+from vta.studies.manifest import load_manifest
 
 root = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 manifest = load_manifest(root / "examples/cohort/manifest.csv", root / "examples/cohort/template.toml")
@@ -138,7 +138,7 @@ out = Path(tempfile.mkdtemp(prefix="vta_targeting_"))
 """,
 """
 from vta.errors import VtaError
-from vta.render import check_rendering, views_writer
+from vta.views.render import check_rendering, views_writer
 
 config = parse_config(data, "targeting.toml")
 try:

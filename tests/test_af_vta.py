@@ -1,4 +1,4 @@
-"""Activating-function VTA (vta.af_vta): analytic Hessian of a point source and the
+"""Activating-function VTA (vta.activation.af_vta): analytic Hessian of a point source and the
 MRG calibration."""
 
 import tomllib
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vta.af_vta import activating_function_grid, af_vta, calibrated_af_threshold
-from vta.axons import Pulse, mrg_model, point_source_ve, thresholds
+from vta.activation.af_vta import activating_function_grid, af_vta, calibrated_af_threshold
+from vta.activation.axons import Pulse, mrg_model, point_source_ve, thresholds
 from vta.config import parse_config
-from vta.grid import VoxelGrid
+from vta.fem.grid import VoxelGrid
 from vta.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[1]

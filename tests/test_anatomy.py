@@ -1,4 +1,4 @@
-"""Tests of vta.anatomy / vta.atlas_io: readers, errors, the default anatomy, its cache."""
+"""Tests of vta.anatomy.model / vta.anatomy.atlas_io: readers, errors, the default anatomy, its cache."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from vta import anatomy as A
-from vta.anatomy import (BACKGROUND, CSF, GM, WM, Anatomy, default_anatomy, load_label_atlas,
+from vta.anatomy import model as A
+from vta.anatomy.model import (BACKGROUND, CSF, GM, WM, Anatomy, default_anatomy, load_label_atlas,
                          load_probabilistic_atlas, load_tissue_segmentation)
-from vta.atlas_io import Image, check_affine, read_label_table, read_nifti, resample_to
+from vta.anatomy.atlas_io import Image, check_affine, read_label_table, read_nifti, resample_to
 from vta.errors import VtaError
 from niftitools import save_raw_affine
 
@@ -165,7 +165,7 @@ def test_las_and_oblique_affines(tmp_path: Path) -> None:
 def test_unknown_and_missing_labels(tmp_path: Path, atlas_file: Path, caplog) -> None:
     table = tmp_path / "t.tsv"
     table.write_text("1\tNucleus_Accumbens_L\n2\tCaudate_L\n3\tPutamen_L\n")
-    with caplog.at_level(logging.WARNING, logger="vta.atlas_io"):
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.atlas_io"):
         s = load_label_atlas(atlas_file, table)
     assert "Putamen_L" not in s and "have no voxels" in caplog.text
     with pytest.raises(VtaError, match="'Nucleus_Acumbens_L' is not in the label table.*Nucleus_Accumbens_L"):
@@ -342,7 +342,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path, monkeypatch, caplog) -> None:
     with pytest.raises(VtaError, match="cannot read"):
         Anatomy.load(path)
     A._MEMO.clear()
-    with caplog.at_level(logging.WARNING, logger="vta.anatomy"):
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.model"):
         b = default_anatomy("hcpex", box_mm=box)
     assert "ignoring unreadable anatomy cache" in caplog.text
     np.testing.assert_array_equal(a.tissue.data, b.tissue.data)

@@ -1,4 +1,4 @@
-"""Tests of the axisymmetric (r, z) P2 field basis (vta.axisym)."""
+"""Tests of the axisymmetric (r, z) P2 field basis (vta.fem.axisym)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from vta.axisym import (
+from vta.fem.axisym import (
     PRESETS,
     _assemble,
     _clip_integral,

@@ -1,4 +1,4 @@
-"""Axon cable models (vta.axons): MRG double cable, nodes-only model, threshold search.
+"""Axon cable models (vta.activation.axons): MRG double cable, nodes-only model, threshold search.
 
 Validation: thresholds against NEURON (recorded reference in
 tests/data/neuron_mrg_thresholds.json, from tests/neuron_mrg/record.py; and live when the
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from vta import VtaError
-from vta import axons as ax
+from vta.activation import axons as ax
 
 DATA = Path(__file__).resolve().parent / "data" / "neuron_mrg_thresholds.json"
 NEURON_DIR = Path(__file__).resolve().parent / "neuron_mrg"
@@ -292,7 +292,7 @@ def test_large_batch_uses_fitted_start(mrg57, caplog):
     x = ax.compartment_offsets_mm(mrg57, n) - 10.0
     dist = rng.uniform(0.5, 5.0, 80)
     ve = -1.0 / (4 * np.pi * 0.2 * np.hypot(x[None, :], dist[:, None]))
-    with caplog.at_level(logging.DEBUG, logger="vta.axons"):
+    with caplog.at_level(logging.DEBUG, logger="vta.activation.axons"):
         th = ax.thresholds(mrg57, ve, 60.0)
     runs = [r.args[1] for r in caplog.records if "simulations per fibre" in r.msg]
     assert runs and runs[-1] < 7.5
@@ -305,7 +305,7 @@ def test_sealed_end_activation_is_flagged(mrg57, caplog):
     sealed end at the lowest potential is depolarised, so the AP starts at that end."""
     n = 11
     ve = 1.0 * ax.compartment_offsets_mm(mrg57, n)  # 1 V/mm along the fibre (V), lowest at node 0
-    with caplog.at_level(logging.WARNING, logger="vta.axons"):
+    with caplog.at_level(logging.WARNING, logger="vta.activation.axons"):
         th = ax.thresholds(mrg57, [ve], 60.0)
     assert np.isfinite(th[0])
     assert any("fibre end" in r.getMessage() for r in caplog.records)

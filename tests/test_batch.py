@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vta.batch import FREQUENCY_NIFTI, config_hash, frequency_map, run_batch, write_group_outputs
+from vta.studies.batch import FREQUENCY_NIFTI, config_hash, frequency_map, run_batch, write_group_outputs
 from vta.errors import VtaError
 from vta.leads import get_lead
-from vta.manifest import load_manifest, parse_contacts
+from vta.studies.manifest import load_manifest, parse_contacts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -529,7 +529,7 @@ def test_incomplete_subject_outputs_are_not_finished(tmp_path, finished_batch):
 
 INTERRUPT_DRIVER = """
 import json, sys
-from vta.batch import BatchInterrupted, run_batch
+from vta.studies.batch import BatchInterrupted, run_batch
 
 if __name__ == "__main__":
     try:

@@ -169,7 +169,7 @@ def test_tissue_model_needs_anatomy(design_case):
     ("tissue.encapsulation_conductivity_S_per_m", 0.002),
 ])
 def test_conductivity_outside_stated_range_rejected(design_case, path, value):
-    from vta.tissue import SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M
+    from vta.anatomy.tissue import SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M
 
     stated = f"{SIGMA_MIN_S_PER_M:g}-{SIGMA_MAX_S_PER_M:g} S/m"
     assert stated == "0.01-2 S/m"
@@ -179,7 +179,7 @@ def test_conductivity_outside_stated_range_rejected(design_case, path, value):
 
 
 def test_conductivity_range_is_inclusive(design_case):
-    from vta.tissue import SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M
+    from vta.anatomy.tissue import SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M
 
     for v in (SIGMA_MIN_S_PER_M, SIGMA_MAX_S_PER_M):
         case = mutate(design_case, "tissue.conductivity_S_per_m", v)

@@ -1,4 +1,4 @@
-"""The 3D path (vta.mesh + vta.solve) against the axisymmetric path (vta.axisym).
+"""The 3D path (vta.fem.mesh + vta.fem.solve) against the axisymmetric path (vta.fem.axisym).
 
 For ring-contact leads in homogeneous tissue in a sphere centred on the lead axis both
 paths solve the same problem; the axisymmetric one meshes the exact (r, z) geometry and
@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vta.axisym import build_axisymmetric_basis
+from vta.fem.axisym import build_axisymmetric_basis
 from vta.leads import LeadPlacement, get_lead
-from vta.mesh import Domain, build_mesh
-from vta.solve import solve_unit_fields
-from vta.stimulation import Setting, resolve
+from vta.fem.mesh import Domain, build_mesh
+from vta.fem.solve import solve_unit_fields
+from vta.fem.stimulation import Setting, resolve
 
 SIGMA_S_PER_M = 0.2
 THRESHOLD = 0.2  # V/mm

@@ -14,8 +14,8 @@ and E = -grad V. The mesh conforms to the plane, so the jump of sigma is exact.
 import numpy as np
 import pytest
 
-from vta.mesh import _gmsh_session, _to_skfem
-from vta.solve import solve_unit_fields
+from vta.fem.mesh import _gmsh_session, _to_skfem
+from vta.fem.solve import solve_unit_fields
 
 A, D, R = 0.25, 3.0, 40.0
 SIGMA1, SIGMA2 = 0.2e-3, 0.05e-3  # S/mm (0.2 and 0.05 S/m)

@@ -1,4 +1,4 @@
-"""Point location on tetrahedral and triangular meshes (vta.locate)."""
+"""Point location on tetrahedral and triangular meshes (vta.fem.locate)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import skfem
 
-import vta.field as field
-import vta.locate as locate
-from vta.locate import SimplexLocator, TetLocator, TriLocator
+import vta.fem.field as field
+import vta.fem.locate as locate
+from vta.fem.locate import SimplexLocator, TetLocator, TriLocator
 
 
 def _box_minus_cylinder(h: float = 0.6):
@@ -280,7 +280,7 @@ def test_axisymmetric_evaluation_without_numba():
     code = """
 import sys
 import numpy as np
-from vta.axisym import concentric_spheres_basis
+from vta.fem.axisym import concentric_spheres_basis
 b = concentric_spheres_basis(0.5, 10.0, 0.2, preset="fast")
 x = np.arange(-3.0, 3.01, 0.25)
 g = np.stack(np.meshgrid(x, x, x, indexing="ij"), -1).reshape(-1, 3)

@@ -1,4 +1,4 @@
-"""Tests for vta.mesh: real gmsh meshes of leads in tissue domains (fast presets)."""
+"""Tests for vta.fem.mesh: real gmsh meshes of leads in tissue domains (fast presets)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from vta.errors import VtaError
 from vta.leads import LeadPlacement, get_lead, lead_catalogue
-from vta.mesh import (
+from vta.fem.mesh import (
     PRESETS,
     Domain,
     Encapsulation,
@@ -104,7 +104,7 @@ def test_3389_skfem_topology(mesh_3389):
 
 def test_facet_keys_fallback_for_large_meshes(mesh_3389, monkeypatch):
     """Above 2**21 nodes the facet keys are records; same facets and indices."""
-    import vta.mesh as vm
+    import vta.fem.mesh as vm
 
     _, lm = mesh_3389
     mesh, n = lm.mesh, lm.mesh.p.shape[1]
@@ -277,7 +277,7 @@ def test_size_expression_values():
 @pytest.mark.parametrize("direction", [(0, 0, 1), (0, 0, -1), (0, -1, 0), (1, 1e-9, 0), (0.3, -0.5, -0.8)])
 @pytest.mark.parametrize("rotation", [0.0, 90.0, 180.0, 271.0])
 def test_axis_angle_reproduces_frame(direction, rotation):
-    from vta.mesh import _axis_angle
+    from vta.fem.mesh import _axis_angle
 
     frame = LeadPlacement([0, 0, 0], direction, rotation).frame
     angle, k = _axis_angle(frame)
@@ -341,7 +341,7 @@ def test_sphere_electrode_mesh():
 
 
 def test_polygon_capacity_ratio():
-    from vta.mesh import polygon_capacity_ratio
+    from vta.fem.mesh import polygon_capacity_ratio
 
     # square: capacity Gamma(1/4)^2 / (4 pi^1.5) * side, side = sqrt(2) * circumradius
     square = math.gamma(0.25) ** 2 / (4.0 * math.pi**1.5) * math.sqrt(2.0)
@@ -370,7 +370,7 @@ def _layer_nodes(lm, placement, lead, preset):
 def test_revolved_layer_is_structured(placement):
     """Every node of the layer lies on one of the sector half-planes, at the widened
     (capacity-equivalent) radius on the lead, for any placement; tags and areas hold."""
-    from vta.mesh import polygon_capacity_ratio
+    from vta.fem.mesh import polygon_capacity_ratio
 
     lead = get_lead("Medtronic 3389")
     domain = Domain.sphere(placement.to_world(np.array([0.0, 0.0, 4.25])), 15.0)
@@ -402,7 +402,7 @@ def test_mesh_does_not_depend_on_rotation_about_the_axis():
 
 def test_layer_and_hxt_fallbacks(monkeypatch, caplog):
     """A failing revolved layer or HXT run falls back (isotropic edges, Delaunay)."""
-    import vta.mesh as vm
+    import vta.fem.mesh as vm
 
     lead = get_lead("Medtronic 3389")
     small = Domain.sphere([0.0, 0.0, 4.25], 10.0)

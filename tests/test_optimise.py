@@ -1,16 +1,16 @@
-"""Settings optimisation (vta.optimise) against brute-force sweeps on the same basis."""
+"""Settings optimisation (vta.studies.optimise) against brute-force sweeps on the same basis."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vta.atlas_io import Image, Structure
+from vta.anatomy.atlas_io import Image, Structure
 from vta.config import load_config
 from vta.errors import VtaError
-from vta.optimise import Limits, optimise
+from vta.studies.optimise import Limits, optimise
 from vta.pipeline import build_basis
-from vta.sweep import ContactConfig, SweepSpec, standard_configs, sweep
+from vta.studies.sweep import ContactConfig, SweepSpec, standard_configs, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "homogeneous_3389.toml"

@@ -16,7 +16,7 @@ from vta.config import load_config
 from vta.errors import VtaError
 from vta.pipeline import simulate
 
-render = pytest.importorskip("vta.render")
+render = pytest.importorskip("vta.views.render")
 
 ROOT = Path(__file__).resolve().parents[1]
 HOMOGENEOUS = ROOT / "examples" / "homogeneous_3389.toml"
@@ -137,7 +137,7 @@ def vta_silhouette(scene, info, dilate_px=4):
 
 
 def test_import_does_not_load_pyvista():
-    code = "import sys, vta, vta.render; print('pyvista' in sys.modules, 'vtk' in sys.modules)"
+    code = "import sys, vta, vta.views.render; print('pyvista' in sys.modules, 'vtk' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

@@ -1,4 +1,4 @@
-"""Assembly, unit solutions, conductance matrix and fields (vta.assembly / vta.solve).
+"""Assembly, unit solutions, conductance matrix and fields (vta.fem.assembly / vta.fem.solve).
 
 Analytic reference (concentric spheres, electrode radius a at V0, outer radius R
 grounded, conductivity sigma): u(r) = V0 a (R - r) / (r (R - a)),
@@ -14,9 +14,9 @@ import skfem
 from skfem import Basis, BilinearForm, ElementTetP1, ElementTetP2
 from skfem.helpers import dot, grad
 
-from vta.assembly import assemble_stiffness, build_dofmap
-from vta.field import grid_points, subdivision_centroids
-from vta.solve import solve_dirichlet, solve_unit_fields
+from vta.fem.assembly import assemble_stiffness, build_dofmap
+from vta.fem.field import grid_points, subdivision_centroids
+from vta.fem.solve import solve_dirichlet, solve_unit_fields
 
 SIGMA = 0.2e-3  # S/mm (0.2 S/m)
 
@@ -92,7 +92,7 @@ def gmsh_spheres_mesh(contacts, a=0.5, R=25.0, h_a=0.08, grow=0.25, h_max=4.0):
 
 def concentric_mesh(a, R, h_a, grow, h_max):
     try:
-        from vta.mesh import build_sphere_electrode_mesh
+        from vta.fem.mesh import build_sphere_electrode_mesh
     except ImportError:
         return gmsh_spheres_mesh([(0.0, 0.0, 0.0)], a, R, h_a, grow, h_max)
     return build_sphere_electrode_mesh(a, R, h_a, h_max, growth=grow)
@@ -266,14 +266,14 @@ def test_conductance_spd_and_superposition(three_contacts, outer):
 
     # superposition: a direct solve with contact potentials equals sum V_k u_k
     V = np.array([-1.5, 0.7, 2.0])
-    from vta.assembly import assemble_stiffness as asm
+    from vta.fem.assembly import assemble_stiffness as asm
 
     K, dm = asm(m.p.T, m.t.T, sig, 2)
     cd = fb.contact_dof_sets
     D = np.concatenate(cd)
     vals = np.concatenate([np.full(c.size, V[k]) for k, c in enumerate(cd)])
     if outer == "ground":
-        from vta.solve import contact_dofs
+        from vta.fem.solve import contact_dofs
 
         od = np.setdiff1d(contact_dofs(m, dm, "outer"), D)
         D = np.concatenate([D, od])
@@ -327,7 +327,7 @@ def test_block_multigrid_pcg_matches_direct(three_contacts):
     right-hand side (zero, one, four, five columns) like a sparse LU."""
     import scipy.sparse.linalg as spla
 
-    from vta.solve import BlockMultigrid, block_pcg, p1_embedding
+    from vta.fem.solve import BlockMultigrid, block_pcg, p1_embedding
 
     m = three_contacts
     K, dm = assemble_stiffness(m.p.T, m.t.T, SIGMA, 2)
@@ -352,7 +352,7 @@ def test_block_multigrid_pcg_matches_direct(three_contacts):
 
 
 def test_p1_embedding_is_exact_for_linear_functions(small_mesh):
-    from vta.solve import p1_embedding
+    from vta.fem.solve import p1_embedding
 
     m = small_mesh
     dm = build_dofmap(m.t.T, m.p.shape[1], 2)
@@ -391,7 +391,7 @@ def _assert_same_basis(a, b):
 
 
 def test_basis_arrays_round_trip(three_contacts):
-    from vta.solve import TetFieldBasis
+    from vta.fem.solve import TetFieldBasis
 
     fb = solve_unit_fields(three_contacts, SIGMA, solver="amg")
     back = TetFieldBasis.from_arrays(fb.to_arrays())
@@ -401,7 +401,7 @@ def test_basis_arrays_round_trip(three_contacts):
 
 
 def test_cached_basis_hit_miss_corrupt_and_off(three_contacts, tmp_path, monkeypatch):
-    from vta import cache
+    from vta.fem import cache
 
     calls = []
 
@@ -441,7 +441,7 @@ def test_cached_basis_hit_miss_corrupt_and_off(three_contacts, tmp_path, monkeyp
 def test_cache_key_canonical_and_strict():
     from dataclasses import dataclass
 
-    from vta.cache import cache_key
+    from vta.fem.cache import cache_key
 
     @dataclass(frozen=True)
     class Thing:
@@ -457,7 +457,7 @@ def test_cache_key_canonical_and_strict():
 
 
 def test_file_digest(tmp_path):
-    from vta.cache import file_digest
+    from vta.fem.cache import file_digest
 
     f = tmp_path / "a.bin"
     f.write_bytes(b"abc")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vta import VtaError
-from vta.stimulation import Setting, monopolar_impedances_ohm, resolve
+from vta.fem.stimulation import Setting, monopolar_impedances_ohm, resolve
 
 
 def resistor_network_G(n=4, seed=0, grounded=True):

@@ -1,4 +1,4 @@
-"""Settings sweeps on a field basis (vta.sweep, `vta sweep`)."""
+"""Settings sweeps on a field basis (vta.studies.sweep, `vta sweep`)."""
 
 import csv
 import logging
@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vta.activation import astrom_threshold, structure_coverage
-from vta.atlas_io import Image, Structure
+from vta.activation.efield import astrom_threshold, structure_coverage
+from vta.anatomy.atlas_io import Image, Structure
 from vta.config import load_config, parse_config
 from vta.errors import VtaError
 from vta.pipeline import build_basis
-from vta.stimulation import Setting, resolve
-from vta.sweep import (ContactConfig, SweepSpec, charge_metrics, parse_amplitudes, plot_coverage,
+from vta.fem.stimulation import Setting, resolve
+from vta.studies.sweep import (ContactConfig, SweepSpec, charge_metrics, parse_amplitudes, plot_coverage,
                        standard_configs, sweep, write_table)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_shannon_and_30_flags(axisym, caplog):
     q_limit = np.sqrt(10**1.85 * area * 1e-2)          # uC
     i_limit = q_limit / (200.0 * 1e-3)                  # mA at 200 us
     spec = SweepSpec([ContactConfig("c1-", {1: -1.0})], [0.98 * i_limit, 1.02 * i_limit], [200.0])
-    with caplog.at_level(logging.WARNING, logger="vta.sweep"):
+    with caplog.at_level(logging.WARNING, logger="vta.studies.sweep"):
         rows = sweep(basis, spec, threshold_V_per_mm=0.2, lead=config.lead)
     assert [r["exceeds_shannon"] for r in rows] == [False, True]
     assert "Shannon" in caplog.text

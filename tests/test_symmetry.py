@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from vta.leads import LeadPlacement, get_lead
-from vta.mesh import Domain, build_mesh
-from vta.solve import solve_unit_fields
-from vta.stimulation import Setting, resolve
+from vta.fem.mesh import Domain, build_mesh
+from vta.fem.solve import solve_unit_fields
+from vta.fem.stimulation import Setting, resolve
 
 SIGMA = 0.2e-3  # S/mm
 
@@ -25,7 +25,7 @@ def ring_basis():
 def test_ring_contact_field_is_rotationally_symmetric(ring_basis):
     """|E| around circles about the axis: small pointwise scatter, and the circle mean
     equals the exact axisymmetric solution."""
-    from vta.axisym import build_axisymmetric_basis
+    from vta.fem.axisym import build_axisymmetric_basis
 
     axi = build_axisymmetric_basis(
         get_lead("Medtronic 3389"), LeadPlacement([0, 0, 0], [0, 0, 1]), np.array([0, 0, 4.25]), 20.0, 0.2

@@ -1,4 +1,4 @@
-"""Tests of vta.targets: target presets, contact coverage, voxel placement, Lead-DBS import."""
+"""Tests of vta.anatomy.targets: target presets, contact coverage, voxel placement, Lead-DBS import."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vta.anatomy import WM, Anatomy, default_anatomy
-from vta.atlas_io import Image, Structure
+from vta.anatomy.model import WM, Anatomy, default_anatomy
+from vta.anatomy.atlas_io import Image, Structure
 from vta.errors import VtaError
 from vta.leads import LeadPlacement, custom_lead, get_lead
-from vta.targets import (LEADDBS_LEAD_MODELS, TARGET_PRESETS, contact_centers_mm, contact_voxel_indices,
+from vta.anatomy.targets import (LEADDBS_LEAD_MODELS, TARGET_PRESETS, contact_centers_mm, contact_voxel_indices,
                          contacts_in_structures, leaddbs_lead_name, load_leaddbs_reconstruction,
                          placement_for_target, placement_from_voxels, target_trajectory)
 
@@ -86,7 +86,7 @@ def test_anatomy_recipe_and_coverage(toy_anatomy: Anatomy) -> None:
 
 
 def test_anatomy_without_structures_falls_back(toy_anatomy: Anatomy, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="vta.targets"):
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.targets"):
         t = target_trajectory("NAc_L", toy_anatomy)
     assert t.source == "fixed" and "NAc_L" in caplog.text
     np.testing.assert_allclose(t.tip_mm, [-9.0, 12.0, -8.0])
@@ -333,7 +333,7 @@ def test_leaddbs_without_markers(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     props = np.zeros((1, 1), dtype=[("elmodel", "O")])
     props[0, 0]["elmodel"] = "Medtronic 3389"
     scipy.io.savemat(str(tmp_path / "c.mat"), {"reco": {"mni": {"coords_mm": coords}, "props": props}})
-    with caplog.at_level(logging.WARNING, logger="vta.targets"):
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.targets"):
         pl, _ = load_leaddbs_reconstruction(tmp_path / "c.mat")
     assert "no markers" in caplog.text
     np.testing.assert_allclose(pl.tip_mm, RIGHT.tip_mm, atol=1e-6)

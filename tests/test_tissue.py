@@ -1,4 +1,4 @@
-"""Tests of vta.tissue: Cole-Cole, conductivity models, DTI loading/mappings, per-element sigma."""
+"""Tests of vta.anatomy.tissue: Cole-Cole, conductivity models, DTI loading/mappings, per-element sigma."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from vta.anatomy import BACKGROUND, BLOOD, CSF, GM, WM, Anatomy
+from vta.anatomy.model import BACKGROUND, BLOOD, CSF, GM, WM, Anatomy
 from vta.errors import VtaError
 from niftitools import save_raw_affine
-from vta.tissue import (DTI_MAX_INDEFINITE_FRACTION, SIGMA_FLOOR_S_PER_M, SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M,
+from vta.anatomy.tissue import (DTI_MAX_INDEFINITE_FRACTION, SIGMA_FLOOR_S_PER_M, SIGMA_MAX_S_PER_M, SIGMA_MIN_S_PER_M,
                         ConductivityModel, TensorField, cole_cole_conductivity, cole_cole_permittivity,
                         element_conductivity, load_dti_tensor, normalized_conductivity, tet_sample_points,
                         tuch_conductivity)
@@ -271,7 +271,7 @@ def test_dti_errors_and_clamping(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     d[1, 0, 0] = [1e-3, 2e-3, 0, 1e-3, 0, 5e-4]  # xy coupling larger than the diagonal
     d[2, 2, 2] = 0.0
     nib.save(nib.Nifti1Image(d, np.eye(4)), str(tmp_path / "npd.nii.gz"))
-    with caplog.at_level(logging.WARNING, logger="vta.tissue"):
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.tissue"):
         f = load_dti_tensor(tmp_path / "npd.nii.gz")
     assert f.n_clamped == 2
     assert "2 of 215 tensors were not positive definite" in caplog.text
@@ -363,7 +363,7 @@ def test_dti_mostly_indefinite_is_an_error(tmp_path: Path, caplog: pytest.LogCap
     assert DTI_MAX_INDEFINITE_FRACTION == 0.05
     # exactly at the limit (5 of 100): clamped with a warning, as before
     ok = _tensor_volume_with_indefinite(tmp_path / "at_limit.nii.gz", 100, 5)
-    with caplog.at_level(logging.WARNING, logger="vta.tissue"):
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.tissue"):
         f = load_dti_tensor(ok)
     assert f.n_clamped == 5 and f.valid.sum() == 100
     assert "5 of 100 tensors were not positive definite" in caplog.text

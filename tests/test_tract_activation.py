@@ -1,4 +1,4 @@
-"""Tract activation through the field basis (vta.tract_activation, [tracts] in vta run/sweep)."""
+"""Tract activation through the field basis (vta.activation.tract_activation, [tracts] in vta run/sweep)."""
 
 import csv
 import json
@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vta.axons import Pulse, mrg_model, point_source_ve, thresholds
+from vta.activation.axons import Pulse, mrg_model, point_source_ve, thresholds
 from vta.config import parse_config
 from vta.errors import ConfigError
 from vta.pipeline import build_basis, run, run_simulation
-from vta.stimulation import Setting, resolve
-from vta.sweep import ContactConfig, SweepSpec, sweep
-from vta.tract_activation import (fibre_potentials, load_config_tracts, place_tract, sweep_thresholds,
+from vta.fem.stimulation import Setting, resolve
+from vta.studies.sweep import ContactConfig, SweepSpec, sweep
+from vta.activation.tract_activation import (fibre_potentials, load_config_tracts, place_tract, sweep_thresholds,
                                   unit_thresholds)
-from vta.tracts import Tract, save_tract
+from vta.activation.tracts import Tract, save_tract
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "homogeneous_3389.toml"
@@ -175,7 +175,7 @@ def test_warns_when_max_fibres_cuts_active_fibres(tmp_path, caplog):
     import logging
 
     config = _config(tmp_path, [1.5, 2.0, 2.5, 3.0], {"1": -6.0}, {"max_fibres": 2})
-    with caplog.at_level(logging.WARNING, logger="vta.tract_activation"):
+    with caplog.at_level(logging.WARNING, logger="vta.activation.tract_activation"):
         sim = run_simulation(config)
     assert sim.summary["tracts"]["lines"]["n_simulated"] == 2
     assert "lower bound" in caplog.text

@@ -1,4 +1,4 @@
-"""Tests of vta.tracts: streamline I/O, polyline geometry, the synthetic ALIC bundle."""
+"""Tests of vta.activation.tracts: streamline I/O, polyline geometry, the synthetic ALIC bundle."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from vta.anatomy import default_anatomy
-from vta.atlas_io import read_nifti
+from vta.anatomy.model import default_anatomy
+from vta.anatomy.atlas_io import read_nifti
 from vta.errors import VtaError
-from vta.tracts import (Tract, arc_length, clip_to_region, clip_to_sphere, closest_points, default_alic_bundle,
+from vta.activation.tracts import (Tract, arc_length, clip_to_region, clip_to_sphere, closest_points, default_alic_bundle,
                         fibre_segments_near, length_mm, load_tract, resample, resample_step, save_tract,
                         select_near)
 
@@ -276,7 +276,7 @@ def test_default_alic_bundle(anatomy, side: str) -> None:
 
 
 def test_default_alic_bundle_without_thalamus(anatomy) -> None:
-    from vta.anatomy import Anatomy
+    from vta.anatomy.model import Anatomy
 
     user = Anatomy(anatomy.tissue, {n: s for n, s in anatomy.structures.items() if not n.startswith("thalamus")})
     b = default_alic_bundle(user, "R", n_fibres=40, name="ALIC_bundle", fibre_diameter_um=5.7)

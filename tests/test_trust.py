@@ -85,10 +85,10 @@ def test_config_warnings_reach_the_summary():
     import logging
 
     with collecting() as outer:
-        logging.getLogger("vta.targets").warning("a configuration warning")
+        logging.getLogger("vta.anatomy.targets").warning("a configuration warning")
         with collecting() as inner:
             logging.getLogger("vta.pipeline").warning("a run warning")
-            logging.getLogger("vta.cache").warning("cache full", extra={"vta_not_about_result": True})
+            logging.getLogger("vta.fem.cache").warning("cache full", extra={"vta_not_about_result": True})
     assert inner is outer and outer == ["a configuration warning", "a run warning"]
 
 
@@ -159,7 +159,7 @@ def test_cache_prune_removes_orphaned_temporary_files(tmp_path):
     ones (not a young one that another process may still be writing)."""
     import os
 
-    from vta.cache import clear_cache, remove_orphans
+    from vta.fem.cache import clear_cache, remove_orphans
 
     old = tmp_path / ".abc.npz.k2j3.tmp.npz"
     young = tmp_path / ".def.npz.x8w1.tmp.npz"

@@ -66,7 +66,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = parse_config(tomllib.loads(text), "vta/data/demo.toml")
     extra = None
     if not args.no_render:
-        from .render import CAMERAS, check_rendering, views_writer
+        from .views.render import CAMERAS, check_rendering, views_writer
 
         try:
             check_rendering()
@@ -98,7 +98,7 @@ def _tract_thresholds(config, basis, max_amplitude: float):
     """Axon-model thresholds of the configured tracts for sweeps (None without [tracts])."""
     if config.tracts is None:
         return None
-    from .tract_activation import sweep_thresholds
+    from .activation.tract_activation import sweep_thresholds
 
     return sweep_thresholds(config, basis, max_amplitude)
 
@@ -122,7 +122,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .config import load_config
     from .io import OutputTransaction
     from .pipeline import _domain_box
-    from .sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep, write_table
+    from .studies.sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep, write_table
 
     amplitudes = parse_amplitudes(args.amplitudes)
     kinds = _config_kinds(args.configs)
@@ -167,9 +167,9 @@ def _name_values(items: list[str] | None, option: str) -> dict[str, float]:
 def _cmd_optimise(args: argparse.Namespace) -> int:
     from .config import load_config
     from .io import OutputTransaction
-    from .optimise import Limits, optimise
+    from .studies.optimise import Limits, optimise
     from .pipeline import _domain_box
-    from .sweep import MAX_AMPLITUDE, parse_pulse_widths, standard_configs, write_table
+    from .studies.sweep import MAX_AMPLITUDE, parse_pulse_widths, standard_configs, write_table
 
     kinds = _config_kinds(args.configs)
     _check_spacing(args.spacing)
@@ -227,7 +227,7 @@ def _report(summary: dict, out: str) -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import run_batch
+    from .studies.batch import run_batch
 
     if args.workers is not None and args.workers < 1:
         raise VtaError(f"--workers must be >= 1, got {args.workers}")
@@ -244,7 +244,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from .config import load_config
     from .pipeline import run
-    from .render import check_rendering, parse_cameras, parse_size, views_writer
+    from .views.render import check_rendering, parse_cameras, parse_size, views_writer
 
     cameras = parse_cameras(args.camera)
     size = parse_size(args.size)

@@ -206,11 +206,11 @@ class AnatomyConfig:
     dti: dict[str, Any] | None
 
     def load(self):
-        """The :class:`vta.anatomy.Anatomy` (memoised)."""
+        """The :class:`vta.anatomy.model.Anatomy` (memoised)."""
         cached = self.__dict__.get("_anatomy")
         if cached is not None:
             return cached
-        from .anatomy import Anatomy, default_anatomy
+        from .anatomy.model import Anatomy, default_anatomy
 
         if self.atlas is not None:
             anatomy = default_anatomy("aal3" if self.atlas == "default-aal3" else "hcpex")
@@ -223,7 +223,7 @@ class AnatomyConfig:
         """The DTI tensor field, or None."""
         if self.dti is None:
             return None
-        from .tissue import load_dti_tensor
+        from .anatomy.tissue import load_dti_tensor
 
         return load_dti_tensor(self.dti["path"], order=self.dti["order"])
 
@@ -400,7 +400,7 @@ def _parse_lead(sec: _Section, anatomy: "AnatomyConfig | None", base: Path) -> L
     if len(sources) != 1:
         raise ConfigError(sec.key("tip_mm"), "give exactly one of 'tip_mm', 'target' or 'leaddbs_reconstruction'")
     if sources[0] == "leaddbs_reconstruction":
-        from .targets import load_leaddbs_reconstruction
+        from .anatomy.targets import load_leaddbs_reconstruction
 
         path = _path(sec, "leaddbs_reconstruction", base)
         side = sec.choice("side", ("right", "left"), "right")
@@ -418,7 +418,7 @@ def _parse_lead(sec: _Section, anatomy: "AnatomyConfig | None", base: Path) -> L
         return LeadConfig(model, placement)
     model = _parse_model(sec, sec.raw("model"))
     if sources[0] == "target":
-        from .targets import TARGET_PRESETS, placement_for_target
+        from .anatomy.targets import TARGET_PRESETS, placement_for_target
 
         target = sec.choice("target", tuple(TARGET_PRESETS))
         align = sec.choice("align", ("tip", "span"), "tip")
@@ -563,12 +563,12 @@ def _parse_domain(sec: _Section) -> DomainConfig:
 
 
 def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
-    from .tissue import CONDUCTIVITY_PRESETS, SIGMA_RANGE_TEXT, is_plausible_conductivity
+    from .anatomy.tissue import CONDUCTIVITY_PRESETS, SIGMA_RANGE_TEXT, is_plausible_conductivity
 
     sec = sec or _Section({}, "tissue")
 
     def conductivity(name: str, default: Any = ...) -> float | None:
-        # the one range check of every [tissue] conductivity (SIGMA_MIN/MAX_S_PER_M in vta.tissue)
+        # the one range check of every [tissue] conductivity (SIGMA_MIN/MAX_S_PER_M in vta.anatomy.tissue)
         value = sec.number(name, default)
         if value is not None and not is_plausible_conductivity(value):
             raise ConfigError(sec.key(name), f"{value:g} S/m is not a tissue conductivity: must be positive "
@@ -631,7 +631,7 @@ def _parse_stimulation(sec: _Section) -> StimulationConfig:
 
 
 def _parse_vta(sec: _Section | None, stim: StimulationConfig) -> VtaConfig:
-    from .activation import astrom_threshold
+    from .activation.efield import astrom_threshold
 
     if sec is None:
         return VtaConfig(0.2, None, "default 0.2 V/mm")
@@ -690,7 +690,7 @@ def _parse_tracts(sec: _Section | None, anatomy: "AnatomyConfig | None", base: P
     if not files and default is None:
         raise ConfigError(sec.key("files"), "give tract files and/or default_bundle = \"ALIC\"")
     model = sec.choice("axon_model", ("mrg", "simplified"), "mrg")
-    from .axons import MRG_DIAMETERS_UM
+    from .activation.axons import MRG_DIAMETERS_UM
 
     diam = sec.number("fiber_diameter_um", 5.7, positive=True)
     if not any(abs(diam - d) < 1e-6 for d in MRG_DIAMETERS_UM):

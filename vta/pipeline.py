@@ -13,12 +13,12 @@ from typing import Iterator
 import numpy as np
 
 from . import __version__
-from .activation import auto_grid, charge_metrics, field_norm_on_grid, grid_clipping_warning, structure_coverage
+from .activation.efield import auto_grid, charge_metrics, field_norm_on_grid, grid_clipping_warning, structure_coverage
 from .config import RunConfig
 from .errors import VtaError
 from .io import OutputTransaction, os_error
 from .notices import collecting
-from .stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
+from .fem.stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
 
 __all__ = ["Simulation", "build_basis", "choose_method", "run", "run_simulation", "simulate"]
 
@@ -97,12 +97,12 @@ def build_basis(config: RunConfig, method: str | None = None):
         config.solver,
     )
     outer = "ground" if domain.outer_grounded else "insulating"
-    from .mesh import Domain, check_placement
+    from .fem.mesh import Domain, check_placement
 
     check_placement(lead, placement, Domain(domain.shape, domain.center_mm, domain.radius_mm, domain.size_mm),
                     tissue.encapsulation_thickness_mm)
     if method == "axisymmetric":
-        from .axisym import build_axisymmetric_basis
+        from .fem.axisym import build_axisymmetric_basis
 
         return build_axisymmetric_basis(
             lead,
@@ -116,11 +116,11 @@ def build_basis(config: RunConfig, method: str | None = None):
             preset=solver.preset,
             order=solver.order,
         )
-    from .cache import cached_basis
+    from .fem.cache import cached_basis
 
     def build():
-        from .mesh import Encapsulation, build_mesh
-        from .solve import solve_unit_fields
+        from .fem.mesh import Encapsulation, build_mesh
+        from .fem.solve import solve_unit_fields
 
         lead_mesh = build_mesh(
             lead,
@@ -164,7 +164,7 @@ def _basis_key(config: RunConfig, method: str) -> dict:
         digest.update(np.asarray(anatomy.tissue.affine, float).tobytes())
         key["anatomy_tissue"] = digest.hexdigest()
         if config.anatomy.dti is not None:
-            from .cache import file_digest
+            from .fem.cache import file_digest
 
             key["dti"] = {**config.anatomy.dti, "path": file_digest(config.anatomy.dti["path"])}
     return key
@@ -172,7 +172,7 @@ def _basis_key(config: RunConfig, method: str) -> dict:
 
 def conductivity_model(config: RunConfig):
     """The per-class conductivity model (S/m) of a configuration."""
-    from .tissue import ConductivityModel
+    from .anatomy.tissue import ConductivityModel
 
     tissue = config.tissue
     if config.anatomy is None:
@@ -182,7 +182,7 @@ def conductivity_model(config: RunConfig):
 
 def element_sigma_S_per_mm(config: RunConfig, mesh) -> np.ndarray:
     """Conductivity of every tetrahedron (S/mm; (M,) or (M, 3, 3) with DTI)."""
-    from .tissue import element_conductivity
+    from .anatomy.tissue import element_conductivity
 
     n = mesh.t.shape[1]
     encapsulated = np.zeros(n, dtype=bool)
@@ -335,7 +335,7 @@ def _run_simulation(config: RunConfig, progress: bool) -> Simulation:
                 )
         af_grid, af_info = None, None
         if config.vta.method == "activating_function" and vta_grid is not None:
-            from .af_vta import af_vta
+            from .activation.af_vta import af_vta
 
             with timer.phase("af-vta"):
                 diam = config.tracts.fiber_diameter_um if config.tracts is not None else 5.7
@@ -344,7 +344,7 @@ def _run_simulation(config: RunConfig, progress: bool) -> Simulation:
                                           pulse_width_us=config.stimulation.pulse_width_us, recharge=recharge)
         tract_results = []
         if config.tracts is not None:
-            from .tract_activation import tract_activation
+            from .activation.tract_activation import tract_activation
 
             with timer.phase("tracts"):
                 tract_results = tract_activation(config, basis, state)
@@ -423,7 +423,7 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False, extra=No
         t_write = time.perf_counter()
         outputs = []
         if sim.tracts:
-            from .sweep import write_table
+            from .studies.sweep import write_table
 
             write_table([row for r in sim.tracts for row in r.fibre_rows()] or
                         [{"tract": r.placed.name} for r in sim.tracts], tx.path("tracts.csv"))
@@ -447,7 +447,7 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = False, extra=No
                     raise os_error(exc, Path(out_dir) / name) from None
                 outputs.append(name)
         if config.output.vtu:
-            from .export import setting_to_vtu
+            from .fem.export import setting_to_vtu
 
             setting_to_vtu(basis, np.array([summary["contacts"][str(k)]["potential_V"] for k in range(basis.n_contacts)]),
                            tx.path("field.vtu"))

@@ -1,4 +1,4 @@
-"""The MRG double-cable axon in NEURON, used only to validate :mod:`vta.axons`.
+"""The MRG double-cable axon in NEURON, used only to validate :mod:`vta.activation.axons`.
 
 Built from McIntyre, Richardson & Grill, J Neurophysiol 2002;87:995 in the usual NEURON
 form: one segment per section; internodal sections get the fibre diameter with the
@@ -10,7 +10,7 @@ tied to ``e_extracellular`` by NEURON's default 1e9 S/cm2. ``e_extracellular`` i
 driven by the `vstim` mechanism. Fixed step, backward Euler (NEURON's default).
 
 The node membrane is ``mrgnode.mod`` (written for these tests from the paper's rate
-equations). Everything else here is independent of :mod:`vta.axons` on purpose: the
+equations). Everything else here is independent of :mod:`vta.activation.axons` on purpose: the
 geometry rows are typed in again and the compartment positions, conductances and the
 waveform are computed here.
 """

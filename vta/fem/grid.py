@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import VtaError
+from ..errors import VtaError
 
 __all__ = ["VoxelGrid"]
 

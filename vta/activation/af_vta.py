@@ -9,7 +9,7 @@ eigenvalue of the Hessian of Ve at the scale ``dx``.
 
 The threshold is not taken from the literature (FACTS.md: the AF-vs-PW tables were not
 retrieved) but calibrated with the project's own MRG model
-(:func:`vta.axons.af_threshold`): the peak AF at which a straight fibre at distance
+(:func:`vta.activation.axons.af_threshold`): the peak AF at which a straight fibre at distance
 ``d`` from a point source fires for the pulse width. AF thresholds depend on that
 distance (the known weakness of AF rules, Duffley 2019), so ``d`` is set to the
 equivalent radius of the |E| VTA of the same setting: the calibration is made where the
@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .activation import VtaGrid
-from .grid import VoxelGrid
+from .efield import VtaGrid
+from ..fem.grid import VoxelGrid
 
 __all__ = ["activating_function_grid", "calibrated_af_threshold", "af_vta"]
 

@@ -1,6 +1,6 @@
 """Readers for NIfTI atlases and label tables; images and structures with their own affine.
 
-This module holds the building blocks that :mod:`vta.anatomy` assembles: :class:`Image`,
+This module holds the building blocks that :mod:`vta.anatomy.model` assembles: :class:`Image`,
 :class:`Structure`, label-table readers, resampling, and the user-atlas loaders
 (:func:`load_label_atlas`, :func:`load_probabilistic_atlas`,
 :func:`load_tissue_segmentation`). Tissue classes: ``BACKGROUND`` 0, ``GM`` 1, ``WM`` 2,
@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import VtaError
+from ..errors import VtaError
 
 __all__ = [
     "BACKGROUND", "BLOOD", "CSF", "GM", "WM", "TISSUE_CLASSES",

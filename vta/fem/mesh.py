@@ -46,9 +46,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import VtaError
-from .leads import ContactGeometry, LeadModel, LeadPlacement
-from .threads import run_interruptibly
+from ..errors import VtaError
+from ..leads import ContactGeometry, LeadModel, LeadPlacement
+from ..threads import run_interruptibly
 
 __all__ = [
     "Domain",
@@ -973,7 +973,7 @@ def build_mesh(
     """
     p = _resolve_preset(preset, scale)
     if not isinstance(domain, Domain):
-        raise VtaError(f"domain must be a vta.mesh.Domain, got {type(domain).__name__}")
+        raise VtaError(f"domain must be a vta.fem.mesh.Domain, got {type(domain).__name__}")
     shell = 0.0 if encapsulation is None else encapsulation.thickness_mm
     check_placement(lead, placement, domain, shell)
     _start_prewarm()
@@ -995,7 +995,7 @@ def build_mesh(
 
 def _start_prewarm() -> None:
     """Load the solver's numba kernels in a background thread while gmsh meshes (the
-    next step is nearly always :func:`vta.solve.solve_unit_fields`; gmsh releases the
+    next step is nearly always :func:`vta.fem.solve.solve_unit_fields`; gmsh releases the
     GIL, so on two cores this hides ~0.5-1 s of a new process's start-up)."""
     def run() -> None:
         try:

@@ -1,6 +1,6 @@
 """Cohort batches on Dask: every subject-hemisphere of a manifest, resumable, plus group outputs.
 
-:func:`run_batch` expands a manifest (:mod:`vta.manifest`) into one configuration per
+:func:`run_batch` expands a manifest (:mod:`vta.studies.manifest`) into one configuration per
 subject-hemisphere and runs :func:`vta.pipeline.run` for each on a ``dask.distributed``
 cluster: a :class:`distributed.LocalCluster` (one single-threaded worker process per
 core) by default, or an existing scheduler by address.
@@ -64,8 +64,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import Terminated, VtaError
-from .io import atomic_write_bytes, to_jsonable
+from ..errors import Terminated, VtaError
+from ..io import atomic_write_bytes, to_jsonable
 from .manifest import Manifest, SubjectSpec, load_manifest
 
 __all__ = ["BatchInterrupted", "BatchResult", "SubjectResult", "config_hash", "frequency_map", "run_batch",
@@ -196,7 +196,7 @@ def _stored_hash(subject_dir: Path) -> str | None:
 def _missing_outputs(subject_dir: Path, summary: dict) -> list[str]:
     """Files that the summary lists but ``subject_dir`` lacks; ``["(publication under
     way)"]`` while a ``vta run`` publication journal is there (a run killed mid-publish)."""
-    from . import io as vio
+    from .. import io as vio
 
     journal = getattr(vio, "JOURNAL", None)
     if journal and (subject_dir / journal).exists():
@@ -212,8 +212,8 @@ def _run_subject(data: dict, source: str, out_dir: str, expected_hash: str) -> d
     """Run one subject on a worker; never raises for a subject's own failure."""
     t0 = time.perf_counter()
     try:
-        from .config import parse_config
-        from .pipeline import run
+        from ..config import parse_config
+        from ..pipeline import run
 
         config = parse_config(data, source)
         if config_hash(config) != expected_hash:
@@ -256,7 +256,7 @@ def run_batch(
     out_dir : str or Path
         Output folder (created).
     template : str or Path, optional
-        Template TOML (when ``manifest`` is a path; see :func:`vta.manifest.load_manifest`).
+        Template TOML (when ``manifest`` is a path; see :func:`vta.studies.manifest.load_manifest`).
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:port``); default: start a
         ``LocalCluster`` for this batch.

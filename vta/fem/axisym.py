@@ -48,9 +48,9 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .errors import VtaError
-from .leads import LeadModel, LeadPlacement
-from .threads import run_interruptibly
+from ..errors import VtaError
+from ..leads import LeadModel, LeadPlacement
+from ..threads import run_interruptibly
 
 __all__ = [
     "PRESETS",

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import VtaError
+from ..errors import VtaError
 
 __all__ = [
     "CAMERAS",
@@ -156,13 +156,13 @@ class Scene:
         Height of the field of view (mm).
     threshold_V_per_mm : float
         VTA threshold (V/mm).
-    vta : vta.activation.VtaGrid
+    vta : vta.activation.efield.VtaGrid
         |E| on a voxel grid; the VTA surface is its ``threshold`` isosurface.
     field_slices : dict of str -> FieldSlice
         The |E| cut plane of each camera.
-    t1 : vta.anatomy.Image or None
+    t1 : vta.anatomy.atlas_io.Image or None
         T1 image for the backdrop planes.
-    structures : dict of str -> vta.anatomy.Image
+    structures : dict of str -> vta.anatomy.atlas_io.Image
         Boolean masks of the structures to draw (each on its own grid).
     fibres : list of ndarray (n_i, 3)
         Fibre polylines (mm).
@@ -397,7 +397,7 @@ def scene_from_run(
         structures).
     basis : FieldBasis
         The solved basis (``field_at(points_mm, weights_V)``).
-    vta_grid : vta.activation.VtaGrid, optional
+    vta_grid : vta.activation.efield.VtaGrid, optional
         |E| on a voxel grid; computed here when None (``output.nifti = false``).
     fibres : list of ndarray (n_i, 3), optional
         Fibre polylines in world mm.
@@ -407,8 +407,8 @@ def scene_from_run(
         Smallest height of the field of view (mm), widened to hold the VTA; default
         40 mm with anatomy (context around the target), 25 mm without.
     """
-    from .activation import field_norm_on_grid
-    from .grid import VoxelGrid
+    from ..activation.efield import field_norm_on_grid
+    from ..fem.grid import VoxelGrid
 
     fib: list[np.ndarray] = []
     act = None
@@ -1280,7 +1280,7 @@ def render_html(scene: Scene, path: str | Path) -> Path:
     if "</body>" not in viewer:
         raise VtaError(f"unexpected vtk.js viewer template at {HTML_VIEWER_PATH}")
     page = viewer.replace("</body>", loader + "</body>", 1)
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     out = atomic_write_bytes(Path(path), page.encode("utf-8"))
     log.info("wrote %s (%.1f MB)", out, len(page) / 1e6)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import VtaError
+from ..errors import VtaError
 
 __all__ = ["ContactState", "Setting", "resolve", "monopolar_impedances_ohm"]
 

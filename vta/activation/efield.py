@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import VtaError
-from .grid import VoxelGrid
+from ..errors import VtaError
+from ..fem.grid import VoxelGrid
 
 __all__ = [
     "ASTROM_TABLE",
@@ -239,7 +239,7 @@ def structure_coverage(
     weights_V : ndarray, shape (K,)
         Contact potentials (V) of the setting.
     threshold_V_per_mm : float
-    structures : dict of str -> vta.anatomy.Structure
+    structures : dict of str -> vta.anatomy.atlas_io.Structure
     region_mm : ndarray, shape (2, 3), optional
         World bounding box (mm) worth evaluating; default: everything.
     supersample : int

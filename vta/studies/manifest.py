@@ -74,8 +74,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import read_toml
-from .errors import ConfigError, VtaError
+from ..config import read_toml
+from ..errors import ConfigError, VtaError
 
 __all__ = ["Manifest", "SubjectSpec", "load_manifest", "parse_contacts"]
 
@@ -184,7 +184,7 @@ class SubjectSpec:
             that came from a manifest column is named by that column. For a malformed
             row, :attr:`error`.
         """
-        from .config import parse_config
+        from ..config import parse_config
 
         if self.error is not None:
             raise VtaError(self.error)

@@ -10,7 +10,7 @@ quadrature points of the mesh-integrated VTA volume (:meth:`FieldBasis.volume_sa
 the same points and weights as ``vta run``) and at the sub-voxels of each structure,
 sorts it once, and reads the VTA volume and every structure overlap of *all*
 amplitudes and pulse widths (the threshold may depend on the pulse width through
-:func:`vta.activation.astrom_threshold`) by ``np.searchsorted``: thousands of settings
+:func:`vta.activation.efield.astrom_threshold`) by ``np.searchsorted``: thousands of settings
 for the cost of K evaluations.
 
 Per setting (one row): configuration label, active contacts, amplitude, pulse width,
@@ -45,12 +45,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .activation import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_threshold, charge_metrics,
+from ..activation.efield import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_threshold, charge_metrics,
                          structure_samples)
-from .config import MAX_CURRENT_MA, MAX_VOLTAGE_V
-from .errors import VtaError
-from .io import atomic_write_bytes
-from .stimulation import Setting, resolve
+from ..config import MAX_CURRENT_MA, MAX_VOLTAGE_V
+from ..errors import VtaError
+from ..io import atomic_write_bytes
+from ..fem.stimulation import Setting, resolve
 
 __all__ = [
     "ContactConfig",
@@ -237,7 +237,7 @@ class ConfigResponse:
     def evaluate(cls, basis, config: ContactConfig, state, structs: dict, min_ratio: float = 0.0) -> "ConfigResponse":
         """Evaluate the unit |E| of ``state`` at the mesh's VTA quadrature points that can
         reach ``min_ratio`` (the smallest threshold / amplitude of interest, V/mm) and at
-        the structure samples (as returned by :func:`vta.activation.structure_samples`)."""
+        the structure samples (as returned by :func:`vta.activation.efield.structure_samples`)."""
         volume = cls._sorted(*basis.volume_samples(state.potentials_V, min_ratio))
         per_structure = {}
         for name, (pts, w, vol) in structs.items():
@@ -300,7 +300,7 @@ class SweepSetup:
         Smallest threshold / amplitude of interest (V/mm): mesh points whose unit |E|
         stays below it are in no VTA of the sweep.
     structs : dict
-        Structure samples (:func:`vta.activation.structure_samples`).
+        Structure samples (:func:`vta.activation.efield.structure_samples`).
     target_names : list of str
     """
 
@@ -363,9 +363,9 @@ def sweep(
     axon_diameter_um : float, optional
         Instead of ``threshold_V_per_mm``: the Astrom threshold for this axon diameter at
         each pulse width.
-    structures : dict of str -> vta.anatomy.Structure, optional
+    structures : dict of str -> vta.anatomy.atlas_io.Structure, optional
         Structures whose overlap with the VTA is reported (as
-        :func:`vta.activation.structure_coverage`).
+        :func:`vta.activation.efield.structure_coverage`).
     targets : sequence of str, optional
         The target structures (default: all of ``structures``); ``spill_mm3`` is the
         VTA volume outside them.
@@ -378,7 +378,7 @@ def sweep(
     tract_thresholds : callable, optional
         ``(config, unit_state, pulse_width_us) -> {tract: thresholds}``: per fibre the
         amplitude from which it fires (axon-model threshold search on the unit
-        setting, :mod:`vta.tract_activation`); adds ``tract_<name>_fraction`` and
+        setting, :mod:`vta.activation.tract_activation`); adds ``tract_<name>_fraction`` and
         ``tract_<name>_activated`` columns.
 
     Returns

@@ -8,7 +8,7 @@ so the basis can be stored once and reused for any other setting.
 
 Usage (e.g. in :mod:`vta.pipeline`)::
 
-    from vta.cache import cached_basis
+    from vta.fem.cache import cached_basis
 
     key = {"method": "3d", "lead": lead, "placement": placement, "domain": domain,
            "encapsulation": encapsulation, "sigma_S_per_m": 0.2, "preset": "default",
@@ -18,8 +18,8 @@ Usage (e.g. in :mod:`vta.pipeline`)::
 The key must contain everything the builder's result depends on (for input files, their
 :func:`file_digest`, not only their paths). It may hold plain
 values, lists, dicts, numpy arrays (large ones are hashed) and dataclasses such as
-:class:`vta.leads.LeadModel`, :class:`vta.leads.LeadPlacement`, :class:`vta.mesh.Domain`,
-:class:`vta.mesh.Encapsulation` or :class:`vta.mesh.MeshPreset`. The file name is a
+:class:`vta.leads.LeadModel`, :class:`vta.leads.LeadPlacement`, :class:`vta.fem.mesh.Domain`,
+:class:`vta.fem.mesh.Encapsulation` or :class:`vta.fem.mesh.MeshPreset`. The file name is a
 SHA-256 of the canonical JSON of the key plus a fingerprint of the code that builds the
 basis (``mesh.py``, ``solve.py``, ``assembly.py``, ``leads.py``, this module) and the
 gmsh version, so an upgrade never returns a stale basis.
@@ -32,7 +32,7 @@ and crashes never leave a partial file visible). A file that cannot be read, or 
 stored key differs, is deleted and rebuilt. Least recently used files are pruned when
 the folder exceeds ``$VTA_CACHE_MAX_MB`` (default 2048 MB).
 
-Only bases with ``to_arrays()`` / ``from_arrays()`` (:class:`vta.solve.TetFieldBasis`)
+Only bases with ``to_arrays()`` / ``from_arrays()`` (:class:`vta.fem.solve.TetFieldBasis`)
 are stored; any other builder result is returned as is.
 """
 
@@ -51,8 +51,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import VtaError
-from .notices import NOT_ABOUT_RESULT
+from ..errors import VtaError
+from ..notices import NOT_ABOUT_RESULT
 
 __all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "cached_basis", "clear_cache", "file_digest",
            "load_basis", "store_basis"]
@@ -62,7 +62,10 @@ log = logging.getLogger(__name__)
 #: bump when the file layout changes
 CACHE_FORMAT = 1
 _OFF = {"", "0", "off", "none", "false", "no"}
-_CODE_FILES = ("mesh.py", "solve.py", "assembly.py", "leads.py", "cache.py")
+#: Sources (globs under the package) that shape a basis: meshing, assembly, solving,
+#: the lead catalogue, tissue conductivity and its sampling per element (anatomy/), and
+#: the scene code that combines them. A change in any of them invalidates the cache.
+BASIS_CODE = ("fem/*.py", "anatomy/*.py", "leads.py", "data/leads.csv", "scene.py", "pipeline.py")
 _HASH_ARRAYS_ABOVE = 64  # numpy arrays with more entries enter the key as a SHA-256
 _fingerprint: str | None = None
 
@@ -137,17 +140,21 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def basis_code_files() -> list[Path]:
+    """The source files whose contents enter every cache key (:data:`BASIS_CODE`)."""
+    package = Path(__file__).resolve().parents[1]
+    return sorted({f for pattern in BASIS_CODE for f in package.glob(pattern) if f.is_file()})
+
+
 def _code_fingerprint() -> str:
     """SHA-256 over the sources that decide what a basis contains, and gmsh's version."""
     global _fingerprint
     if _fingerprint is None:
         h = hashlib.sha256()
-        here = Path(__file__).resolve().parent
-        for name in _CODE_FILES:
-            try:
-                h.update((here / name).read_bytes())
-            except OSError:
-                h.update(name.encode())
+        package = Path(__file__).resolve().parents[1]
+        for path in basis_code_files():
+            h.update(path.relative_to(package).as_posix().encode())
+            h.update(path.read_bytes())
         try:
             from importlib.metadata import version
 
@@ -185,7 +192,7 @@ def store_basis(path: str | os.PathLike, basis: Any, key_text: str = "") -> bool
     be stored (no ``to_arrays``) or the write fails (logged, never raised)."""
     if not hasattr(basis, "to_arrays"):
         return False
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     try:
         arrays = dict(basis.to_arrays())

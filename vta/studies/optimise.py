@@ -8,7 +8,7 @@ shrink; charge per phase and charge density are linear in ``a``. The target cove
 grows too. Hence the best setting of a configuration is the smallest amplitude that
 reaches the largest coverage among the amplitudes that satisfy every limit, and
 :func:`optimise` finds it on a fine amplitude grid from the sorted unit responses of
-:class:`vta.sweep.ConfigResponse` (no re-solve, no field re-evaluation per amplitude).
+:class:`vta.studies.sweep.ConfigResponse` (no re-solve, no field re-evaluation per amplitude).
 The configurations are then ranked by coverage (ties: lower charge per phase first).
 
 The result is exact for the candidate configurations given (monopolar, bipolar and
@@ -24,8 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .activation import CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, charge_metrics
-from .errors import VtaError
+from ..activation.efield import CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, charge_metrics
+from ..errors import VtaError
 from .sweep import MAX_AMPLITUDE, ContactConfig, TractThresholds, setup_sweep, thresholds_for
 
 __all__ = ["Limits", "optimise"]
@@ -98,7 +98,7 @@ def optimise(
     ----------
     basis : FieldBasis
     configs : sequence of ContactConfig
-        Candidate configurations (e.g. :func:`vta.sweep.standard_configs`).
+        Candidate configurations (e.g. :func:`vta.studies.sweep.standard_configs`).
     targets : sequence of str
         Target structures (names in ``structures``): coverage = summed overlap / summed
         volume.
@@ -110,9 +110,9 @@ def optimise(
     pulse_widths_us : sequence of float
         Candidate pulse widths (us); each (configuration, pulse width) is ranked.
     threshold_V_per_mm, axon_diameter_um
-        The |E| threshold, as in :func:`vta.sweep.sweep`.
+        The |E| threshold, as in :func:`vta.studies.sweep.sweep`.
     lead, region_mm, supersample
-        As in :func:`vta.sweep.sweep`.
+        As in :func:`vta.studies.sweep.sweep`.
     resolution : float
         Amplitude step of the search (mA or V).
     tract_thresholds : callable, optional

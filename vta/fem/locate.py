@@ -442,7 +442,7 @@ def _jit() -> None:
     """Import numba and wrap the query kernels (each compiled, or loaded from numba's
     cache, on its first call).
 
-    Deferred to the first query so that importing :mod:`vta.locate`, and everything
+    Deferred to the first query so that importing :mod:`vta.fem.locate`, and everything
     that only needs :class:`TriLocator`, stays free of numba's import and start-up cost.
     The module globals are rebound to the compiled versions; numba resolves the helper
     ``_min_bary`` (a global of ``_locate_chunks``) when it compiles its caller. The

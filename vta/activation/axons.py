@@ -71,7 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .errors import VtaError
+from ..errors import VtaError
 
 __all__ = [
     "AxonModel",

@@ -46,8 +46,8 @@ from .atlas_io import (BACKGROUND, BLOOD, CSF, GM, TISSUE_CLASSES, WM, Image, St
                        _integer_labels, _label_structures, _probabilistic_structures, _structure_from_mask,
                        _suggest, load_label_atlas, load_probabilistic_atlas, load_tissue_segmentation,
                        read_label_table, read_nifti, resample_to)
-from .errors import VtaError
-from .notices import NOT_ABOUT_RESULT
+from ..errors import VtaError
+from ..notices import NOT_ABOUT_RESULT
 
 __all__ = [
     "BACKGROUND", "BLOOD", "CSF", "GM", "WM", "TISSUE_CLASSES",
@@ -299,8 +299,8 @@ def _version(dist: str) -> str:
 def cache_dir() -> Path | None:
     """Directory of cached default anatomies: ``$VTA_CACHE_DIR/anatomy`` or
     ``~/.cache/vta/anatomy``; None when ``$VTA_CACHE_DIR`` turns caching off (``off``,
-    ``0``, ``none``, ...; see :mod:`vta.cache`)."""
-    from .cache import _OFF
+    ``0``, ``none``, ...; see :mod:`vta.fem.cache`)."""
+    from ..fem.cache import _OFF
 
     base = os.environ.get("VTA_CACHE_DIR")
     if base is not None and base.strip().lower() in _OFF:

@@ -135,7 +135,7 @@ class TetFieldBasis:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to rebuild this basis, as plain arrays (for ``np.savez``;
-        see :mod:`vta.cache`). Barycentric gradients and volumes are recomputed on load."""
+        see :mod:`vta.fem.cache`). Barycentric gradients and volumes are recomputed on load."""
         import json
 
         mesh = self.mesh
@@ -610,7 +610,7 @@ _prewarmed = False
 def prewarm() -> None:
     """Load the numba kernels of assembly and solver (from numba's cache) and import
     pyamg, on tiny inputs. A new process otherwise pays ~1 s for this on the first
-    solve; :func:`vta.mesh.build_mesh` runs it in a background thread while gmsh meshes
+    solve; :func:`vta.fem.mesh.build_mesh` runs it in a background thread while gmsh meshes
     (gmsh releases the GIL). Idempotent and thread-safe."""
     global _prewarmed
     with _PREWARM_LOCK:

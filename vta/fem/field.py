@@ -1,12 +1,12 @@
 """Evaluate FEM potentials and fields at located points, and VTA volume (numba).
 
-All kernels take the output of :meth:`vta.locate.TetLocator.locate` (element index,
+All kernels take the output of :meth:`vta.fem.locate.TetLocator.locate` (element index,
 barycentric coordinates in the element's vertex order) plus the element DOF map of
-:mod:`vta.assembly` (skfem order) and ONE solution vector. To evaluate a stimulation
+:mod:`vta.fem.assembly` (skfem order) and ONE solution vector. To evaluate a stimulation
 setting, first combine the unit solutions, ``u = U @ weights_V``, then evaluate once.
 
 The kernels are serial, GIL-free numba functions over an index range; large inputs are
-split over threads (:func:`vta.locate._run_threaded`). numba is imported, and the
+split over threads (:func:`vta.fem.locate._run_threaded`). numba is imported, and the
 kernels compiled or loaded from its cache, on first use (:func:`_jit`): serial kernels
 compile several times faster than ``parallel=True`` ones and need no threading layer.
 
@@ -202,7 +202,7 @@ def gradient_at_located(
     elem, bary, element_dofs, u, order
         As in :func:`potential_at_located`.
     grad_lambda : ndarray, shape (M, 4, 3)
-        Barycentric gradients from :func:`vta.assembly.element_geometry`, 1/mm.
+        Barycentric gradients from :func:`vta.fem.assembly.element_geometry`, 1/mm.
 
     Returns
     -------

@@ -23,7 +23,7 @@ Sources (numbers only; the code here is written from the formulas)
   Haueisen J, Reichenbach JR, *NeuroImage* 51:145 (2010), normalised volume
   (unit-determinant) mapping. FACTS s3.4.
 
-Tissue classes are those of :mod:`vta.atlas_io`: 0 background/unknown, 1 GM, 2 WM,
+Tissue classes are those of :mod:`vta.anatomy.atlas_io`: 0 background/unknown, 1 GM, 2 WM,
 3 CSF, 4 blood.
 """
 
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atlas_io import BLOOD, CSF, GM, TISSUE_CLASSES, WM, Image, _suggest, check_affine
-from .errors import VtaError
+from ..errors import VtaError
 
 __all__ = [
     "COLE_COLE_PARAMETERS",
@@ -436,7 +436,7 @@ class TensorField:
 
     @property
     def image(self) -> Image:
-        """The valid-mask as an :class:`~vta.atlas_io.Image` (for grid queries)."""
+        """The valid-mask as an :class:`~vta.anatomy.atlas_io.Image` (for grid queries)."""
         return Image(self.valid, self.affine)
 
     def tensor_at(self, points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

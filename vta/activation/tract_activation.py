@@ -2,11 +2,11 @@
 
 For each tract (a streamline file or the synthetic default ALIC bundle) every streamline
 passing within ``max_distance_mm`` of the active contacts gets one axon model
-(:mod:`vta.axons`, MRG double cable or nodes-only) of ``axon_length_mm``, centred on its
+(:mod:`vta.activation.axons`, MRG double cable or nodes-only) of ``axon_length_mm``, centred on its
 point closest to the active contacts. The extracellular potential at the compartments
 comes from the solved field basis; by linearity the potential of any amplitude of one
 contact configuration is a multiple of it, so one threshold search per fibre
-(:func:`vta.axons.thresholds`) answers every amplitude: a fibre fires at amplitude ``A``
+(:func:`vta.activation.axons.thresholds`) answers every amplitude: a fibre fires at amplitude ``A``
 iff ``A >= s*``.
 
 Fibres that pass through the lead body cannot be evaluated (the potential is not
@@ -27,9 +27,9 @@ from typing import Callable
 import numpy as np
 
 from .axons import AxonModel, Pulse, compartment_offsets_mm, mrg_model, simplified_model, thresholds
-from .config import RunConfig, TractsConfig
-from .errors import VtaError
-from .stimulation import ContactState
+from ..config import RunConfig, TractsConfig
+from ..errors import VtaError
+from ..fem.stimulation import ContactState
 from .tracts import FibreSegments, Tract, default_alic_bundle, fibre_segments_near, load_tract
 
 __all__ = ["PlacedTract", "axon_model", "load_config_tracts", "place_tract", "fibre_potentials",
@@ -113,7 +113,7 @@ def search_radius_mm(config: RunConfig, currents_mA: np.ndarray) -> float:
     """
     if config.tracts.max_distance_mm is not None:
         return float(config.tracts.max_distance_mm)
-    from .pipeline import conductivity_model
+    from ..pipeline import conductivity_model
 
     model = conductivity_model(config)
     sigma = min(model.wm_S_per_m, model.gm_S_per_m)
@@ -267,7 +267,7 @@ def _warn_if_capped(placed: PlacedTract, active: np.ndarray, max_fibres: int) ->
 
 
 def sweep_thresholds(config: RunConfig, basis, max_amplitude: float) -> Callable:
-    """A ``tract_thresholds`` callable for :func:`vta.sweep.sweep` / :func:`vta.optimise.optimise`.
+    """A ``tract_thresholds`` callable for :func:`vta.studies.sweep.sweep` / :func:`vta.studies.optimise.optimise`.
 
     Axons are placed once per set of active contacts; per (configuration, pulse width) the
     thresholds of the unit setting are searched once, in the sweep's amplitude unit.

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atlas_io import Image, _suggest, check_affine
-from .errors import VtaError
-from .leads import LeadModel, LeadPlacement, get_lead
+from ..errors import VtaError
+from ..leads import LeadModel, LeadPlacement, get_lead
 
 __all__ = [
     "LEADDBS_LEAD_MODELS",
@@ -146,7 +146,7 @@ def _resolve_anatomy(anatomy: Any) -> Any:
     if isinstance(anatomy, str):
         if anatomy != "default":
             raise VtaError(f"anatomy must be an Anatomy, None or 'default', got '{anatomy}'")
-        from .anatomy import default_anatomy
+        from .model import default_anatomy
 
         try:
             return default_anatomy()
@@ -159,7 +159,7 @@ def _resolve_anatomy(anatomy: Any) -> Any:
 def target_trajectory(name: str | TargetPreset, anatomy: Any = None) -> Trajectory:
     """Tip, through-point and direction of a target preset.
 
-    Recipe with an anatomy (``Anatomy`` or ``"default"`` for :func:`vta.anatomy.default_anatomy`):
+    Recipe with an anatomy (``Anatomy`` or ``"default"`` for :func:`vta.anatomy.model.default_anatomy`):
 
     1. tip = centroid of the ``target`` structure (e.g. NAc_R) moved
        ``tip_offset_mm`` (2 mm) down (world -z), so that the most ventral contacts sit
@@ -588,7 +588,7 @@ def load_leaddbs_reconstruction(path: str | Path, side: str | int = "right", spa
 def _resolve_model(elmodel: Any, lead: LeadModel | str | None, what: str) -> tuple[LeadModel, str | None]:
     if lead is not None:
         if isinstance(lead, LeadModel):
-            from .leads import lead_catalogue
+            from ..leads import lead_catalogue
 
             return lead, (lead.name if lead.name in lead_catalogue() else None)
         model = get_lead(lead)
