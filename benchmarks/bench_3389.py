@@ -1,4 +1,4 @@
-"""Benchmark: the homogeneous Medtronic 3389 case of DESIGN.md at each accuracy preset.
+"""Benchmark: the homogeneous Medtronic 3389 case of README.md at each accuracy preset.
 
 For each method (axisymmetric fast path, full 3D) and preset (fast, default, fine) this
 runs ``vta run`` as a fresh process (whole-process wall time, Python start included) and
@@ -111,12 +111,11 @@ def reference(amplitude: float) -> dict:
 
 def grid_timing() -> dict:
     """|E| on a 100^3 = 1M-point grid (5 x 5 x 5 cm^3 around the contacts) with the default 3D basis."""
-    from vta.config import parse_config
-    from vta.pipeline import build_basis
     import tomllib
 
-    cfg = parse_config(tomllib.loads(CASE.format(amplitude=-1.0, preset="default", method="3d", nifti="false")))
-    basis = build_basis(cfg)
+    from vta.scene import Scene
+
+    basis = Scene.from_dict(tomllib.loads(CASE.format(amplitude=-1.0, preset="default", method="3d", nifti="false"))).basis
     axis = np.linspace(-10, 10, 100)
     X, Y, Z = np.meshgrid(axis, axis, axis + 4.25, indexing="ij")
     pts = np.column_stack([X.ravel(), Y.ravel(), Z.ravel()])

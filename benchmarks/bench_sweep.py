@@ -28,20 +28,20 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from vta.config import load_config  # noqa: E402
-from vta.pipeline import build_basis  # noqa: E402
+from vta.scene import Scene  # noqa: E402
 from vta.studies.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
 
 
 def run(method: str, repeats: int) -> dict:
-    config = load_config(ROOT / "examples" / "homogeneous_3389.toml")
+    config = Scene.from_config(load_config(ROOT / "examples" / "homogeneous_3389.toml"), method=method)
     t0 = time.perf_counter()
-    basis = build_basis(config, method)
+    basis = config.basis
     t_basis = time.perf_counter() - t0
     spec = SweepSpec(standard_configs(4), np.round(np.linspace(0.1, 5.0, 50), 6), [30, 60, 90, 105, 120], "current")
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        rows = sweep(basis, spec, axon_diameter_um=3.5, lead=config.lead)
+        rows = sweep(basis, spec, fiber_diameter_um=3.5, lead=config.lead)
         times.append(time.perf_counter() - t0)
     r = next(r for r in rows if r["config"] == "c1-" and abs(r["amplitude"] - 3.0) < 1e-9 and r["pulse_width_us"] == 60)
     return {

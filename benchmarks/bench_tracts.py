@@ -28,40 +28,30 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from vta.config import load_config  # noqa: E402
-from vta.studies.optimise import Limits, optimise  # noqa: E402
-from vta.pipeline import _domain_box, build_basis, choose_method, run_simulation  # noqa: E402
-from vta.studies.sweep import SweepSpec, standard_configs, sweep  # noqa: E402
-from vta.activation.tract_activation import sweep_thresholds  # noqa: E402
+import vta  # noqa: E402
 
 
 def main() -> None:
-    config = load_config(ROOT / "examples" / "nac_alic_demo.toml")
-    basis = build_basis(config, choose_method(config))
-    sim = run_simulation(config)                      # warm-up: numba compile, anatomy
+    scene = vta.Scene.from_toml(ROOT / "examples" / "nac_alic_demo.toml")
+    sim = scene.simulate()                            # warm-up: numba compile, anatomy, basis
     t0 = time.perf_counter()
-    sim = run_simulation(config)
+    sim = scene.simulate()
     t_total = time.perf_counter() - t0
-    t_run = sim.summary["timings_s"]["tracts"]
-    bundle = sim.summary["tracts"]["ALIC_bundle"]
+    t_run = sim.timings_s["tracts"]
+    bundle = sim.summary()["tracts"]["ALIC_bundle"]
 
-    structures = config.anatomy.load().structures
+    n = scene.lead.model.n_contacts
     amps = np.round(np.linspace(0.5, 10.0, 20), 6)
-    spec = SweepSpec(standard_configs(basis.n_contacts, ["monopolar", "bipolar-adjacent"], "voltage"), amps,
-                     [60.0, 90.0, 120.0], "voltage")
+    spec = vta.SweepSpec(vta.standard_configs(n, ["monopolar", "bipolar-adjacent"], "voltage"), amps,
+                         [60.0, 90.0, 120.0], "voltage")
     t0 = time.perf_counter()
-    rows = sweep(basis, spec, threshold_V_per_mm=0.2, structures=structures, targets=["NAc_R", "ALIC_R"],
-                 lead=config.lead, region_mm=_domain_box(config),
-                 tract_thresholds=sweep_thresholds(config, basis, float(amps.max())))
+    rows = vta.sweep(scene, spec, targets=["NAc_R", "ALIC_R"])
     t_sweep = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ranked = optimise(basis, standard_configs(basis.n_contacts, ["monopolar", "bipolar-adjacent", "double-monopolar"],
-                                              "voltage"), ["NAc_R"], structures,
-                      Limits(max_spill_mm3=200.0, max_tract_fraction={"ALIC_bundle": 0.2}, max_amplitude=10.0),
-                      mode="voltage", pulse_widths_us=[90.0], threshold_V_per_mm=0.2, lead=config.lead,
-                      region_mm=_domain_box(config), resolution=0.1,
-                      tract_thresholds=sweep_thresholds(config, basis, 10.0))
+    ranked = vta.optimise(scene, vta.standard_configs(n, ["monopolar", "bipolar-adjacent", "double-monopolar"], "voltage"),
+                          vta.Limits(max_spill_mm3=200.0, max_tract_fraction={"ALIC_bundle": 0.2}, max_amplitude=10.0),
+                          targets=["NAc_R"], pulse_widths_us=[90.0], resolution=0.1)
     t_opt = time.perf_counter() - t0
     best = ranked[0]
 

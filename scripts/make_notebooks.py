@@ -1,6 +1,5 @@
 """Write the notebooks in notebooks/ (no outputs): python scripts/make_notebooks.py (from the repo root)"""
 import nbformat as nbf
-from pathlib import Path
 
 def nb(cells, path):
     n = nbf.v4.new_notebook()
@@ -17,32 +16,28 @@ basis*); every setting below is a weighted sum of those unit solutions, so thous
 settings cost seconds, and the optimiser finds, per contact configuration, the smallest
 amplitude that reaches the best NAc coverage within spill and safety limits.""",
 """
-import os, tomllib, time
+import time, tomllib
 from importlib import resources
 import numpy as np
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from vta.config import parse_config
-from vta.pipeline import build_basis, choose_method, _domain_box
-from vta.studies.sweep import SweepSpec, standard_configs, sweep
-from vta.studies.optimise import Limits, optimise
+import vta
 
 data = tomllib.loads(resources.files("vta").joinpath("data/demo.toml").read_text())
 data["solver"] = {"preset": "fast"}          # quick overview; "default" for reported numbers
-config = parse_config(data, "demo.toml")
-basis = build_basis(config, choose_method(config))   # cached on disk after the first run
-structures = config.anatomy.load().structures
-print(config.lead.model.name, "-", basis.n_contacts, "contacts;", config.stimulation.mode, "mode")
+data["vta"] = {"fiber_diameter_um": 3.5}      # Astrom 2015 threshold at each pulse width
+scene = vta.Scene.from_dict(data, "demo.toml")   # the field basis is cached on disk after the first run
+print(scene.lead.model.name, "-", scene.lead.model.n_contacts, "contacts;", scene.config.stimulation.mode, "mode;",
+      "targets", scene.default_targets)
 """,
 """md:## A sweep: monopolar and bipolar configurations, 0.5-6 V, three pulse widths""",
 """
-spec = SweepSpec(standard_configs(basis.n_contacts, ["monopolar", "bipolar-adjacent"], "voltage"),
-                 np.round(np.arange(0.5, 6.01, 0.5), 3), [60.0, 90.0, 120.0], "voltage")
+spec = vta.SweepSpec(vta.standard_configs(scene.lead.model.n_contacts, ["monopolar", "bipolar-adjacent"], "voltage"),
+                     np.round(np.arange(0.5, 6.01, 0.5), 3), [60.0, 90.0, 120.0], "voltage")
 t0 = time.perf_counter()
-rows = sweep(basis, spec, axon_diameter_um=3.5, structures=structures, targets=["NAc_R", "ALIC_R"],
-             lead=config.lead, region_mm=_domain_box(config))
+rows = vta.sweep(scene, spec)
 print(f"{len(rows)} settings in {time.perf_counter() - t0:.2f} s")
 """,
 """
@@ -57,10 +52,9 @@ best["config"], best["amplitude"], round(best["NAc_R_fraction"], 3)
 """,
 """md:## Optimisation: best NAc coverage with at most 150 mm^3 outside NAc/ALIC and 40 mm^3 in the ALIC""",
 """
-limits = Limits(max_spill_mm3=150.0, max_overlap_mm3={"ALIC_R": 40.0}, max_amplitude=8.0)
-ranked = optimise(basis, standard_configs(basis.n_contacts, ["monopolar", "bipolar-adjacent", "double-monopolar"], "voltage"),
-                  ["NAc_R"], structures, limits, mode="voltage", pulse_widths_us=[90.0], axon_diameter_um=3.5,
-                  lead=config.lead, region_mm=_domain_box(config), resolution=0.1)
+limits = vta.Limits(max_spill_mm3=150.0, max_overlap_mm3={"ALIC_R": 40.0}, max_amplitude=8.0)
+configs = vta.standard_configs(scene.lead.model.n_contacts, ["monopolar", "bipolar-adjacent", "double-monopolar"], "voltage")
+ranked = vta.optimise(scene, configs, limits, targets=["NAc_R"], pulse_widths_us=[90.0], resolution=0.1)
 for r in ranked[:5]:
     print(f"{r['rank']}. {r['active_contacts']:<8} {r['amplitude']:4.1f} V  NAc {100 * r['target_coverage']:5.1f} %  "
           f"spill {r['spill_mm3']:6.1f} mm^3  ALIC {r['ALIC_R_overlap_mm3']:5.1f} mm^3  limited by {r['limited_by']}")
@@ -81,18 +75,17 @@ import csv, tempfile
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from vta.studies.batch import run_batch
-from vta.studies.manifest import load_manifest
+import vta
 
 root = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-manifest = load_manifest(root / "examples/cohort/manifest.csv", root / "examples/cohort/template.toml")
+manifest = vta.load_manifest(root / "examples/cohort/manifest.csv", root / "examples/cohort/template.toml")
 import dataclasses
 manifest = dataclasses.replace(manifest, subjects=manifest.subjects[:3])   # three for a quick look
 out = Path(tempfile.mkdtemp(prefix="vta_cohort_"))
 print(len(manifest.subjects), "subject-hemispheres ->", out)
 """,
 """
-result = run_batch(manifest, out, n_workers=2)
+result = vta.run_batch(manifest, out, n_workers=2)
 print(result.summary_line())
 assert not result.failed
 """,
@@ -108,7 +101,7 @@ assert counts.max() >= 1
 """,
 """md:Running it again skips every finished subject:""",
 """
-again = run_batch(manifest, out, n_workers=2)
+again = vta.run_batch(manifest, out, n_workers=2)
 print(again.summary_line())
 assert again.count("skipped") == len(group)
 """,
@@ -128,8 +121,7 @@ from importlib import resources
 from pathlib import Path
 from IPython.display import Image, display
 
-from vta.config import parse_config
-from vta.pipeline import run
+import vta
 
 data = tomllib.loads(resources.files("vta").joinpath("data/demo.toml").read_text())
 data["solver"] = {"preset": "fast"}            # quick look; "default" for reported numbers
@@ -137,17 +129,13 @@ data["stimulation"]["contacts"] = {"0": -2.5, "1": -2.5}
 out = Path(tempfile.mkdtemp(prefix="vta_targeting_"))
 """,
 """
-from vta.errors import VtaError
-from vta.views.render import check_rendering, views_writer
-
-config = parse_config(data, "targeting.toml")
+scene = vta.Scene.from_dict(data, "targeting.toml")
+sim = scene.simulate()
+summary = vta.write(sim, out)
 try:
-    check_rendering()
-    views = views_writer(config, ["anterior", "lateral"], (1000, 720))
-except VtaError as exc:          # no offscreen OpenGL here: numbers only
+    vta.render(sim, out / "views", cameras=["anterior", "lateral"], size=(1000, 720))
+except vta.VtaError as exc:      # no offscreen OpenGL here: numbers only
     print("no rendering:", exc)
-    views = None
-summary = run(config, out, extra=views)
 print(f"VTA {summary['vta_volume_mm3']:.0f} mm^3, impedance {summary['impedance_ohm']:.0f} ohm")
 for name in ("NAc_R", "ALIC_R"):
     s = summary["structures"][name]
@@ -158,8 +146,14 @@ assert summary["structures"]["NAc_R"]["overlap_mm3"] > 0
 """,
 """
 for name in ("render_anterior.png", "render_lateral.png"):
-    if (out / name).exists():
-        display(Image(filename=str(out / name), width=800))
-print("interactive view:", out / "scene.html")
+    if (out / "views" / name).exists():
+        display(Image(filename=str(out / "views" / name), width=800))
+print("interactive view:", out / "views" / "scene.html")
+""",
+"""md:## Another setting on the same scene: no new solve""",
+"""
+other = scene.simulate(vta.Setting("voltage", {1: -3.0}))
+print(f"contact 1 at -3 V: VTA {other.vta_volume_mm3:.0f} mm^3, NAc_R {100 * other.structures['NAc_R']['fraction']:.1f} %")
+assert other.vta_volume_mm3 > 0
 """,
 ], "notebooks/targeting.ipynb")

@@ -9,9 +9,9 @@ import pytest
 
 from vta.activation.af_vta import activating_function_grid, af_vta, calibrated_af_threshold
 from vta.activation.axons import Pulse, mrg_model, point_source_ve, thresholds
-from vta.config import parse_config
 from vta.fem.grid import VoxelGrid
-from vta.pipeline import run
+from vta.outputs import run
+from vta.scene import Scene
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMA = 0.2
@@ -66,8 +66,7 @@ def test_vta_run_with_activating_function(tmp_path):
     data["stimulation"]["pulse_width_us"] = 90
     data["vta"] = {"threshold_V_per_mm": 0.1, "method": "activating_function"}
     data["output"] = {"grid_spacing_mm": 0.25}
-    config = parse_config(data, str(tmp_path / "c.toml"))
-    summary = run(config, tmp_path / "out")
+    summary = run(Scene.from_dict(data, str(tmp_path / "c.toml")), tmp_path / "out")
     af = summary["activating_function_vta"]
     assert af["volume_mm3"] > 0 and af["af_threshold_V_per_mm2"] > 0
     assert {"activating_function.nii.gz", "vta_af.nii.gz"} <= set(summary["outputs"])

@@ -10,8 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from vta.anatomy import model as A
-from vta.anatomy.model import (BACKGROUND, CSF, GM, WM, Anatomy, default_anatomy, load_label_atlas,
+from vta.anatomy import default as D
+from vta.anatomy.default import default_anatomy
+from vta.anatomy.model import (BACKGROUND, CSF, GM, WM, Anatomy, load_label_atlas,
                          load_probabilistic_atlas, load_tissue_segmentation)
 from vta.anatomy.atlas_io import Image, check_affine, read_label_table, read_nifti, resample_to
 from vta.errors import VtaError
@@ -282,11 +283,11 @@ def test_from_files_and_grid_mismatch(tmp_path: Path, atlas_file: Path) -> None:
 def default(tmp_path_factory) -> Anatomy:
     mp = pytest.MonkeyPatch()
     mp.setenv("VTA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    A._MEMO.clear()
+    D._MEMO.clear()
     anat = default_anatomy("hcpex")
     yield anat
     mp.undo()
-    A._MEMO.clear()
+    D._MEMO.clear()
 
 
 @pytest.mark.parametrize("name,centroid", [("NAc_R", (9.4, 8.9, -10.0)), ("NAc_L", (-10.1, 8.0, -10.3))])
@@ -317,9 +318,9 @@ def test_default_contents(default: Anatomy) -> None:
 
 
 def test_default_cache_round_trip(default: Anatomy) -> None:
-    files = list(A.cache_dir().glob("default_hcpex_*.npz"))
-    assert len(files) == 1 and not list(A.cache_dir().glob("*.tmp"))
-    A._MEMO.clear()
+    files = list(D.cache_dir().glob("default_hcpex_*.npz"))
+    assert len(files) == 1 and not list(D.cache_dir().glob("*.tmp"))
+    D._MEMO.clear()
     t = time.perf_counter()
     again = default_anatomy("hcpex")
     assert time.perf_counter() - t < 1.0
@@ -337,11 +338,11 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.setenv("VTA_CACHE_DIR", str(tmp_path))
     box = ((-30.0, -20.0, -20.0), (30.0, 30.0, 25.0))
     a = default_anatomy("hcpex", box_mm=box)
-    (path,) = A.cache_dir().glob("*.npz")
+    (path,) = D.cache_dir().glob("*.npz")
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(VtaError, match="cannot read"):
         Anatomy.load(path)
-    A._MEMO.clear()
+    D._MEMO.clear()
     with caplog.at_level(logging.WARNING, logger="vta.anatomy.model"):
         b = default_anatomy("hcpex", box_mm=box)
     assert "ignoring unreadable anatomy cache" in caplog.text

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import scipy.io
 
+from vta.config import parse_config
+from vta.scene import Scene
 from vta.studies.batch import FREQUENCY_NIFTI, config_hash, frequency_map, run_batch, write_group_outputs
 from vta.errors import VtaError
 from vta.leads import get_lead
@@ -123,19 +125,22 @@ def test_csv_manifest_expands_rows_into_configs(tmp_path, env):
     m = load_manifest(manifest, template)
     assert [(s.subject, s.hemisphere, s.where) for s in m.subjects] == [
         ("p1", "R", "manifest.csv line 3"), ("p2", "L", "manifest.csv line 4")]
-    c1, c2 = (s.config() for s in m.subjects)
+    # the template's domain is centred on the right: the left row is checked as parsed
+    c1, c2 = m.subjects[0].scene(), parse_config(m.subjects[1].config_data(), m.subjects[1].source)
     assert c1.lead.model.name == "Medtronic 3387"
     np.testing.assert_allclose(c1.lead.placement.tip_mm, [10, 12, -8])
     np.testing.assert_allclose(c1.lead.placement.direction, np.array([15, 20, 40]) / np.linalg.norm([15, 20, 40]))
-    assert c1.stimulation.mode == "voltage" and c1.stimulation.contacts == {0: -3.0, 2: -1.5}
-    assert c1.stimulation.pulse_width_us == 90.0
-    assert c1.vta.threshold_V_per_mm == 0.15 and c1.solver.preset == "default"
+    assert c1.config.stimulation.mode == "voltage" and c1.config.stimulation.contacts == {0: -3.0, 2: -1.5}
+    assert c1.config.stimulation.pulse_width_us == 90.0
+    assert c1.config.vta.threshold_V_per_mm == 0.15 and c1.config.solver.preset == "default"
     # empty cells keep the template: its model, direction, setting, threshold and preset
     assert c2.lead.model.name == "Medtronic 3389"
     np.testing.assert_allclose(c2.lead.placement.tip_mm, [-10, 12, -8])
     np.testing.assert_allclose(c2.lead.placement.direction, np.array([0.3, 0.4, 0.8]) / np.linalg.norm([0.3, 0.4, 0.8]))
     assert c2.stimulation.contacts == {1: -2.0} and c2.stimulation.mode == "current"
     assert c2.vta.threshold_V_per_mm == 0.2 and c2.solver.preset == "fast"
+    with pytest.raises(VtaError, match=r"line 4 \(p2 L\): lead tip at \(-10, 12, -8\) mm is outside the domain"):
+        m.subjects[1].scene()
 
 
 def test_toml_manifest_matches_csv(tmp_path, env):
@@ -160,7 +165,7 @@ domain = { center_mm = [-10.0, 12.0, -4.0] }
 """)
     from_csv = load_manifest(manifest, template)
     from_toml = load_manifest(tmp_path / "cohort.toml")  # the template named inside
-    assert [config_hash(s.config()) for s in from_csv.subjects] == [config_hash(s.config()) for s in from_toml.subjects]
+    assert [config_hash(s.scene()) for s in from_csv.subjects] == [config_hash(s.scene()) for s in from_toml.subjects]
 
 
 def test_target_and_leaddbs_rows(tmp_path, env):
@@ -187,13 +192,17 @@ def test_target_and_leaddbs_rows(tmp_path, env):
     manifest, template = write_cohort(tmp_path, rows, "subject,hemisphere,leaddbs_folder,target,contacts\n")
     specs = load_manifest(manifest, template).subjects
     for spec, side in zip(specs[:2], "RL"):
-        cfg = spec.config()
+        data = spec.config_data()
+        data["domain"]["center_mm"] = tips[side].tolist()  # the template's domain is on the right
+        cfg = Scene.from_dict(data, spec.source)
         np.testing.assert_allclose(cfg.lead.placement.tip_mm, tips[side], atol=1e-9)
         np.testing.assert_allclose(cfg.lead.placement.direction, dirs[side] / np.linalg.norm(dirs[side]), atol=1e-12)
     assert specs[2].data["lead"]["target"] == "NAc_L" and specs[3].data["lead"]["target"] == "NAc_R"
-    assert specs[2].config().lead.placement.tip_mm[0] < 0 < specs[3].config().lead.placement.tip_mm[0]
+    left = specs[2].config_data()
+    left["domain"]["center_mm"] = [-10.0, 12.0, -4.0]  # the template's domain is on the right
+    assert Scene.from_dict(left, specs[2].source).lead.placement.tip_mm[0] < 0 < specs[3].scene().lead.placement.tip_mm[0]
     with pytest.raises(VtaError, match=r"manifest.csv line 6 \(gone R\): column 'leaddbs_folder': folder not found"):
-        specs[4].config()
+        specs[4].scene()
 
 
 @pytest.mark.parametrize("row, identity, message", [
@@ -211,16 +220,16 @@ def test_target_and_leaddbs_rows(tmp_path, env):
     ("s1,R,,10;12;-8,,1:-2,,extra", ("s1", "R"), r"^manifest.csv line 3 \(s1 R\): 8 cells but the header has 7 columns$"),
 ])
 def test_malformed_row_is_an_error_of_that_row_only(tmp_path, row, identity, message):
-    """A malformed cell spoils its own row (spec.error, spec.config() raises it), not the manifest."""
+    """A malformed cell spoils its own row (spec.error, spec.scene() raises it), not the manifest."""
     manifest, template = write_cohort(tmp_path, [GOOD_ROWS[0], row, GOOD_ROWS[4]])
     m = load_manifest(manifest, template)
     good1, bad, good2 = m.subjects
     assert (bad.subject, bad.hemisphere, bad.where) == (*identity, "manifest.csv line 3")
     assert bad.error is not None and "\n" not in bad.error
     with pytest.raises(VtaError, match=message):
-        bad.config()
+        bad.scene()
     assert good1.error is None and good2.error is None
-    assert config_hash(good1.config()) != config_hash(good2.config())
+    assert config_hash(good1.scene()) != config_hash(good2.scene())
 
 
 def test_malformed_toml_entry_is_an_error_of_that_entry_only(tmp_path):
@@ -242,10 +251,10 @@ hemisphere = "R"
 """)
     s1, s2, s3 = load_manifest(tmp_path / "cohort.toml").subjects
     with pytest.raises(VtaError, match=r"entry 1 \(s01 R\): column 'tip_mm': must be three finite numbers"):
-        s1.config()
+        s1.scene()
     with pytest.raises(VtaError, match=r"entry 2 \(s02 R\): unknown key 'colour'"):
-        s2.config()
-    assert s3.error is None and s3.config().lead.model.name == "Medtronic 3389"
+        s2.scene()
+    assert s3.error is None and s3.scene().lead.model.name == "Medtronic 3389"
 
 
 @pytest.mark.parametrize("rows, header, message", [
@@ -265,7 +274,7 @@ def test_manifest_errors_name_row_and_column(tmp_path, rows, header, message):
 
 def test_manifest_header_and_file_errors(tmp_path):
     manifest, template = write_cohort(tmp_path, ["s1,R,10;12;-8"], "subject,hemisphere,tip\n")
-    with pytest.raises(VtaError, match=r"line 1: unknown column 'tip' \(did you mean 'tip_[xyz]'\?\)"):
+    with pytest.raises(VtaError, match=r"line 1: unknown column 'tip'; did you mean 'tip_[xyz]'\?"):
         load_manifest(manifest, template)
     manifest, _ = write_cohort(tmp_path, ["s1,10;12;-8"], "subject,tip_mm\n")
     with pytest.raises(VtaError, match="no 'hemisphere' column"):
@@ -282,9 +291,9 @@ def test_config_errors_are_per_subject(tmp_path, env):
     manifest, template = write_cohort(tmp_path, rows)
     s1, s2 = load_manifest(manifest, template).subjects  # the manifest itself is fine
     with pytest.raises(VtaError, match=r"manifest.csv line 2 \(s1 R\): column 'lead_model': unknown lead model"):
-        s1.config()
+        s1.scene()
     with pytest.raises(VtaError, match=r"manifest.csv line 3 \(s2 R\): config key 'stimulation.contacts.7'"):
-        s2.config()
+        s2.scene()
 
 
 def test_example_cohort_manifests_are_valid(env):
@@ -293,10 +302,10 @@ def test_example_cohort_manifests_are_valid(env):
     toml_m = load_manifest(ROOT / "examples/cohort/manifest.toml")
     assert len(csv_m) == 6 and len(toml_m) == 3 and toml_m.template == csv_m.template
     for spec in csv_m.subjects + toml_m.subjects:
-        cfg = spec.config()
-        assert cfg.anatomy is not None and cfg.solver.preset == "fast"
+        cfg = spec.scene()
+        assert cfg.anatomy is not None and cfg.config.solver.preset == "fast"
         assert (cfg.lead.placement.tip_mm[0] > 0) == (spec.hemisphere == "R")
-    assert toml_m.subjects[2].config().vta.threshold_V_per_mm == 0.15
+    assert toml_m.subjects[2].scene().threshold_V_per_mm == 0.15
 
 
 # ----------------------------------------------------------------------------- frequency map
@@ -460,7 +469,7 @@ def test_group_csv_has_clipping_and_warning_columns(tmp_path, finished_batch):
     assert [(g["vta_clipped_by_domain"], g["warnings"]) for g in group] == [("False", "0"), ("True", "2")]
     # a row without a usable summary leaves them empty
     m = load_manifest(manifest, template)
-    write_group_outputs(m, out, {m.subjects[0].name: config_hash(m.subjects[0].config())})
+    write_group_outputs(m, out, {m.subjects[0].name: config_hash(m.subjects[0].scene())})
     group = read_csv(out / "group.csv")
     assert [(g["status"], g["vta_clipped_by_domain"], g["warnings"]) for g in group] == [
         ("ok", "False", "0"), ("stale", "", "")]
@@ -469,7 +478,7 @@ def test_group_csv_has_clipping_and_warning_columns(tmp_path, finished_batch):
 def test_group_outputs_are_atomic_and_write_errors_are_one_line(tmp_path, finished_batch):
     manifest, template, out = copy_batch(finished_batch, tmp_path / "out")
     m = load_manifest(manifest, template)
-    hashes = {s.name: config_hash(s.config()) for s in m.subjects}
+    hashes = {s.name: config_hash(s.scene()) for s in m.subjects}
     before = (out / "group.csv").read_bytes()
     freq_before = (out / FREQUENCY_NIFTI).read_bytes()
 
@@ -517,7 +526,7 @@ def test_incomplete_subject_outputs_are_not_finished(tmp_path, finished_batch):
     manifest, template, out = copy_batch(finished_batch, tmp_path / "out")
     (out / "subjects" / "s02_R" / "vta.nii.gz").unlink()
     m = load_manifest(manifest, template)
-    write_group_outputs(m, out, {s.name: config_hash(s.config()) for s in m.subjects})
+    write_group_outputs(m, out, {s.name: config_hash(s.scene()) for s in m.subjects})
     group = read_csv(out / "group.csv")
     assert [(g["status"], g["error"]) for g in group] == [
         ("ok", ""), ("stale", "incomplete outputs (missing vta.nii.gz)")]

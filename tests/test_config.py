@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from vta import ConfigError, VtaError
+from vta.scene import Scene
 from vta.config import load_config, parse_config
 
 
 @pytest.fixture
 def design_case():
-    """The reference case of DESIGN.md."""
+    """The homogeneous reference case (examples/homogeneous_3389.toml)."""
     return tomllib.loads((Path(__file__).resolve().parents[1] / "examples" / "homogeneous_3389.toml").read_text())
 
 
@@ -23,7 +24,7 @@ def test_design_case_parses(design_case):
     assert cfg.stimulation.contacts == {1: -1.0}
     assert cfg.vta.threshold_V_per_mm == 0.2
     assert cfg.solver.preset == "default" and cfg.solver.order == 2
-    resolved = cfg.resolved()
+    resolved = Scene.from_config(cfg).resolved()
     assert resolved["stimulation"]["contacts"] == {"1": -1.0}
     assert resolved["lead"]["tip_mm"] == [0.0, 0.0, 0.0]
 
@@ -64,9 +65,9 @@ DELETE = object()
         ("stimulation.contacts", {"1": -500.0}, r"outside the plausible range"),
         ("stimulation.contacts", {}, r"non-empty table"),
         ("stimulation.pulse_width_us", -60, r"pulse_width_us.*positive"),
-        ("stimulation.contact", {"1": -1}, r"unknown key \(did you mean 'contacts'\?\)"),
+        ("stimulation.contact", {"1": -1}, r"unknown key; did you mean 'contacts'\?"),
         ("vta.threshold_V_per_mm", -0.2, r"vta.threshold_V_per_mm.*positive"),
-        ("vta.axon_diameter_um", 3.0, r"not both"),
+        ("vta.fiber_diameter_um", 3.0, r"not both"),
         ("solver.preset", "ultra", r"solver.preset.*'fast', 'default', 'fine'"),
         ("solver.order", 3, r"solver.order.*1 or 2"),
         ("output.grid_spacing_mm", 0.001, r"too fine"),
@@ -87,12 +88,12 @@ def test_voltage_limit(design_case):
 
 
 def test_axon_diameter_threshold(design_case):
-    case = mutate(design_case, "vta", {"axon_diameter_um": 3.0})
+    case = mutate(design_case, "vta", {"fiber_diameter_um": 3.0})
     case = mutate(case, "stimulation.pulse_width_us", 90)
-    assert parse_config(case).vta.threshold_V_per_mm == pytest.approx(0.185)
+    assert Scene.from_dict(case).threshold_V_per_mm == pytest.approx(0.185)
     case = mutate(case, "stimulation.pulse_width_us", 400)
-    with pytest.raises(ConfigError, match="outside the Astrom table"):
-        parse_config(case)
+    with pytest.raises(ConfigError, match="vta.fiber_diameter_um.*outside the Astrom table"):
+        Scene.from_dict(case)
 
 
 def test_entry_point_and_custom_lead(design_case):
@@ -100,7 +101,7 @@ def test_entry_point_and_custom_lead(design_case):
     case = mutate(case, "lead.entry_mm", [0.0, 0.0, 50.0])
     case = mutate(case, "lead.model", "custom")
     case = mutate(case, "lead.custom", {"levels": [1, 1, 1], "contact_length_mm": 2.0, "gaps_mm": 1.0, "diameter_mm": 1.3, "tip_length_mm": 1.0})
-    cfg = parse_config(case)
+    cfg = Scene.from_dict(case)
     assert cfg.lead.model.n_contacts == 3
     assert cfg.lead.placement.direction.tolist() == [0.0, 0.0, 1.0]
 
@@ -127,16 +128,16 @@ contacts = { 0 = -3.0 }
 
 
 def test_anatomy_target_and_defaults():
-    cfg = parse_config(tomllib.loads(ANATOMY_CASE))
-    assert cfg.anatomy.atlas == "default"
-    assert cfg.tissue.model == "colecole4" and cfg.tissue.conductivity_S_per_m is None
+    cfg = Scene.from_dict(tomllib.loads(ANATOMY_CASE))
+    assert cfg.config.anatomy.atlas == "default"
+    assert cfg.config.tissue.model == "colecole4" and cfg.config.tissue.conductivity_S_per_m is None
     # default domain: a grounded 30 mm sphere around the middle of the contacts
     assert cfg.domain.shape == "sphere" and cfg.domain.radius_mm == 30.0 and cfg.domain.outer_grounded
     tip = cfg.lead.placement.tip_mm
-    assert tip[0] > 5 and tip[2] < -5  # right NAc (FACTS s7.2: ~(9.4, 8.9, -10))
-    anatomy = cfg.anatomy.load()
+    assert tip[0] > 5 and tip[2] < -5  # right NAc (CIT168 centroid ~(9.4, 8.9, -10), Pauli 2018)
+    anatomy = cfg.anatomy
     assert anatomy.structure("NAc_R").contains(cfg.lead.placement.contact_center_mm(cfg.lead.model, 0)[None])[0]
-    assert cfg.anatomy.load() is anatomy  # memoised
+    assert Scene.from_dict(tomllib.loads(ANATOMY_CASE)).anatomy is anatomy  # loaded once per process
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_anatomy_target_and_defaults():
 )
 def test_bad_anatomy_config(old, new, message):
     with pytest.raises(ConfigError, match=message):
-        parse_config(tomllib.loads(ANATOMY_CASE.replace(old, new)))
+        Scene.from_dict(tomllib.loads(ANATOMY_CASE.replace(old, new)))
 
 
 def test_tissue_model_needs_anatomy(design_case):

@@ -15,10 +15,10 @@ from vta.fem.mesh import (
     Domain,
     Encapsulation,
     MeshPreset,
-    _size_expression,
     build_mesh,
     build_sphere_electrode_mesh,
 )
+from vta.fem.mesh_gmsh import _size_expression
 
 SPHERE = Domain.sphere([0.0, 0.0, 4.25], 25.0)
 AXIAL = LeadPlacement([0.0, 0.0, 0.0], [0.0, 0.0, 1.0])
@@ -104,7 +104,7 @@ def test_3389_skfem_topology(mesh_3389):
 
 def test_facet_keys_fallback_for_large_meshes(mesh_3389, monkeypatch):
     """Above 2**21 nodes the facet keys are records; same facets and indices."""
-    import vta.fem.mesh as vm
+    import vta.fem.mesh_skfem as vm
 
     _, lm = mesh_3389
     mesh, n = lm.mesh, lm.mesh.p.shape[1]
@@ -277,7 +277,7 @@ def test_size_expression_values():
 @pytest.mark.parametrize("direction", [(0, 0, 1), (0, 0, -1), (0, -1, 0), (1, 1e-9, 0), (0.3, -0.5, -0.8)])
 @pytest.mark.parametrize("rotation", [0.0, 90.0, 180.0, 271.0])
 def test_axis_angle_reproduces_frame(direction, rotation):
-    from vta.fem.mesh import _axis_angle
+    from vta.fem.mesh_gmsh import _axis_angle
 
     frame = LeadPlacement([0, 0, 0], direction, rotation).frame
     angle, k = _axis_angle(frame)
@@ -402,7 +402,7 @@ def test_mesh_does_not_depend_on_rotation_about_the_axis():
 
 def test_layer_and_hxt_fallbacks(monkeypatch, caplog):
     """A failing revolved layer or HXT run falls back (isotropic edges, Delaunay)."""
-    import vta.fem.mesh as vm
+    import vta.fem.mesh_gmsh as vm
 
     lead = get_lead("Medtronic 3389")
     small = Domain.sphere([0.0, 0.0, 4.25], 10.0)

@@ -9,7 +9,7 @@ from vta.anatomy.atlas_io import Image, Structure
 from vta.config import load_config
 from vta.errors import VtaError
 from vta.studies.optimise import Limits, optimise
-from vta.pipeline import build_basis
+from vta.scene import Scene
 from vta.studies.sweep import ContactConfig, SweepSpec, standard_configs, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,8 @@ def _box(name, lo, shape, value=1.0):
 
 @pytest.fixture(scope="module")
 def case():
-    config = load_config(EXAMPLE)
-    basis = build_basis(config, "axisymmetric")
+    config = Scene.from_config(load_config(EXAMPLE), method="axisymmetric")
+    basis = config.basis
     # a target box next to contacts 1-2 (3389: contact centres z = 2.25, 4.25 mm) and a
     # structure to avoid above it
     structures = {

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from vta.config import load_config
 from vta.errors import VtaError
-from vta.pipeline import simulate
+from vta.scene import Scene
 
 render = pytest.importorskip("vta.views.render")
 
@@ -63,21 +62,17 @@ def small_config_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def anatomy_run(small_config_path):
-    config = load_config(small_config_path)
-    summary, basis, grid = simulate(config)
-    return config, summary, basis, grid
+    return Scene.from_toml(small_config_path).simulate()
 
 
 @pytest.fixture(scope="module")
 def anatomy_scene(anatomy_run):
-    return render.scene_from_run(*anatomy_run)
+    return render.view_from_simulation(anatomy_run)
 
 
 @pytest.fixture(scope="module")
 def homogeneous_run():
-    config = load_config(HOMOGENEOUS)
-    summary, basis, grid = simulate(config)
-    return config, summary, basis, grid
+    return Scene.from_toml(HOMOGENEOUS).simulate()
 
 
 # --- colour classes of rendered pixels ------------------------------------------------------
@@ -143,12 +138,12 @@ def test_import_does_not_load_pyvista():
 
 
 def test_scene_contents(anatomy_scene, anatomy_run):
-    config, summary, _, _ = anatomy_run
+    lead = anatomy_run.scene.lead
     s = anatomy_scene
     assert s.polarity == ("cathode", "anode", "inactive", "inactive")
     assert s.hemisphere == "R"
     # focus between the two active contacts
-    c0, c1 = (config.lead.placement.contact_center_mm(config.lead.model, k) for k in (0, 1))
+    c0, c1 = (lead.placement.contact_center_mm(lead.model, k) for k in (0, 1))
     np.testing.assert_allclose(s.focus_mm, 0.5 * (c0 + c1), atol=1e-9)
     assert {n.split("_")[0] for n in s.structures} == {"NAc", "ALIC", "caudate", "putamen"}
     assert all(n.endswith("_R") for n in s.structures)
@@ -166,7 +161,7 @@ def test_scene_contents(anatomy_scene, anatomy_run):
     pts = fs.points().reshape(-1, 3)
     d = np.linalg.norm(pts - c0, axis=1)
     near = (d > 1.0) & (d < 1.5)
-    assert np.nanmin(fs.values_V_per_mm.ravel()[near]) > summary["threshold_V_per_mm"]
+    assert np.nanmin(fs.values_V_per_mm.ravel()[near]) > anatomy_run.threshold_V_per_mm
     assert "SceneRay SR1242" in s.title[0] and "VTA" in s.title[2]
 
 
@@ -197,16 +192,18 @@ def test_png_views_with_anatomy(rendering, anatomy_scene, tmp_path, camera):
 
 def test_scene_without_vta_grid(homogeneous_run):
     """output.nifti = false gives no grid: the scene samples |E| itself, same VTA."""
-    config, summary, basis, grid = homogeneous_run
-    scene = render.scene_from_run(config, summary, basis, None)
+    import dataclasses
+
+    grid = homogeneous_run.vta_grid
+    scene = render.view_from_simulation(dataclasses.replace(homogeneous_run, vta_grid=None))
     assert not scene.vta.touches_border
     # the voxel VTA agrees with the mesh-integrated volume to voxelisation accuracy
-    assert scene.vta.volume_mm3 == pytest.approx(summary["vta_volume_mm3"], rel=0.08)
+    assert scene.vta.volume_mm3 == pytest.approx(homogeneous_run.vta_volume_mm3, rel=0.08)
     assert scene.vta.volume_mm3 == pytest.approx(grid.volume_mm3, rel=0.05)
 
 
 def test_png_homogeneous_no_anatomy(rendering, homogeneous_run, tmp_path):
-    scene = render.scene_from_run(*homogeneous_run)
+    scene = render.view_from_simulation(homogeneous_run)
     assert scene.t1 is None and scene.structures == {} and scene.fibres == []
     assert scene.polarity == ("inactive", "cathode", "inactive", "inactive")
     info = render.render_png(scene, tmp_path / "h.png", camera="lateral", size=(600, 450))
@@ -229,7 +226,7 @@ def test_fibres_coloured_by_activation(rendering, homogeneous_run, tmp_path):
     z = np.linspace(-10, 20, 61)
     near = np.column_stack([np.full_like(z, 1.8), np.zeros_like(z), z])        # passes the cathode
     far = np.column_stack([np.full_like(z, -9.0), np.full_like(z, 2.0), z])    # 9 mm away
-    scene = render.scene_from_run(*homogeneous_run, fibres=[near, far], fibre_activation=[True, False])
+    scene = render.view_from_simulation(homogeneous_run, fibres=[near, far], fibre_activation=[True, False])
     assert "axons activated: 1 of 2 simulated" in scene.title
     info = render.render_png(scene, tmp_path / "f.png", camera="anterior", size=(600, 450))
     img = load_png(info.path)
@@ -246,11 +243,11 @@ def test_bad_inputs(homogeneous_run, tmp_path):
     z = np.linspace(0, 5, 6)
     fibre = np.column_stack([z, z, z])
     with pytest.raises(VtaError, match="fibre_activation has 2 values for 1 fibres"):
-        render.scene_from_run(*homogeneous_run, fibres=[fibre], fibre_activation=[1, 0])
+        render.view_from_simulation(homogeneous_run, fibres=[fibre], fibre_activation=[1, 0])
     with pytest.raises(VtaError, match=r"fibre 0 must be an \(n >= 2, 3\) array"):
-        render.scene_from_run(*homogeneous_run, fibres=[np.zeros((4, 2))])
+        render.view_from_simulation(homogeneous_run, fibres=[np.zeros((4, 2))])
     with pytest.raises(VtaError, match=r"must lie in \[0, 1\]"):
-        render.scene_from_run(*homogeneous_run, fibres=[fibre], fibre_activation=[2.0])
+        render.view_from_simulation(homogeneous_run, fibres=[fibre], fibre_activation=[2.0])
     with pytest.raises(VtaError, match="unknown camera 'front'"):
         render.parse_cameras("anterior,front")
     assert render.parse_cameras("lateral, anterior,lateral") == ["lateral", "anterior"]
@@ -277,7 +274,7 @@ def test_cli_render_end_to_end(rendering, small_config_path, anatomy_run, tmp_pa
                      "vta.nii.gz"]   # everything `vta run` writes, plus the views
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["outputs"]) == names
-    assert summary["vta_volume_mm3"] == pytest.approx(anatomy_run[1]["vta_volume_mm3"], rel=1e-9)
+    assert summary["vta_volume_mm3"] == pytest.approx(anatomy_run.vta_volume_mm3, rel=1e-9)
     assert summary["timings_s"]["render"] > 0
     for name in ("render_anterior.png", "render_trajectory.png"):
         img = load_png(out / name)

@@ -12,9 +12,9 @@ import pytest
 
 from vta.activation.efield import astrom_threshold, structure_coverage
 from vta.anatomy.atlas_io import Image, Structure
-from vta.config import load_config, parse_config
+from vta.config import load_config
 from vta.errors import VtaError
-from vta.pipeline import build_basis
+from vta.scene import Scene
 from vta.fem.stimulation import Setting, resolve
 from vta.studies.sweep import (ContactConfig, SweepSpec, charge_metrics, parse_amplitudes, plot_coverage,
                        standard_configs, sweep, write_table)
@@ -25,16 +25,20 @@ EXAMPLE = ROOT / "examples" / "homogeneous_3389.toml"
 
 @pytest.fixture(scope="module")
 def axisym():
-    config = load_config(EXAMPLE)
-    return config, build_basis(config, "axisymmetric")
+    scene = Scene.from_config(load_config(EXAMPLE), method="axisymmetric")
+    return scene, scene.basis
 
 
 @pytest.fixture(scope="module")
 def tet():
     data = tomllib.loads(EXAMPLE.read_text())
     data["solver"] = {"method": "3d", "preset": "fast", "order": 1}
-    config = parse_config(data, str(EXAMPLE))
-    return config, build_basis(config, "3d")
+    scene = Scene.from_dict(data, str(EXAMPLE), method="3d")
+    return scene, scene.basis
+
+
+def config_lead(scene):
+    return scene.lead
 
 
 def _row(rows, config, amp, pw):
@@ -48,7 +52,7 @@ def test_sweep_volumes_equal_the_run_volumes(which, rel, request):
     the exact clipped integral); voxel counting was +24 % at 1 mA."""
     config, basis = request.getfixturevalue(which)
     spec = SweepSpec(standard_configs(4), [1.0, 2.0, 3.0], [60.0], "current")
-    rows = sweep(basis, spec, threshold_V_per_mm=0.2, lead=config.lead)
+    rows = sweep(basis, spec, threshold_V_per_mm=0.2, lead=config_lead(config))
     assert len(rows) == 7 * 3
     for label, weights, amp in (("c1-", {1: -1.0}, 1.0), ("c1-", {1: -2.0}, 2.0), ("c0-c1+", {0: -3.0, 1: 3.0}, 3.0)):
         state = resolve(Setting("current", weights), basis.conductance_S, basis.outer_grounded)
@@ -88,7 +92,7 @@ def test_monotone_and_linear(axisym):
     config, basis = axisym
     amps = np.round(np.arange(0.25, 5.01, 0.25), 6)
     spec = SweepSpec([ContactConfig("c1-", {1: -1.0})], amps, [60.0, 120.0])
-    rows = sweep(basis, spec, axon_diameter_um=3.5, lead=config.lead)
+    rows = sweep(basis, spec, fiber_diameter_um=3.5, lead=config_lead(config))
     for pw in (60.0, 120.0):
         v = [_row(rows, "c1-", a, pw)["vta_volume_mm3"] for a in amps]
         assert np.all(np.diff(v) >= 0) and v[-1] > v[4] > 0
@@ -114,7 +118,7 @@ def test_structure_overlap_matches_structure_coverage(axisym):
         [[0, 0, 0, 3.0], [0, 0, 0, 0], [0, 0, 0, 8], [0, 0, 0, 0]])))
     structs = {"T": target, "O": other}
     rows = sweep(basis, SweepSpec([ContactConfig("c1-", {1: -1.0})], [1.0, 3.0]), threshold_V_per_mm=0.2,
-                 structures=structs, targets=["T"], lead=config.lead)
+                 structures=structs, targets=["T"], lead=config_lead(config))
     for row, amp in zip(rows, (1.0, 3.0)):
         state = resolve(Setting("current", {1: -amp}), basis.conductance_S, basis.outer_grounded)
         ref = structure_coverage(basis, state.potentials_V, 0.2, structs)
@@ -127,27 +131,27 @@ def test_structure_overlap_matches_structure_coverage(axisym):
 
 def test_charge_density_known_case(axisym):
     config, basis = axisym
-    area = config.lead.model.contacts()[1].area_mm2
+    area = config_lead(config).model.contacts()[1].area_mm2
     assert area == pytest.approx(5.98, abs=0.01)
     q, d, over30, shannon = charge_metrics(3.0, 60.0, area)
     assert q == pytest.approx(0.18)
     assert d == pytest.approx(3.01, abs=0.01)
     assert not over30 and not shannon
     rows = sweep(basis, SweepSpec([ContactConfig("c1-", {1: -1.0})], [3.0], [60.0]), threshold_V_per_mm=0.2,
-                 lead=config.lead)
+                 lead=config_lead(config))
     assert rows[0]["charge_per_phase_uC"] == pytest.approx(0.18)
     assert rows[0]["charge_density_uC_per_cm2"] == pytest.approx(3.01, abs=0.01)
 
 
 def test_shannon_and_30_flags(axisym, caplog):
     config, basis = axisym
-    area = config.lead.model.contacts()[1].area_mm2
+    area = config_lead(config).model.contacts()[1].area_mm2
     # Shannon: unsafe when log10(Q^2 / (A cm^2)) > 1.85  <=>  Q > sqrt(10**1.85 * A_cm2)
     q_limit = np.sqrt(10**1.85 * area * 1e-2)          # uC
     i_limit = q_limit / (200.0 * 1e-3)                  # mA at 200 us
     spec = SweepSpec([ContactConfig("c1-", {1: -1.0})], [0.98 * i_limit, 1.02 * i_limit], [200.0])
     with caplog.at_level(logging.WARNING, logger="vta.studies.sweep"):
-        rows = sweep(basis, spec, threshold_V_per_mm=0.2, lead=config.lead)
+        rows = sweep(basis, spec, threshold_V_per_mm=0.2, lead=config_lead(config))
     assert [r["exceeds_shannon"] for r in rows] == [False, True]
     assert "Shannon" in caplog.text
     # 30 uC/cm^2: Q = 30 * A_cm2
@@ -159,7 +163,7 @@ def test_shannon_and_30_flags(axisym, caplog):
 def test_write_table_and_plot(axisym, tmp_path):
     config, basis = axisym
     rows = sweep(basis, SweepSpec(standard_configs(4, ["monopolar"]), [1.0, 2.0], [60.0, 90.0]),
-                 threshold_V_per_mm=0.2, lead=config.lead)
+                 threshold_V_per_mm=0.2, lead=config_lead(config))
     path = write_table(rows, tmp_path / "s.csv")
     with open(path, newline="") as fh:
         back = list(csv.DictReader(fh))
@@ -173,7 +177,7 @@ def test_write_table_and_plot(axisym, tmp_path):
             write_table(rows, tmp_path / "s.parquet")
     structs = {"T": Structure("T", Image(np.ones((4, 4, 4), bool), np.diag([1.0, 1, 1, 1])))}
     rows = sweep(basis, SweepSpec(standard_configs(4, ["monopolar"]), [1.0, 3.0]), threshold_V_per_mm=0.2,
-                 structures=structs, lead=config.lead)
+                 structures=structs, lead=config_lead(config))
     png = plot_coverage(rows, "T", tmp_path / "cov.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vta.anatomy.model import WM, Anatomy, default_anatomy
+from vta.anatomy.default import default_anatomy
+from vta.anatomy.model import WM, Anatomy
 from vta.anatomy.atlas_io import Image, Structure
 from vta.errors import VtaError
 from vta.leads import LeadPlacement, custom_lead, get_lead

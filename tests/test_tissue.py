@@ -19,7 +19,7 @@ from vta.anatomy.tissue import (DTI_MAX_INDEFINITE_FRACTION, SIGMA_FLOOR_S_PER_M
 
 # --- Cole-Cole ----------------------------------------------------------------------
 
-# FACTS.md s3.1 computed values (S/m)
+# 4-Cole-Cole (Gabriel 1996) values computed at these frequencies (S/m)
 FACTS_TABLE = {
     10.0: {"GM": 0.0275, "WM": 0.0277},
     130.0: {"GM": 0.0915, "WM": 0.0590},
@@ -40,7 +40,7 @@ def test_cole_cole_vectorised_aliases_and_permittivity() -> None:
     s = cole_cole_conductivity("grey matter", np.array([10.0, 130.0]))
     assert s.shape == (2,) and s[1] == pytest.approx(0.0915, rel=0.01)
     assert cole_cole_conductivity("white_matter", 130) == pytest.approx(0.059, rel=0.01)
-    # relative permittivity at 130 Hz (FACTS: ~2.5e6 GM, ~1.1e6 WM)
+    # relative permittivity at 130 Hz (Gabriel 1996: ~2.5e6 GM, ~1.1e6 WM)
     assert np.real(cole_cole_permittivity("GM", 130.0)) == pytest.approx(2.46e6, rel=0.05)
     assert np.real(cole_cole_permittivity("WM", 130.0)) == pytest.approx(1.07e6, rel=0.05)
 
@@ -69,7 +69,7 @@ def test_presets() -> None:
     assert c10k.wm_S_per_m == pytest.approx(const.wm_S_per_m, rel=0.01)
     horn = ConductivityModel.preset("Horn2017")
     assert (horn.gm_S_per_m, horn.wm_S_per_m) == (0.33, 0.14)
-    assert "FACTS" in horn.source
+    assert "Horn 2017" in horn.source
     with pytest.raises(VtaError, match="unknown conductivity preset 'colecole'.*did you mean"):
         ConductivityModel.preset("colecole")
 

@@ -13,7 +13,8 @@ import pytest
 from vta.activation.axons import Pulse, mrg_model, point_source_ve, thresholds
 from vta.config import parse_config
 from vta.errors import ConfigError
-from vta.pipeline import build_basis, run, run_simulation
+from vta.outputs import run
+from vta.scene import Scene
 from vta.fem.stimulation import Setting, resolve
 from vta.studies.sweep import ContactConfig, SweepSpec, sweep
 from vta.activation.tract_activation import (fibre_potentials, load_config_tracts, place_tract, sweep_thresholds,
@@ -40,7 +41,7 @@ def _config(tmp_path, distances_mm, contacts, extra=None):
     data["output"] = {"nifti": False}
     data["tracts"] = {"files": [{"path": str(_straight_tract(tmp_path, distances_mm)), "name": "lines"}],
                       "axon_length_mm": 16.0, "max_distance_mm": 8.0, **(extra or {})}
-    return parse_config(data, str(tmp_path / "c.toml"))
+    return Scene.from_dict(data, str(tmp_path / "c.toml"))
 
 
 DISTANCES = [0.3, 1.5, 2.0, 3.0, 4.0, 6.0, 12.0]
@@ -49,13 +50,13 @@ DISTANCES = [0.3, 1.5, 2.0, 3.0, 4.0, 6.0, 12.0]
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tracts")
-    config = _config(tmp, DISTANCES, {"2": -2.0})
-    return config, build_basis(config, "axisymmetric")
+    scene = _config(tmp, DISTANCES, {"2": -2.0})
+    return scene, scene.basis
 
 
 def test_run_thresholds_scale_with_amplitude(case, tmp_path):
     config, basis = case
-    sim = run_simulation(config)
+    sim = config.simulate()
     res = sim.tracts[0]
     placed = res.placed
     # the fibre at 0.3 mm crosses the lead (radius 0.635 mm); the one at 12 mm is beyond max_distance
@@ -65,7 +66,7 @@ def test_run_thresholds_scale_with_amplitude(case, tmp_path):
     near = s2[1:]                                                   # farther -> higher (inf above 2x)
     fin = near[np.isfinite(near)]
     assert len(fin) >= 2 and np.all(np.diff(fin) > 0) and np.all(np.isinf(near[len(fin):]))
-    summary = sim.summary["tracts"]["lines"]
+    summary = sim.summary()["tracts"]["lines"]
     assert summary["n_fibres"] == 7 and summary["n_through_lead"] == 1 and summary["n_simulated"] == 5
     assert summary["n_activated"] == int(np.sum(s2 <= 1.0))
     # linearity: the threshold of the 1 mA setting is twice that of the 2 mA one (bisection 1 %)
@@ -86,11 +87,11 @@ def test_matches_point_source_far_from_the_lead(tmp_path):
     data["solver"] = {"method": "axisymmetric"}
     data["output"] = {"nifti": False}
     data["tracts"] = {"files": [str(_straight_tract(tmp_path, [4.0]))], "axon_length_mm": 20.0, "max_distance_mm": 6.0}
-    config = parse_config(data, str(tmp_path / "c.toml"))
-    basis = build_basis(config, "axisymmetric")
+    config = Scene.from_dict(data, str(tmp_path / "c.toml"))
+    basis = config.basis
     model = mrg_model(5.7)
-    config_tract = load_config_tracts(config)[0]
-    placed = place_tract(config, config_tract, model, [1], 6.0)
+    config_tract = load_config_tracts(config.tract_setup())[0]
+    placed = place_tract(config.tract_setup(), config_tract, model, [1], 6.0)
     state = resolve(Setting("current", {1: -1.0}), basis.conductance_S, basis.outer_grounded)
     s_fem = unit_thresholds(basis, state.potentials_V, placed, model, Pulse(90.0), 50.0)[0]
     n_nodes = (len(placed.segments.offsets_mm) - 1) // model.compartments_per_node + 1
@@ -107,9 +108,9 @@ def test_fibre_potentials_fill_outside_domain(tmp_path):
     data["domain"]["radius_mm"] = 10.0
     data["solver"] = {"method": "axisymmetric"}
     data["tracts"] = {"files": [str(_straight_tract(tmp_path, [2.0]))], "axon_length_mm": 30.0, "max_distance_mm": 5.0}
-    config = parse_config(data, str(tmp_path / "c.toml"))
-    basis = build_basis(config, "axisymmetric")
-    placed = place_tract(config, load_config_tracts(config)[0], mrg_model(5.7), [1], 5.0)
+    config = Scene.from_dict(data, str(tmp_path / "c.toml"))
+    basis = config.basis
+    placed = place_tract(config.tract_setup(), load_config_tracts(config.tract_setup())[0], mrg_model(5.7), [1], 5.0)
     ve = fibre_potentials(basis, np.array([0.0, -1.0, 0.0, 0.0]), placed)
     assert np.all(np.isfinite(ve))
     # both ends lie outside the 10 mm grounded sphere: filled with ~0 V
@@ -119,14 +120,14 @@ def test_fibre_potentials_fill_outside_domain(tmp_path):
 def test_sweep_and_run_agree(case):
     config, basis = case
     amps = [0.5, 1.0, 2.0, 3.0, 4.0]
-    hook = sweep_thresholds(config, basis, max(amps))
+    hook = sweep_thresholds(config.tract_setup(), basis, max(amps))
     rows = sweep(basis, SweepSpec([ContactConfig("c2-", {2: -1.0})], amps, [90.0]), threshold_V_per_mm=0.2,
                  lead=config.lead, tract_thresholds=hook)
     frac = [r["tract_lines_fraction"] for r in rows]
     assert frac == sorted(frac) and frac[-1] > frac[0]
     # the run at 2 mA activates the same fibres as the sweep row at 2 mA
-    sim = run_simulation(config)
-    assert rows[2]["tract_lines_activated"] == sim.summary["tracts"]["lines"]["n_activated"]
+    sim = config.simulate()
+    assert rows[2]["tract_lines_activated"] == sim.summary()["tracts"]["lines"]["n_activated"]
 
 
 def test_run_writes_tracts_csv(case, tmp_path):
@@ -155,7 +156,7 @@ def test_config_errors(tracts, message, tmp_path):
         tracts = {**tracts, "files": [str(_straight_tract(tmp_path, [2.0]))]}
     data["tracts"] = tracts
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        parse_config(data, str(tmp_path / "c.toml"))
+        Scene.from_dict(data, str(tmp_path / "c.toml"))
 
 
 def test_cli_sweep_has_tract_columns(tmp_path):
@@ -176,6 +177,6 @@ def test_warns_when_max_fibres_cuts_active_fibres(tmp_path, caplog):
 
     config = _config(tmp_path, [1.5, 2.0, 2.5, 3.0], {"1": -6.0}, {"max_fibres": 2})
     with caplog.at_level(logging.WARNING, logger="vta.activation.tract_activation"):
-        sim = run_simulation(config)
-    assert sim.summary["tracts"]["lines"]["n_simulated"] == 2
+        sim = config.simulate()
+    assert sim.summary()["tracts"]["lines"]["n_simulated"] == 2
     assert "lower bound" in caplog.text

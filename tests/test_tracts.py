@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from vta.anatomy.model import default_anatomy
+from vta.anatomy.default import default_anatomy
 from vta.anatomy.atlas_io import read_nifti
 from vta.errors import VtaError
 from vta.activation.tracts import (Tract, arc_length, clip_to_region, clip_to_sphere, closest_points, default_alic_bundle,
@@ -34,7 +34,7 @@ def tract() -> Tract:
     rng = np.random.default_rng(3)
     s = [helix(40, shift=(-60.3, 12.1, -30.7)), np.array([[1.5, -2.0, 3.25], [4.0, 8.0, -9.0]]),
          np.cumsum(rng.normal(size=(57, 3)), axis=0) + [20.0, -40.0, 10.0]]
-    return Tract("test", s, {"note": "unit test"}, fibre_diameter_um=5.7)
+    return Tract("test", s, {"note": "unit test"}, fiber_diameter_um=5.7)
 
 
 # --- I/O ----------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def test_round_trip(tmp_path: Path, tract: Tract, ext: str) -> None:
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
     assert back.name == ("test" if ext == ".npz" else "bundle")
     if ext == ".npz":
-        assert back.fibre_diameter_um == 5.7 and back.source["note"] == "unit test"
+        assert back.fiber_diameter_um == 5.7 and back.source["note"] == "unit test"
 
 
 def test_trk_header_encloses_streamlines(tmp_path: Path, tract: Tract) -> None:
@@ -75,9 +75,9 @@ def test_offset_and_affine(tmp_path: Path, tract: Tract) -> None:
     p = save_tract(tract, tmp_path / "b.npz")
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
     aff[:3, 3] = [1.0, 2.0, 3.0]
-    t = load_tract(p, affine=aff, offset_mm=(10.0, 0.0, -1.0), fibre_diameter_um=3.0)
+    t = load_tract(p, affine=aff, offset_mm=(10.0, 0.0, -1.0), fiber_diameter_um=3.0)
     np.testing.assert_allclose(t.streamlines[1], tract.streamlines[1] * 2 + [11.0, 2.0, 2.0], atol=1e-12)
-    assert t.fibre_diameter_um == 3.0 and t.source["offset_mm"] == [10.0, 0.0, -1.0]
+    assert t.fiber_diameter_um == 3.0 and t.source["offset_mm"] == [10.0, 0.0, -1.0]
     np.testing.assert_allclose(tract.translated((1, 2, 3)).points_mm, tract.points_mm + [1, 2, 3])
     np.testing.assert_allclose(tract.transformed(aff).points_mm, tract.points_mm * 2 + [1, 2, 3])
 
@@ -202,9 +202,9 @@ def test_fibre_segments_near() -> None:
     x = np.linspace(0, 10, 6)  # 2 mm spacing
     s = np.c_[x, np.zeros(6), np.zeros(6)]
     bent = np.array([[0, 3, 0], [4, 3, 0], [4, 7, 0]], float)
-    t = Tract("t", [s, s + [0, 0, 20.0], bent], fibre_diameter_um=2.0)
+    t = Tract("t", [s, s + [0, 0, 20.0], bent], fiber_diameter_um=2.0)
     seg = fibre_segments_near(t, (2.0, 1.0, 0.0), length_mm=8.0, radius_mm=3.0, step_mm=0.5)
-    assert seg.streamline_index.tolist() == [0, 2] and seg.fibre_diameter_um == 2.0
+    assert seg.streamline_index.tolist() == [0, 2] and seg.fiber_diameter_um == 2.0
     assert seg.points_mm.shape == (2, 17, 3) and seg.length_mm == 8.0
     np.testing.assert_allclose(seg.points_mm[0][:, 0], np.linspace(-2, 6, 17), atol=1e-12)
     np.testing.assert_allclose(seg.extension_mm[0], [2.0, 0.0])
@@ -279,8 +279,8 @@ def test_default_alic_bundle_without_thalamus(anatomy) -> None:
     from vta.anatomy.model import Anatomy
 
     user = Anatomy(anatomy.tissue, {n: s for n, s in anatomy.structures.items() if not n.startswith("thalamus")})
-    b = default_alic_bundle(user, "R", n_fibres=40, name="ALIC_bundle", fibre_diameter_um=5.7)
-    assert b.name == "ALIC_bundle" and b.fibre_diameter_um == 5.7
+    b = default_alic_bundle(user, "R", n_fibres=40, name="ALIC_bundle", fiber_diameter_um=5.7)
+    assert b.name == "ALIC_bundle" and b.fiber_diameter_um == 5.7
     assert "no thalamus" in b.source["axis_method"] and "given anatomy" in b.source["note"]
     assert _inside_within_extent(b, anatomy.structure("ALIC_R")) > 0.8
     assert b.source["axis"][0] > 0.3 and b.source["axis"][1] > 0.6  # anterolateral

@@ -87,7 +87,7 @@ def test_config_warnings_reach_the_summary():
     with collecting() as outer:
         logging.getLogger("vta.anatomy.targets").warning("a configuration warning")
         with collecting() as inner:
-            logging.getLogger("vta.pipeline").warning("a run warning")
+            logging.getLogger("vta.scene").warning("a run warning")
             logging.getLogger("vta.fem.cache").warning("cache full", extra={"vta_not_about_result": True})
     assert inner is outer and outer == ["a configuration warning", "a run warning"]
 

@@ -27,7 +27,7 @@ from importlib import resources
 
 from . import __version__
 from .errors import Terminated, VtaError
-from .notices import collecting
+from .notices import NOT_ABOUT_RESULT, collecting
 
 log = logging.getLogger("vta")
 
@@ -47,60 +47,37 @@ def _exit_status(summary: dict, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .pipeline import run
+    from .outputs import run
+    from .scene import Scene
 
-    with collecting():  # warnings of loading the configuration belong to the run too
-        config = load_config(args.config)
-        summary = run(config, args.out, progress=not args.quiet)
+    with collecting():  # warnings of resolving the configuration belong to the run too
+        scene = Scene.from_toml(args.config)
+        summary = run(scene, args.out, progress=not args.quiet)
     _report(summary, args.out)
     return _exit_status(summary, args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .config import parse_config
-    from .pipeline import run
     import tomllib
 
-    text = resources.files("vta").joinpath("data/demo.toml").read_text(encoding="utf-8")
-    config = parse_config(tomllib.loads(text), "vta/data/demo.toml")
-    extra = None
-    if not args.no_render:
-        from .views.render import CAMERAS, check_rendering, views_writer
+    from .outputs import run
+    from .scene import Scene
 
-        try:
-            check_rendering()
-            extra = views_writer(config, list(CAMERAS), (1400, 1000), True)
-        except VtaError as exc:  # the numbers do not need a picture
-            log.warning("no views rendered: %s", exc)
-    summary = run(config, args.out, progress=not args.quiet, extra=extra)
+    text = resources.files("vta").joinpath("data/demo.toml").read_text(encoding="utf-8")
+    with collecting():
+        scene = Scene.from_dict(tomllib.loads(text), "vta/data/demo.toml")
+        extra = None
+        if not args.no_render:
+            from .views.render import CAMERAS, check_rendering, views_writer
+
+            try:
+                check_rendering()
+                extra = views_writer(list(CAMERAS), (1400, 1000), True)
+            except VtaError as exc:  # the numbers do not need a picture
+                log.warning("no views rendered: %s", exc, extra=NOT_ABOUT_RESULT)
+        summary = run(scene, args.out, progress=not args.quiet, extra=extra)
     _report(summary, args.out)
     return _exit_status(summary, args)
-
-
-def _sweep_context(config):
-    """Solved basis, structures and default targets (NAc/ALIC on the lead's side), for
-    `vta sweep` and `vta optimise`."""
-    from .pipeline import build_basis, choose_method
-
-    lead = config.lead
-    basis = build_basis(config, choose_method(config))
-    structures, targets = {}, []
-    if config.anatomy is not None:
-        structures = config.anatomy.load().structures
-        side = lead.hemisphere
-        for prefix in ("NAc", "ALIC"):
-            targets += [n for n in structures if n.lower() == f"{prefix}_{side}".lower()]
-    return basis, structures, targets
-
-
-def _tract_thresholds(config, basis, max_amplitude: float):
-    """Axon-model thresholds of the configured tracts for sweeps (None without [tracts])."""
-    if config.tracts is None:
-        return None
-    from .activation.tract_activation import sweep_thresholds
-
-    return sweep_thresholds(config, basis, max_amplitude)
 
 
 def _config_kinds(text: str) -> list[str]:
@@ -119,28 +96,23 @@ def _check_spacing(spacing: float | None) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .io import OutputTransaction
-    from .pipeline import _domain_box
-    from .studies.sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep, write_table
+    from .io import OutputTransaction, write_table
+    from .scene import Scene
+    from .studies.sweep import SweepSpec, parse_amplitudes, parse_pulse_widths, plot_coverage, standard_configs, sweep_scene
 
     amplitudes = parse_amplitudes(args.amplitudes)
     kinds = _config_kinds(args.configs)
     _check_spacing(args.spacing)
-    config = load_config(args.config)
-    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
-    lead = config.lead
-    mode = config.stimulation.mode
-    spec = SweepSpec(standard_configs(lead.model.n_contacts, kinds, mode), amplitudes, pulse_widths, mode)
-    basis, structures, targets = _sweep_context(config)
-    axon = config.vta.axon_diameter_um  # None: the fixed threshold at every pulse width
-    rows = sweep(basis, spec, threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=axon,
-                 structures=structures, targets=targets or None, lead=lead, region_mm=_domain_box(config),
-                 tract_thresholds=_tract_thresholds(config, basis, max(amplitudes)))
+    scene = Scene.from_toml(args.config)
+    stim = scene.config.stimulation
+    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [stim.pulse_width_us]
+    spec = SweepSpec(standard_configs(scene.lead.model.n_contacts, kinds, stim.mode), amplitudes, pulse_widths,
+                     stim.mode)
+    rows = sweep_scene(scene, spec)
     with OutputTransaction(args.out, kind="sweep") as tx:
         write_table(rows, tx.path("sweep.csv"))
         written = ["sweep.csv"]
-        for name in targets:
+        for name in scene.default_targets:
             plot_coverage(rows, name, tx.path(f"coverage_{name}.png"))
             written.append(f"coverage_{name}.png")
     n30 = sum(r["exceeds_30uC_cm2"] for r in rows)
@@ -165,35 +137,32 @@ def _name_values(items: list[str] | None, option: str) -> dict[str, float]:
 
 
 def _cmd_optimise(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .io import OutputTransaction
-    from .studies.optimise import Limits, optimise
-    from .pipeline import _domain_box
-    from .studies.sweep import MAX_AMPLITUDE, parse_pulse_widths, standard_configs, write_table
+    from .io import OutputTransaction, write_table
+    from .scene import Scene
+    from .studies.optimise import Limits, optimise_scene
+    from .studies.sweep import parse_pulse_widths, standard_configs
 
     kinds = _config_kinds(args.configs)
     _check_spacing(args.spacing)
     avoid = _name_values(args.avoid, "--avoid")
     avoid_tracts = _name_values(args.max_tract, "--max-tract")
-    config = load_config(args.config)
-    if config.anatomy is None:
+    scene = Scene.from_toml(args.config)
+    if scene.anatomy is None:
         raise VtaError("optimisation needs an [anatomy] with target structures")
-    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [config.stimulation.pulse_width_us]
-    mode = config.stimulation.mode
+    stim = scene.config.stimulation
+    pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [stim.pulse_width_us]
     limits = Limits(max_spill_mm3=args.max_spill, max_overlap_mm3=avoid, max_tract_fraction=avoid_tracts,
                     max_charge_density_uC_per_cm2=args.max_charge_density,
                     shannon_k=None if args.no_shannon else Limits().shannon_k, max_amplitude=args.max_amplitude)
-    basis, structures, default_targets = _sweep_context(config)
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else default_targets[:1]
-    configs = standard_configs(config.lead.model.n_contacts, kinds, mode)
-    rows = optimise(basis, configs, targets, structures, limits, mode=mode, pulse_widths_us=pulse_widths,
-                    threshold_V_per_mm=config.vta.threshold_V_per_mm, axon_diameter_um=config.vta.axon_diameter_um,
-                    lead=config.lead, region_mm=_domain_box(config), resolution=args.resolution, top=args.top,
-                    tract_thresholds=_tract_thresholds(config, basis, limits.max_amplitude or MAX_AMPLITUDE[mode]))
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
+    configs = standard_configs(scene.lead.model.n_contacts, kinds, stim.mode)
+    rows = optimise_scene(scene, configs, limits, targets=targets, pulse_widths_us=pulse_widths,
+                          resolution=args.resolution, top=args.top)
     with OutputTransaction(args.out, kind="optimise") as tx:
         write_table(rows, tx.path("ranked.csv"))
-    unit = "mA" if mode == "current" else "V"
-    lines = [f"best settings for {'+'.join(targets)} ({len(configs)} configurations x {len(pulse_widths)} pulse widths):"]
+    chosen = targets or scene.default_targets[:1]
+    unit = "mA" if stim.mode == "current" else "V"
+    lines = [f"best settings for {'+'.join(chosen)} ({len(configs)} configurations x {len(pulse_widths)} pulse widths):"]
     for r in rows[:5]:
         lines.append(f"  {r['rank']:>2}. {r['active_contacts']:<10} {r['amplitude']:6.2f} {unit} {r['pulse_width_us']:5.0f} us"
                      f"  coverage {100 * r['target_coverage']:5.1f} %  spill {r['spill_mm3']:7.1f} mm^3"
@@ -231,9 +200,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise VtaError(f"--workers must be >= 1, got {args.workers}")
-    if args.verbose < 2:  # Dask's own INFO lines only with -vv (set after its import configures them)
+    try:
         import distributed  # noqa: F401
-
+    except ImportError:
+        raise VtaError("vta batch needs Dask: pip install 'vta[batch]'") from None
+    if args.verbose < 2:  # Dask's own INFO lines only with -vv (set after its import configures them)
         logging.getLogger("distributed").setLevel(logging.WARNING)
     result = run_batch(args.manifest, args.out, template=args.template, scheduler=args.scheduler,
                        n_workers=args.workers, progress=not args.quiet)
@@ -242,17 +213,16 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .pipeline import run
+    from .outputs import run
+    from .scene import Scene
     from .views.render import check_rendering, parse_cameras, parse_size, views_writer
 
     cameras = parse_cameras(args.camera)
     size = parse_size(args.size)
     with collecting():
-        config = load_config(args.config)
+        scene = Scene.from_toml(args.config)
         check_rendering()  # before the simulation: fail fast where there is no offscreen OpenGL
-        summary = run(config, args.out, progress=not args.quiet,
-                      extra=views_writer(config, cameras, size, not args.no_html))
+        summary = run(scene, args.out, progress=not args.quiet, extra=views_writer(cameras, size, not args.no_html))
     _report(summary, args.out)
     return _exit_status(summary, args)
 
@@ -418,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         status = EXIT_SIGTERM if isinstance(exc, Terminated) or _terminated else EXIT_SIGINT
         word = "terminated" if status == EXIT_SIGTERM else "interrupted"
-        line = exc.message() if hasattr(exc, "message") else f"vta: {word}; no partial outputs were written"
+        from .studies.batch import BatchInterrupted
+
+        line = exc.message() if isinstance(exc, BatchInterrupted) else f"vta: {word}; no partial outputs were written"
         sys.stderr.write(line + "\n")
         return _leave_now_if_stuck(status)
     finally:

@@ -3,6 +3,11 @@
 Every key is checked; unknown keys are rejected by their full path (``stimulation.contact``
 is an error, not silently ignored). Units are in the key names or stated below.
 
+This module only parses: it reads no anatomy, atlas or reconstruction file (it checks
+that named files exist). What needs them - placing the lead at a target or from a
+Lead-DBS reconstruction, the default domain, the Astrom threshold, the checks against
+the anatomy - is resolved once by :class:`vta.scene.Scene`.
+
 Sections and keys
 -----------------
 ``[lead]``
@@ -38,11 +43,12 @@ Sections and keys
     amplitude; cathodic is negative; contacts not listed float), ``pulse_width_us``,
     ``frequency_hz``.
 ``[vta]``
-    ``threshold_V_per_mm`` (V/mm, default 0.2) or ``axon_diameter_um`` (um; threshold
+    ``threshold_V_per_mm`` (V/mm, default 0.2) or ``fiber_diameter_um`` (um, the outer
+    diameter of myelinated fibres; ``axon_diameter_um`` is its old name here; threshold
     from the Astrom 2015 table at the pulse width); ``method`` (``"efield"``: |E| above
     the threshold (default); ``"activating_function"``: also the activating-function VTA
     (largest second directional derivative of the potential above the MRG-calibrated
-    threshold of ``axon_diameter_um``, default 5.7 um, at the pulse width)).
+    threshold of ``fiber_diameter_um``, default 5.7 um, at the pulse width)).
 ``[tracts]`` (optional; fibre-tract activation by axon cable models)
     ``default_bundle`` (``"ALIC"``: the synthetic ALIC bundle generated from the default
     anatomy on the lead's side; needs ``atlas = "default"``), ``files`` (list of
@@ -67,18 +73,19 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, VtaError
+from .errors import ConfigError, VtaError, did_you_mean
 from .leads import LeadModel, LeadPlacement, custom_lead, get_lead
 
 __all__ = [
     "DomainConfig",
     "LeadConfig",
+    "LeadSpec",
     "OutputConfig",
     "RunConfig",
     "SolverConfig",
@@ -98,6 +105,30 @@ MAX_VOLTAGE_V = 25.0
 #: Largest accepted VTA threshold (V/mm): far above every axon threshold in the
 #: literature (~0.05-2 V/mm, e.g. Astrom 2015); a larger value is taken as a unit/typo error.
 MAX_THRESHOLD_V_PER_MM = 100.0
+
+
+#: Plausible range (S/m) of an isotropic tissue, class or encapsulation conductivity:
+#: from below grey/white matter at low frequency (~0.02 S/m) to CSF (2.0 S/m). Enforced
+#: (inclusive) by :class:`ConductivityModel`, :func:`element_conductivity` and the
+#: ``[tissue]`` keys of this module; every message states it as :data:`SIGMA_RANGE_TEXT`.
+SIGMA_MIN_S_PER_M = 0.01
+SIGMA_MAX_S_PER_M = 2.0
+#: The range as the messages state it ("0.01-2 S/m").
+SIGMA_RANGE_TEXT = f"{SIGMA_MIN_S_PER_M:g}-{SIGMA_MAX_S_PER_M:g} S/m"
+# relative slack for rounding only: Gabriel's CSF evaluates to 2.0000000023 S/m at 10 kHz
+_SIGMA_RANGE_RTOL = 1e-6
+
+
+def is_plausible_conductivity(value: Any) -> bool:
+    """True if ``value`` is a finite number (S/m) in ``SIGMA_MIN_S_PER_M..SIGMA_MAX_S_PER_M``.
+
+    The bounds are inclusive (up to a 1e-6 relative rounding slack).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    v = float(value)
+    return (math.isfinite(v) and SIGMA_MIN_S_PER_M * (1 - _SIGMA_RANGE_RTOL) <= v
+            <= SIGMA_MAX_S_PER_M * (1 + _SIGMA_RANGE_RTOL))
 
 
 class _Section:
@@ -174,19 +205,12 @@ class _Section:
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise ConfigError(self.key(unknown[0]), "unknown key" + _suggest(unknown[0], self.used | set(self.data)))
-
-
-def _suggest(name: str, known: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, [k for k in known if k != name], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(self.key(unknown[0]), "unknown key" + did_you_mean(unknown[0], sorted(self.used | set(self.data)), n=1))
 
 
 @dataclass(frozen=True)
 class LeadConfig:
-    """Lead model and its placement in world mm."""
+    """Lead model and its placement in world mm (resolved by :class:`vta.scene.Scene`)."""
 
     model: LeadModel
     placement: LeadPlacement
@@ -198,34 +222,34 @@ class LeadConfig:
 
 
 @dataclass(frozen=True)
+class LeadSpec:
+    """How ``[lead]`` places the lead; exactly one of ``placement`` (tip and direction
+    given), ``target`` (a preset such as ``"NAc_R"``) or ``reconstruction`` (a Lead-DBS
+    ``ea_reconstruction.mat``) is set. ``model`` is None only when the reconstruction
+    names it. ``rotation_deg`` is None when not given (0, or the reconstruction's)."""
+
+    model: LeadModel | None
+    placement: LeadPlacement | None = None
+    target: str | None = None
+    align: str = "tip"
+    reconstruction: Path | None = None
+    side: str = "right"
+    space: str = "mni"
+    rotation_deg: float | None = None
+
+
+@dataclass(frozen=True)
 class AnatomyConfig:
-    """Where the anatomy comes from; :meth:`load` builds it once."""
+    """Where the anatomy comes from (loaded by :class:`vta.scene.Scene`)."""
 
     atlas: str | None
     files: dict[str, Any]
     dti: dict[str, Any] | None
 
-    def load(self):
-        """The :class:`vta.anatomy.model.Anatomy` (memoised)."""
-        cached = self.__dict__.get("_anatomy")
-        if cached is not None:
-            return cached
-        from .anatomy.model import Anatomy, default_anatomy
-
-        if self.atlas is not None:
-            anatomy = default_anatomy("aal3" if self.atlas == "default-aal3" else "hcpex")
-        else:
-            anatomy = Anatomy.from_files(**self.files)
-        object.__setattr__(self, "_anatomy", anatomy)
-        return anatomy
-
-    def load_dti(self):
-        """The DTI tensor field, or None."""
-        if self.dti is None:
-            return None
-        from .anatomy.tissue import load_dti_tensor
-
-        return load_dti_tensor(self.dti["path"], order=self.dti["order"])
+    @property
+    def is_default(self) -> bool:
+        """True for the embedded default anatomy (``atlas = "default"`` or ``"default-aal3"``)."""
+        return self.atlas in ("default", "default-aal3")
 
     def describe(self) -> dict:
         """Plain-data form for summaries."""
@@ -275,11 +299,13 @@ class StimulationConfig:
 
 @dataclass(frozen=True)
 class VtaConfig:
-    """VTA threshold (V/mm) and how it was chosen; ``method`` ``"efield"`` or
-    ``"activating_function"`` (adds the activating-function VTA)."""
+    """VTA threshold: a fixed ``threshold_V_per_mm`` (V/mm), or ``fiber_diameter_um`` (um)
+    whose Astrom 2015 threshold at the pulse width the scene looks up (then
+    ``threshold_V_per_mm`` is None); ``method`` ``"efield"`` or ``"activating_function"``
+    (adds the activating-function VTA)."""
 
-    threshold_V_per_mm: float
-    axon_diameter_um: float | None
+    threshold_V_per_mm: float | None
+    fiber_diameter_um: float | None
     threshold_source: str
     method: str = "efield"
 
@@ -329,11 +355,12 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A fully validated `vta run` configuration."""
+    """A validated `vta run` configuration, as written (see :class:`vta.scene.Scene` for
+    what it resolves to). ``domain`` is None with an anatomy and no ``[domain]``."""
 
-    lead: LeadConfig
+    lead: LeadSpec
     anatomy: AnatomyConfig | None
-    domain: DomainConfig
+    domain: DomainConfig | None
     tissue: TissueConfig
     stimulation: StimulationConfig
     vta: VtaConfig
@@ -341,41 +368,6 @@ class RunConfig:
     output: OutputConfig
     source: str = "<dict>"
     tracts: TractsConfig | None = None
-
-    def resolved(self) -> dict:
-        """Plain-data form of the resolved configuration (for summary.json)."""
-        lead = self.lead.model
-        return {
-            "lead": {
-                "model": lead.name,
-                "levels": list(lead.levels),
-                "diameter_mm": lead.diameter_mm,
-                "contact_length_mm": lead.contact_length_mm,
-                "gaps_mm": list(lead.gaps_mm),
-                "tip_length_mm": lead.tip_length_mm,
-                "tip_is_contact": lead.tip_is_contact,
-                **self.lead.placement.to_dict(),
-            },
-            "anatomy": None if self.anatomy is None else self.anatomy.describe(),
-            "domain": _plain(asdict(self.domain)),
-            "tissue": _plain(asdict(self.tissue)),
-            "stimulation": {
-                **_plain(asdict(self.stimulation)),
-                "contacts": {str(k): v for k, v in self.stimulation.contacts.items()},
-            },
-            "vta": _plain(asdict(self.vta)),
-            "solver": _plain(asdict(self.solver)),
-            "output": _plain(asdict(self.output)),
-            "tracts": None if self.tracts is None else {
-                **{k: v for k, v in asdict(self.tracts).items() if k != "files"},
-                "files": [{"path": str(f.path), "name": f.name, "offset_mm": None if f.offset_mm is None else
-                           list(f.offset_mm)} for f in self.tracts.files],
-            },
-        }
-
-
-def _plain(d: dict) -> dict:
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
 
 def _parse_model(sec: _Section, model_name: Any) -> LeadModel:
@@ -394,41 +386,26 @@ def _parse_model(sec: _Section, model_name: Any) -> LeadModel:
         raise ConfigError(sec.key("model"), str(exc)) from None
 
 
-def _parse_lead(sec: _Section, anatomy: "AnatomyConfig | None", base: Path) -> LeadConfig:
-    rotation = sec.number("rotation_deg", 0.0)
+def _parse_lead(sec: _Section, base: Path) -> LeadSpec:
+    rotation = sec.number("rotation_deg", 0.0) if sec.has("rotation_deg") else None
     sources = [k for k in ("tip_mm", "target", "leaddbs_reconstruction") if sec.has(k)]
     if len(sources) != 1:
         raise ConfigError(sec.key("tip_mm"), "give exactly one of 'tip_mm', 'target' or 'leaddbs_reconstruction'")
     if sources[0] == "leaddbs_reconstruction":
-        from .anatomy.targets import load_leaddbs_reconstruction
-
         path = _path(sec, "leaddbs_reconstruction", base)
         side = sec.choice("side", ("right", "left"), "right")
         space = sec.choice("space", ("mni", "native"), "mni")
-        explicit = sec.has("model")
-        model = _parse_model(sec, sec.raw("model")) if explicit else None
-        placement, name = load_leaddbs_reconstruction(path, side=side, space=space, lead=model)
-        if model is None:
-            if name is None:
-                raise ConfigError(sec.key("model"), f"'{path}' names no catalogue lead; set lead.model")
-            model = get_lead(name)
-        if sec.has("rotation_deg"):
-            placement = LeadPlacement(placement.tip_mm, placement.direction, rotation)
+        model = _parse_model(sec, sec.raw("model")) if sec.has("model") else None
         sec.finish()
-        return LeadConfig(model, placement)
+        return LeadSpec(model, reconstruction=path, side=side, space=space, rotation_deg=rotation)
     model = _parse_model(sec, sec.raw("model"))
     if sources[0] == "target":
-        from .anatomy.targets import TARGET_PRESETS, placement_for_target
-
-        target = sec.choice("target", tuple(TARGET_PRESETS))
+        target = sec.raw("target")
+        if not isinstance(target, str) or not target:
+            raise ConfigError(sec.key("target"), f"must be a target preset name such as \"NAc_R\", got {target!r}")
         align = sec.choice("align", ("tip", "span"), "tip")
-        anat = anatomy.load() if anatomy is not None else None
-        try:
-            placement = placement_for_target(target, model, anat, rotation_deg=rotation, align=align)
-        except VtaError as exc:
-            raise ConfigError(sec.key("target"), str(exc)) from None
         sec.finish()
-        return LeadConfig(model, placement)
+        return LeadSpec(model, target=target, align=align, rotation_deg=rotation)
     tip = sec.vector3("tip_mm")
     has_dir, has_entry = sec.has("direction"), sec.has("entry_mm")
     if has_dir == has_entry:
@@ -437,7 +414,7 @@ def _parse_lead(sec: _Section, anatomy: "AnatomyConfig | None", base: Path) -> L
     if np.linalg.norm(direction) < 1e-9:
         raise ConfigError(sec.key("direction" if has_dir else "entry_mm"), "gives a zero-length lead direction")
     sec.finish()
-    return LeadConfig(model, LeadPlacement(tip, direction, rotation))
+    return LeadSpec(model, placement=LeadPlacement(tip, direction, rotation or 0.0), rotation_deg=rotation)
 
 
 def _path(sec: _Section, name: str, base: Path) -> Path:
@@ -502,28 +479,6 @@ def _parse_anatomy(sec: _Section | None, base: Path) -> "AnatomyConfig | None":
     return AnatomyConfig(atlas, files, dti)
 
 
-def _check_lead_in_anatomy(lead: LeadConfig, anatomy: AnatomyConfig) -> None:
-    anat = anatomy.load()
-    centres = np.array([lead.placement.contact_center_mm(lead.model, c.index) for c in lead.model.contacts()])
-    inside = anat.contains(centres)
-    if not inside.all():
-        bad = int(np.flatnonzero(~inside)[0])
-        lo, hi = anat.bounds_mm()
-        raise ConfigError(
-            "lead",
-            f"contact {bad} at {np.round(centres[bad], 1).tolist()} mm lies outside the anatomy "
-            f"(x {lo[0]:.0f}..{hi[0]:.0f}, y {lo[1]:.0f}..{hi[1]:.0f}, z {lo[2]:.0f}..{hi[2]:.0f} mm)",
-        )
-
-
-def _default_domain(lead: LeadConfig) -> DomainConfig:
-    """A 30 mm sphere centred on the middle of the contacts, grounded (with anatomy)."""
-    ext = lead.model.level_extents_mm()
-    middle = 0.5 * (ext[0][0] + ext[-1][1])
-    center = lead.placement.to_world(np.array([0.0, 0.0, middle]))
-    return DomainConfig("sphere", center, 30.0, None, "ground")
-
-
 def _parse_custom_lead(sec: _Section) -> LeadModel:
     levels = sec.raw("levels")
     if not isinstance(levels, list) or not levels or not all(v in (1, 3) for v in levels):
@@ -563,8 +518,6 @@ def _parse_domain(sec: _Section) -> DomainConfig:
 
 
 def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
-    from .anatomy.tissue import CONDUCTIVITY_PRESETS, SIGMA_RANGE_TEXT, is_plausible_conductivity
-
     sec = sec or _Section({}, "tissue")
 
     def conductivity(name: str, default: Any = ...) -> float | None:
@@ -577,7 +530,9 @@ def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
 
     model = None
     if has_anatomy:
-        model = sec.choice("model", tuple(CONDUCTIVITY_PRESETS), "colecole4")
+        model = sec.raw("model", "colecole4")  # a preset name: checked by the scene
+        if not isinstance(model, str) or not model:
+            raise ConfigError(sec.key("model"), f"must be a conductivity preset name, got {model!r}")
         sigma = conductivity("conductivity_S_per_m", None)
     else:
         if sec.has("model"):
@@ -631,21 +586,18 @@ def _parse_stimulation(sec: _Section) -> StimulationConfig:
 
 
 def _parse_vta(sec: _Section | None, stim: StimulationConfig) -> VtaConfig:
-    from .activation.efield import astrom_threshold
-
     if sec is None:
         return VtaConfig(0.2, None, "default 0.2 V/mm")
     method = sec.choice("method", ("efield", "activating_function"), "efield")
-    has_thr, has_diam = sec.has("threshold_V_per_mm"), sec.has("axon_diameter_um")
+    if sec.has("axon_diameter_um") and sec.has("fiber_diameter_um"):
+        raise ConfigError(sec.key("axon_diameter_um"), "is the old name of fiber_diameter_um: give one of them")
+    diam_key = "axon_diameter_um" if sec.has("axon_diameter_um") else "fiber_diameter_um"  # the old name still works
+    has_thr, has_diam = sec.has("threshold_V_per_mm"), sec.has(diam_key)
     if has_thr and has_diam:
-        raise ConfigError(sec.key("axon_diameter_um"), "give either threshold_V_per_mm or axon_diameter_um, not both")
+        raise ConfigError(sec.key(diam_key), f"give either threshold_V_per_mm or {diam_key}, not both")
     if has_diam:
-        diam = sec.number("axon_diameter_um", positive=True)
-        try:
-            thr = astrom_threshold(diam, stim.pulse_width_us)
-        except VtaError as exc:
-            raise ConfigError(sec.key("axon_diameter_um"), str(exc)) from None
-        result = VtaConfig(thr, diam, f"Astrom 2015 table, D = {diam} um, PW = {stim.pulse_width_us} us", method)
+        diam = sec.number(diam_key, positive=True)
+        result = VtaConfig(None, diam, f"Astrom 2015 table, D = {diam} um, PW = {stim.pulse_width_us} us", method)
     else:
         thr = sec.number("threshold_V_per_mm", 0.2)
         if not 0 < thr <= MAX_THRESHOLD_V_PER_MM:
@@ -665,7 +617,7 @@ def _parse_tracts(sec: _Section | None, anatomy: "AnatomyConfig | None", base: P
     if default is not None and default is not False:
         if not isinstance(default, str) or default.upper() != "ALIC":
             raise ConfigError(sec.key("default_bundle"), f"must be \"ALIC\" (or absent), got {default!r}")
-        if anatomy is None or anatomy.atlas not in ("default", "default-aal3"):
+        if anatomy is None or not anatomy.is_default:
             raise ConfigError(sec.key("default_bundle"), "the default ALIC bundle needs [anatomy] atlas = \"default\"")
         default = "ALIC"
     else:
@@ -690,12 +642,7 @@ def _parse_tracts(sec: _Section | None, anatomy: "AnatomyConfig | None", base: P
     if not files and default is None:
         raise ConfigError(sec.key("files"), "give tract files and/or default_bundle = \"ALIC\"")
     model = sec.choice("axon_model", ("mrg", "simplified"), "mrg")
-    from .activation.axons import MRG_DIAMETERS_UM
-
-    diam = sec.number("fiber_diameter_um", 5.7, positive=True)
-    if not any(abs(diam - d) < 1e-6 for d in MRG_DIAMETERS_UM):
-        raise ConfigError(sec.key("fiber_diameter_um"),
-                          f"must be one of the MRG table diameters {', '.join(f'{d:g}' for d in MRG_DIAMETERS_UM)} um, got {diam:g}")
+    diam = sec.number("fiber_diameter_um", 5.7, positive=True)  # an MRG table row: checked by the scene
     length = sec.number("axon_length_mm", 30.0, positive=True)
     if not 5.0 <= length <= 100.0:
         raise ConfigError(sec.key("axon_length_mm"), f"must be in [5, 100] mm, got {length:g}")
@@ -747,25 +694,29 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
     root = _Section(data, "")
     base = Path(source).parent if source != "<dict>" else Path.cwd()
     anatomy = _parse_anatomy(root.sub("anatomy"), base)
-    lead = _parse_lead(root.table("lead"), anatomy, base)
+    lead = _parse_lead(root.table("lead"), base)
     domain_sec = root.sub("domain") if anatomy is not None else root.table("domain")
-    domain = _parse_domain(domain_sec) if domain_sec is not None else _default_domain(lead)
+    domain = _parse_domain(domain_sec) if domain_sec is not None else None
     tissue = _parse_tissue(root.sub("tissue") if anatomy is not None else root.table("tissue"), anatomy is not None)
     stim = _parse_stimulation(root.table("stimulation"))
-    for index in stim.contacts:
-        if index >= lead.model.n_contacts:
-            raise ConfigError(
-                f"stimulation.contacts.{index}",
-                f"contact {index} does not exist on '{lead.model.name}' (contacts 0..{lead.model.n_contacts - 1})",
-            )
-    if anatomy is not None:
-        _check_lead_in_anatomy(lead, anatomy)
+    if lead.model is not None:
+        check_contacts_exist(stim, lead.model)
     vta = _parse_vta(root.sub("vta"), stim)
     tracts = _parse_tracts(root.sub("tracts"), anatomy, base)
     solver = _parse_solver(root.sub("solver"))
     output = _parse_output(root.sub("output"))
     root.finish()
     return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source, tracts)
+
+
+def check_contacts_exist(stim: StimulationConfig, model: LeadModel) -> None:
+    """Every stimulated contact must exist on the lead (ConfigError naming the key)."""
+    for index in stim.contacts:
+        if index >= model.n_contacts:
+            raise ConfigError(
+                f"stimulation.contacts.{index}",
+                f"contact {index} does not exist on '{model.name}' (contacts 0..{model.n_contacts - 1})",
+            )
 
 
 def load_config(path: str | Path) -> RunConfig:

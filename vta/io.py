@@ -27,8 +27,11 @@ where the platform has it).
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -44,9 +47,11 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
+    "canonical_json",
     "file_mode",
     "os_error",
     "to_jsonable",
+    "write_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,12 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
+
+
+def canonical_json(obj: Any) -> str:
+    """The one canonical JSON text of plain data (numpy values converted, keys sorted,
+    no spaces): equal data give equal text, for hashes and cache keys."""
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def os_error(exc: OSError, path: str | os.PathLike | None = None, action: str = "cannot write") -> VtaError:
@@ -381,3 +392,29 @@ class OutputTransaction:
         with contextlib.suppress(OSError):
             (out / JOURNAL).unlink()
 
+
+def write_table(rows: list[dict], path: str | Path) -> Path:
+    """Write the rows as CSV (or Parquet for a ``.parquet`` path, needs pyarrow), atomically."""
+    path = Path(path)
+    if not rows:
+        raise VtaError(f"no rows to write to {path}")
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise VtaError("writing Parquet needs pyarrow (pip install pyarrow); write a .csv instead") from None
+        table = pa.table({c: [r.get(c) for r in rows] for c in columns})
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf)
+        return atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) and math.isfinite(v) else
+                             ("" if isinstance(v, float) else v)) for k, v in r.items()})
+    return atomic_write_bytes(path, text.getvalue().encode("utf-8"))

@@ -1,7 +1,8 @@
 """DBS lead catalogue, contact geometry and lead placement in world coordinates.
 
 The catalogue is one table of data (``vta/data/leads.csv``); every lead model is a row.
-Geometry follows the OSS-DBS v2 convention (see ``shared/reference/FACTS.md`` s2):
+Geometry follows the OSS-DBS v2 convention (``ossdbs/electrodes`` in
+github.com/SFB-ELAINE/OSS-DBSv2; each row's ``source`` column cites its dimensions):
 
 * the lead's local frame has its distal end (the *tip*) at the origin and its axis
   along +z, pointing from the tip towards the entry point;
@@ -19,7 +20,6 @@ All lengths are in mm, angles in degrees.
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import math
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import VtaError
+from .errors import VtaError, did_you_mean
 
 __all__ = [
     "ContactGeometry",
@@ -300,8 +300,7 @@ def get_lead(name: str) -> LeadModel:
             names[_normalise(key)] = lead
     if wanted in names:
         return names[wanted]
-    close = difflib.get_close_matches(wanted, list(names), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(names[c].name) for c in close)}?" if close else ""
+    hint = did_you_mean(str(name), [k for lead in lead_catalogue().values() for k in (lead.name, *lead.aliases)])
     raise VtaError(f"unknown lead model '{name}'{hint} (see `vta leads`)")
 
 

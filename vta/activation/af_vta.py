@@ -4,16 +4,16 @@ The activating function of a fibre along direction ``d`` is the second differenc
 the extracellular potential at the node spacing ``dx``,
 ``AF_d(x) = (Ve(x + dx d) - 2 Ve(x) + Ve(x - dx d)) / dx^2`` (V/mm^2); positive values
 depolarise. Not knowing the fibre direction, the "AF-Max" rule (Duffley et al., J Neural
-Eng 2019, FACTS.md s4.1) takes the largest value over all directions: the largest
+Eng 2019;16:066024) takes the largest value over all directions: the largest
 eigenvalue of the Hessian of Ve at the scale ``dx``.
 
-The threshold is not taken from the literature (FACTS.md: the AF-vs-PW tables were not
-retrieved) but calibrated with the project's own MRG model
-(:func:`vta.activation.axons.af_threshold`): the peak AF at which a straight fibre at distance
-``d`` from a point source fires for the pulse width. AF thresholds depend on that
-distance (the known weakness of AF rules, Duffley 2019), so ``d`` is set to the
-equivalent radius of the |E| VTA of the same setting: the calibration is made where the
-VTA boundary lies.
+The threshold is not taken from the literature (published AF-vs-PW threshold tables,
+e.g. Butson & McIntyre 2006/2007 or Duffley 2019, are not used) but calibrated with the
+project's own MRG model (:func:`vta.activation.axons.af_threshold`): the peak AF at
+which a straight fibre at distance ``d`` from a point source fires for the pulse width.
+AF thresholds depend on that distance (the known weakness of AF rules, Duffley 2019),
+so ``d`` is set to the equivalent radius of the |E| VTA of the same setting: the
+calibration is made where the VTA boundary lies.
 """
 
 from __future__ import annotations

@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 #: Astrom et al., IEEE TBME 2015;62:664 E-field thresholds (V/mm) by axon diameter (um,
 #: rows) and pulse width (us, columns), as tabulated in Lead-DBS ea_vatsettings_horn.m
-#: (FACTS.md s4.1). The published D = 2.5 um, 120 us entry (0.310) increases with pulse
-#: width, which no other row does: it is taken as a transcription error and replaced by
-#: 0.205, the 90 -> 120 us ratio of the neighbouring rows (0.854) applied to 0.240.
+#: (labelled "Astrom 2014" there). The published D = 2.5 um, 120 us entry (0.310)
+#: increases with pulse width, which no other row does: it is taken as a transcription
+#: error and replaced by 0.205, the 90 -> 120 us ratio of the neighbouring rows (0.854)
+#: applied to 0.240.
 ASTROM_PULSE_WIDTHS_US = np.array([30.0, 60.0, 90.0, 120.0])
 ASTROM_DIAMETERS_UM = np.array([2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0])
 ASTROM_TABLE = np.array(
@@ -74,14 +75,14 @@ def charge_metrics(current_mA: np.ndarray, pulse_width_us: np.ndarray, area_mm2:
         return q, d, d > density_limit_uC_cm2, shannon
 
 
-def astrom_threshold(axon_diameter_um: float, pulse_width_us: float) -> float:
+def astrom_threshold(fiber_diameter_um: float, pulse_width_us: float) -> float:
     """E-field activation threshold (V/mm) for an axon diameter and pulse width.
 
     Bilinear interpolation of :data:`ASTROM_TABLE` in log(threshold).
 
     Parameters
     ----------
-    axon_diameter_um : float
+    fiber_diameter_um : float
         Axon diameter (um), 2-5.
     pulse_width_us : float
         Pulse width (us), 30-120.
@@ -91,7 +92,7 @@ def astrom_threshold(axon_diameter_um: float, pulse_width_us: float) -> float:
     VtaError
         Outside the table (no extrapolation).
     """
-    d, pw = float(axon_diameter_um), float(pulse_width_us)
+    d, pw = float(fiber_diameter_um), float(pulse_width_us)
     if not ASTROM_DIAMETERS_UM[0] <= d <= ASTROM_DIAMETERS_UM[-1]:
         raise VtaError(f"axon diameter {d} um is outside the Astrom table (2-5 um)")
     if not ASTROM_PULSE_WIDTHS_US[0] <= pw <= ASTROM_PULSE_WIDTHS_US[-1]:
@@ -113,8 +114,8 @@ def auto_grid(
     """A voxel grid around the contacts large enough to hold the VTA.
 
     The automatic margin is 1.5 x the point-source radius at which the total cathodic
-    (or anodic) current gives ``|E| = threshold`` (``r = sqrt(I / (4 pi sigma E))``, FACTS.md
-    s6.1) plus 2 mm.
+    (or anodic) current gives ``|E| = threshold`` (``r = sqrt(I / (4 pi sigma E))``, the
+    field of a point source in a homogeneous medium) plus 2 mm.
 
     Parameters
     ----------
@@ -177,10 +178,7 @@ class VtaGrid:
 
 def field_norm_grid(basis, weights_V: np.ndarray, grid: VoxelGrid) -> np.ndarray:
     """|E| (V/mm) of a setting on a voxel grid, shape ``grid.shape``; 0 outside tissue."""
-    if hasattr(basis, "field_on_grid"):  # grid-ordered location, no sorting needed
-        E = basis.field_on_grid(grid.origin_mm, grid.spacing_mm, grid.shape, weights_V).reshape(-1, 3)
-    else:
-        E = basis.field_at(grid.points(), weights_V)
+    E = basis.field_on_grid(grid.origin_mm, grid.spacing_mm, grid.shape, weights_V).reshape(-1, 3)
     norm = np.sqrt(np.einsum("ij,ij->i", E, E))
     return np.where(np.isfinite(norm), norm, 0.0).reshape(grid.shape)
 

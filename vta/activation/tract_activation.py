@@ -27,12 +27,12 @@ from typing import Callable
 import numpy as np
 
 from .axons import AxonModel, Pulse, compartment_offsets_mm, mrg_model, simplified_model, thresholds
-from ..config import RunConfig, TractsConfig
+from ..config import LeadConfig, TractsConfig
 from ..errors import VtaError
 from ..fem.stimulation import ContactState
 from .tracts import FibreSegments, Tract, default_alic_bundle, fibre_segments_near, load_tract
 
-__all__ = ["PlacedTract", "axon_model", "load_config_tracts", "place_tract", "fibre_potentials",
+__all__ = ["PlacedTract", "TractSetup", "axon_model", "load_config_tracts", "place_tract", "fibre_potentials",
            "unit_thresholds", "tract_activation", "sweep_thresholds"]
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,34 @@ def axon_model(cfg: TractsConfig) -> AxonModel:
     return make(cfg.fiber_diameter_um)
 
 
-def load_config_tracts(config: RunConfig) -> list[Tract]:
-    """The tracts of ``config.tracts``: files (with their offsets) and the default bundle."""
-    cfg = config.tracts
-    if cfg is None:
-        return []
+@dataclass(frozen=True)
+class TractSetup:
+    """What tract activation takes from a scene (:meth:`vta.scene.Scene.tract_setup`).
+
+    Attributes
+    ----------
+    tracts : TractsConfig
+        The ``[tracts]`` section.
+    lead : LeadConfig
+        Lead model and placement (world mm).
+    anatomy : Anatomy or None
+        For the synthetic default ALIC bundle.
+    sigma_min_S_per_m : float
+        The lower of the GM/WM conductivities (S/m), for the automatic search radius.
+    """
+
+    tracts: TractsConfig
+    lead: LeadConfig
+    anatomy: object
+    sigma_min_S_per_m: float
+
+
+def load_config_tracts(setup: TractSetup) -> list[Tract]:
+    """The configured tracts: files (with their offsets) and the default bundle."""
+    cfg = setup.tracts
     out = [load_tract(f.path, name=f.name, offset_mm=f.offset_mm) for f in cfg.files]
     if cfg.default_bundle == "ALIC":
-        out.append(default_alic_bundle(config.anatomy.load(), side=config.lead.hemisphere, n_fibres=200, seed=0,
+        out.append(default_alic_bundle(setup.anatomy, side=setup.lead.hemisphere, n_fibres=200, seed=0,
                                        name="ALIC_bundle"))
     return out
 
@@ -87,9 +107,9 @@ class PlacedTract:
         return len(self.tract.streamlines)
 
 
-def _inside_lead(config: RunConfig, points_mm: np.ndarray) -> np.ndarray:
+def _inside_lead(lead_cfg: LeadConfig, points_mm: np.ndarray) -> np.ndarray:
     """Whether points (..., 3) lie inside the lead body (cylinder from the tip up)."""
-    lead, place = config.lead.model, config.lead.placement
+    lead, place = lead_cfg.model, lead_cfg.placement
     shape = points_mm.shape[:-1]
     loc = place.to_local(points_mm.reshape(-1, 3))
     r = np.hypot(loc[:, 0], loc[:, 1])
@@ -104,29 +124,26 @@ E_MIN_V_PER_MM = 0.03
 MIN_RADIUS_MM = 3.0
 
 
-def search_radius_mm(config: RunConfig, currents_mA: np.ndarray) -> float:
+def search_radius_mm(setup: TractSetup, currents_mA: np.ndarray) -> float:
     """How far from the active contacts axons are simulated (mm).
 
     ``max_distance_mm`` when configured; otherwise the distance at which a point
     source of the largest contact current (mA) in the lower tissue conductivity falls
     to :data:`E_MIN_V_PER_MM`: ``r = sqrt(I / (4 pi sigma E_min))``.
     """
-    if config.tracts.max_distance_mm is not None:
-        return float(config.tracts.max_distance_mm)
-    from ..pipeline import conductivity_model
-
-    model = conductivity_model(config)
-    sigma = min(model.wm_S_per_m, model.gm_S_per_m)
+    if setup.tracts.max_distance_mm is not None:
+        return float(setup.tracts.max_distance_mm)
+    sigma = setup.sigma_min_S_per_m
     i_max = float(np.max(np.abs(currents_mA))) if len(currents_mA) else 0.0
     # I [mA] / (4 pi sigma [S/m] E [V/mm]) has units of mm^2
     return max(MIN_RADIUS_MM, float(np.sqrt(i_max / (4 * np.pi * sigma * E_MIN_V_PER_MM))))
 
 
-def place_tract(config: RunConfig, tract: Tract, model: AxonModel, active: list[int], radius_mm: float) -> PlacedTract:
-    """Place axon models of ``config.tracts.axon_length_mm`` on the streamlines of ``tract``
+def place_tract(setup: TractSetup, tract: Tract, model: AxonModel, active: list[int], radius_mm: float) -> PlacedTract:
+    """Place axon models of ``[tracts] axon_length_mm`` on the streamlines of ``tract``
     that pass within ``radius_mm`` of the active contacts."""
-    cfg = config.tracts
-    lead, place = config.lead.model, config.lead.placement
+    cfg = setup.tracts
+    lead, place = setup.lead.model, setup.lead.placement
     centres = np.array([place.contact_center_mm(lead, k) for k in active])
     centre = centres.mean(axis=0)
     half_span = float(np.max(np.linalg.norm(centres - centre, axis=1))) if len(centres) > 1 else 0.0
@@ -140,8 +157,8 @@ def place_tract(config: RunConfig, tract: Tract, model: AxonModel, active: list[
         d = np.min(np.linalg.norm(seg.points_mm[:, :, None, :] - centres[None, None], axis=-1), axis=(1, 2))
         keep = d <= radius_mm
         seg = FibreSegments(seg.points_mm[keep], seg.offsets_mm, seg.streamline_index[keep], d[keep],
-                            seg.centre_mm[keep], seg.extension_mm[keep], seg.tract_name, seg.fibre_diameter_um)
-    through = _inside_lead(config, seg.points_mm).any(axis=1) if len(seg) else np.zeros(0, bool)
+                            seg.centre_mm[keep], seg.extension_mm[keep], seg.tract_name, seg.fiber_diameter_um)
+    through = _inside_lead(setup.lead, seg.points_mm).any(axis=1) if len(seg) else np.zeros(0, bool)
     return PlacedTract(tract, seg, through)
 
 
@@ -223,32 +240,29 @@ class TractResult:
         } for i in range(len(seg))]
 
 
-def _pulse(config: RunConfig) -> Pulse:
-    return Pulse(config.stimulation.pulse_width_us, config.tracts.recharge)
-
-
 def _active_contacts(state: ContactState) -> list[int]:
     active = [k for k, c in enumerate(state.currents_mA) if abs(c) > 1e-9]
     return active or list(range(len(state.currents_mA)))
 
 
-def tract_activation(config: RunConfig, basis, state: ContactState) -> list[TractResult]:
-    """Threshold factor of every axon of every configured tract at the setting ``state``."""
-    if config.tracts is None:
+def tract_activation(setup: TractSetup | None, basis, state: ContactState, pulse_width_us: float) -> list[TractResult]:
+    """Threshold factor of every axon of every configured tract at the setting ``state``
+    (contact potentials in V, currents in mA) with a pulse of ``pulse_width_us``."""
+    if setup is None:
         return []
-    model = axon_model(config.tracts)
-    pulse = _pulse(config)
+    model = axon_model(setup.tracts)
+    pulse = Pulse(float(pulse_width_us), setup.tracts.recharge)
     active = _active_contacts(state)
     results = []
-    radius = search_radius_mm(config, state.currents_mA * RUN_THRESHOLD_CAP)
-    for tract in load_config_tracts(config):
-        placed = place_tract(config, tract, model, active, radius)
+    radius = search_radius_mm(setup, state.currents_mA * RUN_THRESHOLD_CAP)
+    for tract in load_config_tracts(setup):
+        placed = place_tract(setup, tract, model, active, radius)
         if len(placed.segments) == 0:
             log.warning("tract %s: no fibre passes within %.1f mm of the active contacts; none is activated",
                         tract.name, radius)
         s = unit_thresholds(basis, state.potentials_V, placed, model, pulse, RUN_THRESHOLD_CAP)
         results.append(TractResult(placed, s, radius))
-        _warn_if_capped(placed, s <= 1.0, config.tracts.max_fibres)
+        _warn_if_capped(placed, s <= 1.0, setup.tracts.max_fibres)
         log.info("tract %s: %d of %d fibres simulated, %d activated", tract.name, int((~placed.through_lead).sum()),
                  placed.n_fibres, int((s <= 1).sum()))
     return results
@@ -266,17 +280,17 @@ def _warn_if_capped(placed: PlacedTract, active: np.ndarray, max_fibres: int) ->
                     "the activated fraction is a lower bound (raise [tracts] max_fibres)", placed.name, n)
 
 
-def sweep_thresholds(config: RunConfig, basis, max_amplitude: float) -> Callable:
+def sweep_thresholds(setup: TractSetup | None, basis, max_amplitude: float) -> Callable:
     """A ``tract_thresholds`` callable for :func:`vta.studies.sweep.sweep` / :func:`vta.studies.optimise.optimise`.
 
     Axons are placed once per set of active contacts; per (configuration, pulse width) the
     thresholds of the unit setting are searched once, in the sweep's amplitude unit.
     Fibres not simulated count as never active (threshold ``inf``).
     """
-    if config.tracts is None:
+    if setup is None:
         raise VtaError("tract thresholds need a [tracts] section")
-    model = axon_model(config.tracts)
-    tracts = load_config_tracts(config)
+    model = axon_model(setup.tracts)
+    tracts = load_config_tracts(setup)
     placed_cache: dict[tuple, list[PlacedTract]] = {}
     cache: dict[tuple, dict] = {}
 
@@ -284,10 +298,10 @@ def sweep_thresholds(config: RunConfig, basis, max_amplitude: float) -> Callable
         key = (contact_config.label, float(pulse_width_us))
         if key not in cache:
             active = tuple(_active_contacts(state))
-            radius = search_radius_mm(config, state.currents_mA * max_amplitude)
+            radius = search_radius_mm(setup, state.currents_mA * max_amplitude)
             if (active, radius) not in placed_cache:
-                placed_cache[(active, radius)] = [place_tract(config, t, model, list(active), radius) for t in tracts]
-            pulse = Pulse(float(pulse_width_us), config.tracts.recharge)
+                placed_cache[(active, radius)] = [place_tract(setup, t, model, list(active), radius) for t in tracts]
+            pulse = Pulse(float(pulse_width_us), setup.tracts.recharge)
             out = {}
             for placed in placed_cache[(active, radius)]:
                 s = unit_thresholds(basis, state.potentials_V, placed, model, pulse, 1.01 * max_amplitude)

@@ -27,7 +27,6 @@ that names the file.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 import xml.etree.ElementTree as ET
@@ -37,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import VtaError
+from ..errors import VtaError, did_you_mean
 
 __all__ = [
     "BACKGROUND", "BLOOD", "CSF", "GM", "WM", "TISSUE_CLASSES",
@@ -60,11 +59,7 @@ TISSUE_CLASSES: dict[str, int] = {"background": BACKGROUND, "GM": GM, "WM": WM, 
 
 
 def _suggest(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    if not close:
-        low = name.lower()
-        close = [c for c in choices if low in c.lower()][:3]
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return did_you_mean(name, choices)
 
 
 

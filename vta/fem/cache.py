@@ -6,7 +6,7 @@ mesh preset, the element order, the outer boundary condition and the solver sett
 Every stimulation setting of that scene is a superposition of the same unit solutions,
 so the basis can be stored once and reused for any other setting.
 
-Usage (e.g. in :mod:`vta.pipeline`)::
+Usage (e.g. in :mod:`vta.scene`)::
 
     from vta.fem.cache import cached_basis
 
@@ -51,7 +51,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..caching import caching_off
 from ..errors import VtaError
+from ..io import canonical_json
 from ..notices import NOT_ABOUT_RESULT
 
 __all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "cached_basis", "clear_cache", "file_digest",
@@ -61,11 +63,10 @@ log = logging.getLogger(__name__)
 
 #: bump when the file layout changes
 CACHE_FORMAT = 1
-_OFF = {"", "0", "off", "none", "false", "no"}
 #: Sources (globs under the package) that shape a basis: meshing, assembly, solving,
 #: the lead catalogue, tissue conductivity and its sampling per element (anatomy/), and
 #: the scene code that combines them. A change in any of them invalidates the cache.
-BASIS_CODE = ("fem/*.py", "anatomy/*.py", "leads.py", "data/leads.csv", "scene.py", "pipeline.py")
+BASIS_CODE = ("fem/*.py", "anatomy/*.py", "leads.py", "data/leads.csv", "scene.py")
 _HASH_ARRAYS_ABOVE = 64  # numpy arrays with more entries enter the key as a SHA-256
 _fingerprint: str | None = None
 
@@ -88,7 +89,7 @@ def cache_dir(override: str | os.PathLike | bool | None = None) -> Path | None:
         return Path(override).expanduser()
     env = os.environ.get("VTA_CACHE_DIR")
     if env is not None:
-        return None if env.strip().lower() in _OFF else Path(env).expanduser()
+        return None if caching_off() else Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vta" / "basis"
 
@@ -175,7 +176,7 @@ def _key_text(key_dict: dict) -> str:
     if not isinstance(key_dict, dict):
         raise TypeError("the cache key must be a dict")
     payload = {"format": CACHE_FORMAT, "code": _code_fingerprint(), "key": _canonical(key_dict)}
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return canonical_json(payload)
 
 
 # ----------------------------------------------------------------------------- storage
@@ -190,7 +191,7 @@ def _basis_classes() -> dict[str, type]:
 def store_basis(path: str | os.PathLike, basis: Any, key_text: str = "") -> bool:
     """Write ``basis`` (with ``to_arrays()``) to ``path`` atomically; False if it cannot
     be stored (no ``to_arrays``) or the write fails (logged, never raised)."""
-    if not hasattr(basis, "to_arrays"):
+    if not isinstance(basis, tuple(_basis_classes().values())):
         return False
     from ..io import atomic_write_bytes
 

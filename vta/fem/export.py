@@ -15,17 +15,6 @@ import numpy as np
 __all__ = ["setting_to_vtu"]
 
 
-def _mesh_arrays(basis) -> tuple[np.ndarray, np.ndarray, int]:
-    """World vertices (N, 3), cells (M, 3 or 4) and the VTK cell type."""
-    import pyvista as pv
-
-    if hasattr(basis, "tris"):  # axisymmetric: r -> local x, z -> local z
-        rz = basis.points
-        local = np.column_stack([rz[:, 0], np.zeros(len(rz)), rz[:, 1]])
-        return basis.placement.to_world(local), np.asarray(basis.tris), pv.CellType.TRIANGLE
-    return basis.mesh.p.T.copy(), basis.mesh.t.T.copy(), pv.CellType.TETRA
-
-
 def setting_to_vtu(basis, weights_V: np.ndarray, path: str | Path) -> Path:
     """Write the potential and |E| of one setting on the basis' mesh.
 
@@ -40,7 +29,8 @@ def setting_to_vtu(basis, weights_V: np.ndarray, path: str | Path) -> Path:
     """
     import pyvista as pv
 
-    points, cells, cell_type = _mesh_arrays(basis)
+    points, cells, kind = basis.mesh_arrays()
+    cell_type = pv.CellType.TRIANGLE if kind == "triangle" else pv.CellType.TETRA
     centroids = points[cells].mean(axis=1)
     grid = pv.UnstructuredGrid({cell_type: cells}, points)
     grid.point_data["potential_V"] = basis.potential_at(points, weights_V)

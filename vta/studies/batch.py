@@ -1,7 +1,7 @@
 """Cohort batches on Dask: every subject-hemisphere of a manifest, resumable, plus group outputs.
 
 :func:`run_batch` expands a manifest (:mod:`vta.studies.manifest`) into one configuration per
-subject-hemisphere and runs :func:`vta.pipeline.run` for each on a ``dask.distributed``
+subject-hemisphere and runs :func:`vta.outputs.run` for each on a ``dask.distributed``
 cluster: a :class:`distributed.LocalCluster` (one single-threaded worker process per
 core) by default, or an existing scheduler by address.
 
@@ -65,7 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import Terminated, VtaError
-from ..io import atomic_write_bytes, to_jsonable
+from ..io import atomic_write_bytes, canonical_json
 from .manifest import Manifest, SubjectSpec, load_manifest
 
 __all__ = ["BatchInterrupted", "BatchResult", "SubjectResult", "config_hash", "frequency_map", "run_batch",
@@ -166,12 +166,11 @@ class BatchInterrupted(KeyboardInterrupt):
 
 def _canonical_config(resolved: dict) -> str:
     """Canonical JSON of a resolved configuration as it is stored in summary.json."""
-    stored = json.loads(json.dumps(to_jsonable(resolved), allow_nan=False))
-    return json.dumps(stored, sort_keys=True, separators=(",", ":"))
+    return canonical_json(resolved)
 
 
 def config_hash(config_or_resolved: Any) -> str:
-    """SHA-256 of a resolved configuration (a ``RunConfig`` or its ``resolved()`` dict).
+    """SHA-256 of a resolved configuration (a :class:`vta.scene.Scene` or its ``resolved()`` dict).
 
     The same value is obtained from the ``config`` entry of the ``summary.json`` that a
     run of that configuration wrote, which is how finished subjects are recognised.
@@ -212,13 +211,13 @@ def _run_subject(data: dict, source: str, out_dir: str, expected_hash: str) -> d
     """Run one subject on a worker; never raises for a subject's own failure."""
     t0 = time.perf_counter()
     try:
-        from ..config import parse_config
-        from ..pipeline import run
+        from ..outputs import run
+        from ..scene import Scene
 
-        config = parse_config(data, source)
-        if config_hash(config) != expected_hash:
+        scene = Scene.from_dict(data, source)
+        if config_hash(scene) != expected_hash:
             log.warning("%s: the configuration resolves differently on this worker (different files?)", out_dir)
-        summary = run(config, out_dir, progress=False)
+        summary = run(scene, out_dir, progress=False)
         return {"status": "done", "vta_volume_mm3": summary["vta_volume_mm3"], "seconds": time.perf_counter() - t0}
     except Exception as exc:  # one subject's failure is data for errors.csv, not a batch failure
         log.debug("subject in %s failed", out_dir, exc_info=True)
@@ -303,7 +302,7 @@ def run_batch(
     try:
         for spec in manifest.subjects:
             try:
-                config = spec.config()  # a malformed manifest row raises its error here
+                config = spec.scene()  # a malformed manifest row raises its error here
                 data = spec.config_data()
                 h = config_hash(config)
             except Exception as exc:  # noqa: BLE001 - recorded per subject
@@ -412,7 +411,10 @@ def _sigint_ignoring_plugin():
 
 def _run_pending(pending, out: Path, results: dict, manifest: Manifest, scheduler: str | None,
                  n_workers: int | None, processes: bool, progress: bool, worker_timeout_s: float) -> None:
-    from dask.distributed import Client, LocalCluster, as_completed
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise VtaError("cohort batches need Dask: pip install 'vta[batch]'") from None
     from tqdm.auto import tqdm
 
     cluster = client = None

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import difflib
 import logging
 import math
 import re
@@ -75,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import read_toml
-from ..errors import ConfigError, VtaError
+from ..errors import ConfigError, VtaError, did_you_mean
 
 __all__ = ["Manifest", "SubjectSpec", "load_manifest", "parse_contacts"]
 
@@ -174,8 +173,8 @@ class SubjectSpec:
             data["lead"]["leaddbs_reconstruction"] = str(_find_reconstruction(self.leaddbs_folder, self.label))
         return data
 
-    def config(self):
-        """Validate into a :class:`vta.config.RunConfig`.
+    def scene(self):
+        """Validate and resolve into a :class:`vta.scene.Scene`.
 
         Raises
         ------
@@ -184,12 +183,12 @@ class SubjectSpec:
             that came from a manifest column is named by that column. For a malformed
             row, :attr:`error`.
         """
-        from ..config import parse_config
+        from ..scene import Scene
 
         if self.error is not None:
             raise VtaError(self.error)
         try:
-            return parse_config(self.config_data(), self.source)
+            return Scene.from_dict(self.config_data(), self.source)
         except ConfigError as exc:
             column = _KEY_TO_COLUMN.get(exc.key)
             where = f"column '{column}'" if column else f"config key '{exc.key}'"
@@ -572,5 +571,4 @@ def _toml_value(text: str) -> Any:
 
 
 def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return did_you_mean(name, sorted(known), n=1)

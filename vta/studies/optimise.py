@@ -28,7 +28,7 @@ from ..activation.efield import CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, charge_m
 from ..errors import VtaError
 from .sweep import MAX_AMPLITUDE, ContactConfig, TractThresholds, setup_sweep, thresholds_for
 
-__all__ = ["Limits", "optimise"]
+__all__ = ["Limits", "optimise", "optimise_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def optimise(
     mode: str = "current",
     pulse_widths_us: Sequence[float] = (60.0,),
     threshold_V_per_mm=None,
-    axon_diameter_um: float | None = None,
+    fiber_diameter_um: float | None = None,
     lead=None,
     region_mm: np.ndarray | None = None,
     resolution: float = 0.05,
@@ -109,7 +109,7 @@ def optimise(
         ``"current"`` (mA) or ``"voltage"`` (V).
     pulse_widths_us : sequence of float
         Candidate pulse widths (us); each (configuration, pulse width) is ranked.
-    threshold_V_per_mm, axon_diameter_um
+    threshold_V_per_mm, fiber_diameter_um
         The |E| threshold, as in :func:`vta.studies.sweep.sweep`.
     lead, region_mm, supersample
         As in :func:`vta.studies.sweep.sweep`.
@@ -150,7 +150,7 @@ def optimise(
     if amps.size == 0:
         raise VtaError(f"amplitude resolution {resolution:g} is above the amplitude limit {a_max:g}")
     pws = np.asarray(pulse_widths_us, float).reshape(-1)
-    thr = thresholds_for(pws, threshold_V_per_mm, axon_diameter_um)
+    thr = thresholds_for(pws, threshold_V_per_mm, fiber_diameter_um)
     needed = {n: structures[n] for n in dict.fromkeys(list(targets) + list(limits.max_overlap_mm3))}
     setup = setup_sweep(basis, configs, mode, a_max, float(thr.min()), structures=needed, targets=targets,
                         lead=lead, region_mm=region_mm, supersample=supersample)
@@ -240,3 +240,27 @@ def optimise(
     if rows and not rows[0]["feasible"]:
         log.warning("no candidate setting satisfies the limits; rows list what each one breaks first")
     return rows[:top] if top else rows
+
+
+def optimise_scene(scene, configs: Sequence[ContactConfig], limits: Limits = Limits(), *,
+                   targets: Sequence[str] | None = None, pulse_widths_us: Sequence[float] | None = None,
+                   resolution: float = 0.05, top: int | None = None) -> list[dict]:
+    """Rank contact configurations of a scene by target coverage within ``limits``.
+
+    The scene gives the field basis, the structures, the default target (the NAc on the
+    lead's side; ``targets`` overrides), the threshold at each pulse width, the mode and
+    pulse width of its configuration (``pulse_widths_us`` overrides), the lead, the
+    domain's box and the ``[tracts]`` axon thresholds. See :func:`optimise`.
+    """
+    from .sweep import tract_thresholds_of
+
+    if scene.anatomy is None:
+        raise VtaError("optimisation needs an [anatomy] with target structures")
+    stim = scene.config.stimulation
+    chosen = list(targets) if targets else scene.default_targets[:1]
+    a_max = limits.max_amplitude or MAX_AMPLITUDE[stim.mode]
+    tract_fn = tract_thresholds_of(scene, a_max)
+    return optimise(scene.basis, configs, chosen, scene.structures, limits, mode=stim.mode,
+                    pulse_widths_us=list(pulse_widths_us) if pulse_widths_us else [stim.pulse_width_us],
+                    threshold_V_per_mm=scene.threshold_at, lead=scene.lead, region_mm=scene.region_mm,
+                    resolution=resolution, top=top, tract_thresholds=tract_fn)

@@ -35,7 +35,6 @@ was 20 % off.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import math
@@ -49,7 +48,7 @@ from ..activation.efield import (CHARGE_DENSITY_LIMIT_UC_CM2, SHANNON_K, astrom_
                          structure_samples)
 from ..config import MAX_CURRENT_MA, MAX_VOLTAGE_V
 from ..errors import VtaError
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, write_table
 from ..fem.stimulation import Setting, resolve
 
 __all__ = [
@@ -63,6 +62,7 @@ __all__ = [
     "plot_coverage",
     "standard_configs",
     "sweep",
+    "sweep_scene",
     "write_table",
 ]
 
@@ -264,18 +264,18 @@ class ConfigResponse:
         return cw[np.searchsorted(ns, np.asarray(ratio, float), side="left")]
 
 
-def thresholds_for(pulse_widths_us: np.ndarray, threshold_V_per_mm=None, axon_diameter_um: float | None = None) -> np.ndarray:
+def thresholds_for(pulse_widths_us: np.ndarray, threshold_V_per_mm=None, fiber_diameter_um: float | None = None) -> np.ndarray:
     """|E| threshold (V/mm) for each pulse width: fixed, a function of the pulse width,
     or the Astrom threshold of an axon diameter."""
     pws = np.asarray(pulse_widths_us, float).reshape(-1)
-    if axon_diameter_um is not None:
-        thr = np.array([astrom_threshold(axon_diameter_um, pw) for pw in pws])
+    if fiber_diameter_um is not None:
+        thr = np.array([astrom_threshold(fiber_diameter_um, pw) for pw in pws])
     elif callable(threshold_V_per_mm):
         thr = np.array([float(threshold_V_per_mm(pw)) for pw in pws])
     elif threshold_V_per_mm is not None:
         thr = np.full(pws.shape, float(threshold_V_per_mm))
     else:
-        raise VtaError("a sweep needs threshold_V_per_mm or axon_diameter_um")
+        raise VtaError("a sweep needs threshold_V_per_mm or fiber_diameter_um")
     if not np.all((thr > 0) & np.isfinite(thr)):
         raise VtaError(f"thresholds must be positive, got {thr.tolist()}")
     return thr
@@ -343,7 +343,7 @@ def sweep(
     spec: SweepSpec,
     *,
     threshold_V_per_mm: float | Callable[[float], float] | None = None,
-    axon_diameter_um: float | None = None,
+    fiber_diameter_um: float | None = None,
     structures: dict | None = None,
     targets: Sequence[str] | None = None,
     lead=None,
@@ -360,7 +360,7 @@ def sweep(
     spec : SweepSpec
     threshold_V_per_mm : float or callable, optional
         Fixed |E| threshold (V/mm), or a function of the pulse width (us).
-    axon_diameter_um : float, optional
+    fiber_diameter_um : float, optional
         Instead of ``threshold_V_per_mm``: the Astrom threshold for this axon diameter at
         each pulse width.
     structures : dict of str -> vta.anatomy.atlas_io.Structure, optional
@@ -388,7 +388,7 @@ def sweep(
     """
     amps = np.asarray(spec.amplitudes, float).reshape(-1)
     pws = np.asarray(spec.pulse_widths_us, float).reshape(-1)
-    thr = thresholds_for(pws, threshold_V_per_mm, axon_diameter_um)
+    thr = thresholds_for(pws, threshold_V_per_mm, fiber_diameter_um)
     setup = setup_sweep(basis, spec.configs, spec.mode, float(amps.max()), float(thr.min()), structures=structures,
                         targets=targets, lead=lead, region_mm=region_mm, supersample=supersample)
     K = basis.n_contacts
@@ -460,33 +460,6 @@ def sweep(
     return rows
 
 
-def write_table(rows: list[dict], path: str | Path) -> Path:
-    """Write the rows as CSV (or Parquet for a ``.parquet`` path, needs pyarrow), atomically."""
-    path = Path(path)
-    if not rows:
-        raise VtaError("no sweep rows to write")
-    columns: list[str] = []
-    for r in rows:
-        columns += [k for k in r if k not in columns]
-    if path.suffix.lower() == ".parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise VtaError("writing Parquet needs pyarrow (pip install pyarrow); write a .csv instead") from None
-        table = pa.table({c: [r.get(c) for r in rows] for c in columns})
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf)
-        return atomic_write_bytes(path, buf.getvalue().to_pybytes())
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) and math.isfinite(v) else
-                             ("" if isinstance(v, float) else v)) for k, v in r.items()})
-    return atomic_write_bytes(path, text.getvalue().encode("utf-8"))
-
-
 def plot_coverage(rows: list[dict], structure: str, path: str | Path, pulse_width_us: float | None = None) -> Path:
     """PNG of the coverage (% of ``structure``) vs amplitude, one line per configuration.
 
@@ -523,3 +496,41 @@ def plot_coverage(rows: list[dict], structure: str, path: str | Path, pulse_widt
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def tract_thresholds_of(scene, max_amplitude: float) -> TractThresholds | None:
+    """Axon-model thresholds of the scene's ``[tracts]`` for sweeps (None without)."""
+    setup = scene.tract_setup()
+    if setup is None:
+        return None
+    from ..activation.tract_activation import sweep_thresholds
+
+    return sweep_thresholds(setup, scene.basis, max_amplitude)
+
+
+def sweep_scene(scene, spec: SweepSpec, *, targets: Sequence[str] | None = None, tracts: bool = True,
+                supersample: int = 3) -> list[dict]:
+    """Sweep the settings of ``spec`` on a scene's field basis (no re-solve).
+
+    The scene gives everything else: the threshold at each pulse width (fixed, or the
+    Astrom 2015 value of ``[vta] fiber_diameter_um``), the structures and the default
+    targets (NAc/ALIC on the lead's side; ``targets`` overrides), the lead (contact
+    areas), the domain's box, and the ``[tracts]`` axon thresholds.
+
+    Parameters
+    ----------
+    scene : vta.scene.Scene
+    spec : SweepSpec
+    targets : sequence of str, optional
+    tracts : bool
+        Add the tract columns when the scene has ``[tracts]``.
+
+    Returns
+    -------
+    list of dict
+        One row per setting (see :func:`sweep`).
+    """
+    chosen = list(targets) if targets is not None else scene.default_targets
+    return sweep(scene.basis, spec, threshold_V_per_mm=scene.threshold_at, structures=scene.structures,
+                 targets=chosen or None, lead=scene.lead, region_mm=scene.region_mm, supersample=supersample,
+                 tract_thresholds=tract_thresholds_of(scene, float(max(spec.amplitudes))) if tracts else None)

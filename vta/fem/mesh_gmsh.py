@@ -1,0 +1,593 @@
+"""The gmsh model of a lead in its tissue domain, and its tetrahedral mesh.
+
+Builds, in the lead's local frame (OpenCASCADE kernel), the domain minus the lead
+body, the optional encapsulation shell and, for ring-contact leads, the revolved
+layer round the contacts (see :mod:`vta.fem.mesh`); fragments them into tissue and
+encapsulation volumes with the contacts as labelled lead faces; sets one analytic
+size field (gmsh ``MathEval`` of the local x, y, z, in mm) and meshes, falling back to
+the Delaunay 3D algorithm when HXT fails and to isotropic tets when the revolved layer
+fails. The mesh is handed to :mod:`vta.fem.mesh_skfem` for the conversion to skfem.
+
+gmsh is global, non-thread-safe state: every build runs in :func:`_gmsh_session`,
+under a module lock, and finalizes what it initialised. All lengths in mm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import VtaError
+from ..leads import ContactGeometry, LeadModel, LeadPlacement
+from .mesh_domain import _ALGORITHMS_3D, Domain, MeshPreset
+from .mesh_skfem import _to_skfem
+
+__all__ = ["polygon_capacity_ratio"]
+
+logger = logging.getLogger(__name__)
+
+_GMSH_LOCK = threading.RLock()
+_INSULATION = -1  # label of lead pieces that are not a contact
+
+
+# ----------------------------------------------------------------------------- gmsh session
+
+
+@contextlib.contextmanager
+def _gmsh_session(name: str, threads: int = 1) -> Iterator[object]:
+    """Initialise gmsh (or reuse a caller's session), yield the module, clean up.
+
+    Safe to call repeatedly and from non-main threads; builds are serialised.
+    """
+    import gmsh
+
+    with _GMSH_LOCK:
+        owner = not gmsh.isInitialized()
+        if owner:
+            gmsh.initialize(readConfigFiles=False, interruptible=False)
+        try:
+            gmsh.option.setNumber("General.Terminal", 0)
+            gmsh.option.setNumber("General.NumThreads", threads)
+            gmsh.logger.start()
+            gmsh.model.add(name)
+            try:
+                yield gmsh
+            finally:
+                _forward_gmsh_log(gmsh)
+                gmsh.logger.stop()
+                if not owner:
+                    gmsh.model.remove()
+        finally:
+            if owner:
+                gmsh.finalize()
+
+
+def _forward_gmsh_log(gmsh) -> None:
+    for line in gmsh.logger.get():
+        if line.startswith("Error"):
+            logger.warning("gmsh: %s", line)
+        elif line.startswith("Warning"):
+            logger.debug("gmsh: %s", line)
+
+
+def _set_mesh_options(gmsh, preset: MeshPreset) -> None:
+    opt = gmsh.option.setNumber
+    opt("Mesh.MeshSizeExtendFromBoundary", 0)
+    opt("Mesh.MeshSizeFromPoints", 0)
+    opt("Mesh.MeshSizeFromCurvature", 0)
+    opt("Mesh.MeshSizeMax", preset.size_far_mm)
+    smallest = min(preset.size_edge_mm, preset.size_contact_mm)
+    if preset.tube_sectors:
+        smallest = min(smallest, preset.tube_edge_mm)
+    opt("Mesh.MeshSizeMin", 0.5 * smallest)
+    opt("Mesh.Algorithm", 6)  # Frontal-Delaunay 2D
+    opt("Mesh.Algorithm3D", _ALGORITHMS_3D[preset.algorithm])
+    opt("Mesh.Optimize", 1)
+    opt("Mesh.ElementOrder", 1)
+    opt("Mesh.LcIntegrationPrecision", 1e-3)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _add_domain(occ, domain: Domain, placement: LeadPlacement | None = None) -> int:
+    """The domain in the lead's local frame (world frame without ``placement``)."""
+    c = domain.center_mm
+    if domain.shape == "sphere":
+        if placement is not None:
+            c = placement.to_local(c)
+        return occ.addSphere(*c, domain.radius_mm)
+    lo = c - 0.5 * domain.size_mm
+    tag = occ.addBox(*lo, *domain.size_mm)
+    if placement is not None:
+        _unplace(occ, [(3, tag)], placement)
+    return tag
+
+
+def _unplace(occ, dim_tags: list[tuple[int, int]], placement: LeadPlacement) -> None:
+    """Move entities from world mm to the lead's local frame (the inverse of the rigid
+    rotation and translation of ``placement``; a general affine map would turn analytic
+    surfaces into B-splines and make the Boolean operations very slow)."""
+    if np.any(placement.tip_mm != 0):
+        occ.translate(dim_tags, *(-placement.tip_mm))
+    angle, axis = _axis_angle(placement.frame)
+    if angle > 1e-12:
+        occ.rotate(dim_tags, 0.0, 0.0, 0.0, *axis, -angle)
+
+
+def _axis_angle(rot: np.ndarray) -> tuple[float, np.ndarray]:
+    """Rotation angle (rad) and unit axis of a proper rotation matrix."""
+    cos = np.clip(0.5 * (np.trace(rot) - 1.0), -1.0, 1.0)
+    angle = float(np.arccos(cos))
+    if angle < 1e-12:
+        return 0.0, np.array([0.0, 0.0, 1.0])
+    if np.pi - angle > 1e-6:
+        axis = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
+        return angle, axis / np.linalg.norm(axis)
+    # angle ~ pi: axis from the symmetric part R = 2 a a^T - I
+    sym = 0.5 * (rot + np.eye(3))
+    axis = sym[:, int(np.argmax(np.diag(sym)))]
+    return angle, axis / np.linalg.norm(axis)
+
+
+def _level_of(lead: LeadModel, z0: float, z1: float) -> list[ContactGeometry]:
+    """Contacts covering the axial interval [z0, z1] (empty for an insulating gap)."""
+    zm = 0.5 * (z0 + z1)
+    return [c for c in lead.contacts() if c.z_start_mm < zm < c.z_end_mm or (c.is_tip and zm < c.z_end_mm)]
+
+
+def _breakpoints(lead: LeadModel, length_mm: float, radius_mm: float | None = None) -> list[float]:
+    r = lead.radius_mm if radius_mm is None else radius_mm
+    zs = {r, length_mm}
+    for z0, z1 in lead.level_extents_mm():
+        zs.update(z for z in (z0, z1) if z > r)
+    out: list[float] = []
+    for z in sorted(zs):
+        if z <= length_mm and (not out or z - out[-1] > 1e-9):
+            out.append(z)
+    return out
+
+
+def _add_wedges(occ, z0: float, z1: float, r: float, segments: list[ContactGeometry]) -> list[tuple[int, int]]:
+    """Wedges of a segmented level: one per segment and one per gap between them."""
+    segs = sorted(segments, key=lambda c: c.angle_center_deg % 360.0)
+    starts = [math.radians(c.angle_center_deg - 0.5 * c.arc_deg) for c in segs]
+    arcs = [math.radians(c.arc_deg) for c in segs]
+    out = []
+    for i, c in enumerate(segs):
+        gap_start = starts[i] + arcs[i]
+        gap = (starts[(i + 1) % len(segs)] - gap_start) % (2 * math.pi)
+        for start, arc, label in ((starts[i], arcs[i], c.index), (gap_start, gap, _INSULATION)):
+            if arc < 1e-9:
+                continue
+            tag = occ.addCylinder(0, 0, z0, 0, 0, z1 - z0, r, angle=arc)
+            occ.rotate([(3, tag)], 0, 0, 0, 0, 0, 1, start)
+            out.append((tag, label))
+    return out
+
+
+def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: float,
+                     radius_mm: float | None = None) -> list[tuple[int, int]]:
+    """The lead body as volumes labelled by contact index (or insulation), in the lead's
+    local frame (radius ``radius_mm``, default the lead's)."""
+    r = lead.radius_mm if radius_mm is None else radius_mm
+    contacts = lead.contacts()
+    tip = contacts[0] if contacts[0].is_tip else None
+    if tip is not None and tip.z_end_mm < r - 1e-9:
+        raise VtaError(f"lead '{lead.name}': a tip contact shorter than the tip radius is not supported")
+    pieces = [(occ.addSphere(0, 0, r, r, angle1=-0.5 * math.pi, angle2=0.0), tip.index if tip else _INSULATION)]
+    zs = _breakpoints(lead, length_mm, r)
+    for z0, z1 in zip(zs[:-1], zs[1:]):
+        covering = _level_of(lead, z0, z1)
+        if len(covering) > 1:
+            pieces.extend(_add_wedges(occ, z0, z1, r, covering))
+        else:
+            label = covering[0].index if covering else _INSULATION
+            pieces.append((occ.addCylinder(0, 0, z0, 0, 0, z1 - z0, r), label))
+    return pieces
+
+
+@dataclass(frozen=True)
+class _Tube:
+    """The revolved layer around the lead: r in [r_in, r_out], z in [z_lo, z_hi] (local
+    mm), ``sectors`` equal sectors round the axis, section points at ``z_points``."""
+
+    r_in: float
+    r_out: float
+    z_lo: float
+    z_hi: float
+    sectors: int
+    z_points: tuple[float, ...]
+
+
+def polygon_capacity_ratio(n: int) -> float:
+    """Logarithmic capacity of a regular n-gon over its circumradius.
+
+    ``sin(pi/n) Gamma(1/n) / (2^(2/n) sqrt(pi) Gamma(1/2 + 1/n))`` (Polya and Szego):
+    far from it, a prism with this cross-section conducts like a circular cylinder of
+    radius ``ratio * circumradius``. ``1 - ratio`` is about ``3.2 / n^2`` (0.79 % for
+    n = 20), close to the area deficit ``pi^2 / (3 n^2)`` and twice the perimeter
+    deficit ``pi^2 / (6 n^2)``.
+    """
+    n = int(n)
+    if n < 3:
+        raise VtaError(f"a polygon needs at least 3 sides, got {n}")
+    return (math.sin(math.pi / n) * math.gamma(1.0 / n)
+            / (2.0 ** (2.0 / n) * math.sqrt(math.pi) * math.gamma(0.5 + 1.0 / n)))
+
+
+def _ring_label(lead: LeadModel):
+    """z (local mm) -> the label of the ring lead's surface there: contact index or
+    insulation (a tip contact covers the hemisphere)."""
+    spans = [(c.z_start_mm, c.z_end_mm, c.index, c.is_tip) for c in lead.contacts()]
+
+    def label(z: float):
+        for z0, z1, index, tip in spans:
+            if (tip or z0 < z) and z < z1:
+                return index
+        return _INSULATION
+    return label
+
+
+def _plan_tube(lead: LeadModel, preset: MeshPreset, shell_mm: float, radius_mm: float) -> _Tube | None:
+    """The revolved layer for a ring-contact lead, or None (directional lead, tube off,
+    or edges too close to the tip hemisphere)."""
+    if not preset.tube_sectors or not lead.is_axisymmetric or shell_mm > 0:
+        # (with an encapsulation layer gmsh loses the revolved layers in the Boolean
+        # operations: the contact edges get isotropic tets)
+        return None
+    edges = sorted({z for z0, z1 in lead.level_extents_mm() for z in (z0, z1) if z > 1e-9})
+    z_lo = edges[0] - preset.tube_margin_mm
+    z_hi = edges[-1] + preset.tube_margin_mm
+    if z_lo < radius_mm + 0.05:  # the layer must stay on the cylindrical part
+        z_lo = radius_mm + 0.05
+        if edges[0] - z_lo < 0.05:
+            return None
+    t = preset.tube_thickness_mm
+    pts = tuple([z_lo] + [z for z in edges if z_lo < z < z_hi] + [z_hi])
+    return _Tube(radius_mm, radius_mm + t, z_lo, z_hi, int(preset.tube_sectors), pts)
+
+
+def _add_tube(occ, tube: _Tube, placement: LeadPlacement) -> list[int]:
+    """Revolve the (r, z) section of the layer round the lead axis in four quarters of
+    ``sectors / 4`` structured layers each (gmsh extrusion: prisms split into tets);
+    return the volume tags (lead-local frame: gmsh keeps the revolution parameters of
+    an extruded entity and would lose the layers if it were moved afterwards)."""
+    local = [(tube.r_in, z) for z in tube.z_points] + [(tube.r_out, tube.z_hi), (tube.r_out, tube.z_lo)]
+    ring = [occ.addPoint(r, 0.0, z) for r, z in local]
+    lines = [occ.addLine(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+    surf = occ.addPlaneSurface([occ.addCurveLoop(lines)])
+    vols, cur = [], [(2, surf)]
+    for _ in range(4):
+        ext = occ.revolve(cur, 0, 0, 0, 0, 0, 1, 0.5 * math.pi, numElements=[tube.sectors // 4])
+        vols += [tag for dim, tag in ext if dim == 3]
+        cur = [ext[0]]
+    return vols
+
+
+def _add_shell_solid(occ, radius_mm: float, thickness_mm: float, length_mm: float,
+                     placement: LeadPlacement) -> int:
+    """The lead grown by ``thickness_mm`` (mm): a cylinder of radius ``radius_mm +
+    thickness_mm`` with a hemispherical end concentric with the lead's tip, in the lead's local frame."""
+    big = radius_mm + thickness_mm
+    cyl = occ.addCylinder(0, 0, radius_mm, 0, 0, length_mm - radius_mm, big)
+    sph = occ.addSphere(0, 0, radius_mm, big)
+    out, _ = occ.fuse([(3, cyl)], [(3, sph)])
+    return out[0][1]
+
+
+def _children(mapping: list, i: int) -> set[int]:
+    return {tag for dim, tag in mapping[i] if dim == 3}
+
+
+def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: int | None,
+              layer: Sequence[int] = (), lead_labels=None):
+    """Fragment domain, lead pieces, shell and the revolved layer (``layer``, tissue
+    volumes that must come through unchanged to keep their structured mesh); keep
+    tissue and encapsulation volumes.
+
+    Returns
+    -------
+    volumes : dict
+        ``{"tissue": [tags], "encapsulation": [tags]}``.
+    surfaces : dict
+        ``{label: [surface tags]}`` with contact indices, ``_INSULATION`` and ``"outer"``.
+    """
+    occ = gmsh.model.occ
+    tools = [(3, t) for t, _ in pieces] + ([(3, shell_tag)] if shell_tag is not None else [])
+    _, mapping = occ.fragment([(3, domain_tag)], tools)
+    occ.synchronize()
+    inside = _children(mapping, 0)
+    lead_vol: dict[int, int] = {}
+    for i, (_, label) in enumerate(pieces, start=1):
+        for v in _children(mapping, i):
+            lead_vol[v] = label
+    shell = _children(mapping, len(pieces) + 1) if shell_tag is not None else set()
+    tissue = sorted(inside - shell - set(lead_vol))
+    encaps = sorted((inside & shell) - set(lead_vol))
+    kept = tissue + encaps
+    if not tissue:
+        raise VtaError("meshing failed: no tissue volume left after removing the lead")
+    bnd = {t for _, t in gmsh.model.getBoundary([(3, v) for v in kept], combined=True, oriented=False)}
+    surfaces: dict = {"outer": []}
+    lead_surf: dict[int, int] = {}
+    for v, label in lead_vol.items():
+        for _, s in gmsh.model.getBoundary([(3, v)], combined=False, oriented=False):
+            lead_surf[abs(s)] = label
+    for s in sorted(bnd):
+        surfaces.setdefault(lead_surf.get(s, "outer"), []).append(s)
+    drop = [(3, v) for _, v in occ.getEntities(3) if v not in kept and v not in layer]
+    occ.remove(drop, recursive=True)
+    occ.synchronize()
+    if layer:
+        # carve the revolved layer out of the tissue (or encapsulation) it lies in; its
+        # inner faces merge with the lead surface, whose labels are kept by tag
+        host = encaps if encaps else tissue
+        objs = [(3, v) for v in host]
+        _, mapping = occ.fragment(objs, [(3, t) for t in layer])
+        occ.synchronize()
+        for i, tag in enumerate(layer):
+            if _children(mapping, len(objs) + i) != {tag}:
+                raise VtaError("meshing failed: the revolved layer around the lead was cut by the geometry")
+        new_host = sorted(set().union(*(_children(mapping, i) for i in range(len(objs)))) - set(layer))
+        if encaps:
+            encaps = new_host + list(layer)
+        else:
+            tissue = new_host + list(layer)
+        kept = tissue + encaps
+        surfaces = _label_ring_lead_faces(gmsh, kept, lead_labels)
+    return {"tissue": tissue, "encapsulation": encaps}, surfaces
+
+
+def _label_ring_lead_faces(gmsh, kept: list[int], lead_labels) -> dict:
+    """Label the boundary faces of the kept volumes geometrically (lead-local model
+    frame): faces within the lead radius are the lead, labelled by ``lead_labels(z)``
+    at their axial middle; the rest is the outer boundary. For ring-contact leads, whose
+    faces the revolved layer has re-cut."""
+    radius, label_at = lead_labels
+    bnd = {t for _, t in gmsh.model.getBoundary([(3, v) for v in kept], combined=True, oriented=False)}
+    surfaces: dict = {"outer": []}
+    tol = 1e-6 * max(1.0, radius)
+    for s in sorted(bnd):
+        x0, y0, z0, x1, y1, z1 = gmsh.model.getBoundingBox(2, s)
+        if max(abs(x0), abs(x1), abs(y0), abs(y1)) <= radius + tol:
+            surfaces.setdefault(label_at(0.5 * (z0 + z1)), []).append(s)
+        else:
+            surfaces["outer"].append(s)
+    return surfaces
+
+
+def _num(v: float) -> str:
+    return f"{float(v):.12g}"
+
+
+def _min(terms: list[str]) -> str:
+    """Nested gmsh MathEval ``Min`` of several terms."""
+    out = terms[-1]
+    for t in reversed(terms[:-1]):
+        out = f"Min({t},{out})"
+    return out
+
+
+def _hypot(*terms: str) -> str:
+    return "Sqrt(" + "+".join(f"({t})*({t})" for t in terms) + ")"
+
+
+def _clamp(expr: str, lo: float, hi: float) -> str:
+    return f"Min(Max({expr},{_num(lo)}),{_num(hi)})"
+
+
+def _outside(z0: float, z1: float) -> str:
+    """Axial distance (mm) from local z to the interval [z0, z1]."""
+    return f"Max({_num(z0)}-z,Max(0,z-{_num(z1)}))"
+
+
+def _contact_distances(lead: LeadModel, radius_mm: float | None = None) -> tuple[list[str], list[str]]:
+    """Local-frame distance expressions (mm) to the contact surfaces and their edges.
+
+    Segmented levels count as full bands for the surface distance (a slightly larger
+    refined region); their axial edges are included exactly.
+    """
+    r = lead.radius_mm if radius_mm is None else radius_mm
+    dr = f"Sqrt(x*x+y*y)-{_num(r)}"
+    surf, bands, edges_z, edge_terms = [], [], set(), []
+    for level, (z0, z1) in enumerate(lead.level_extents_mm()):
+        contacts = [c for c in lead.contacts() if c.level == level]
+        edges_z.add(z1)
+        if contacts[0].is_tip:
+            sphere = f"{_hypot('x', 'y', f'Min(z,{_num(r)})-{_num(r)}')}-{_num(r)}"
+            surf.append(_hypot(sphere, f"Max(0,z-{_num(z1)})"))
+            continue
+        edges_z.add(z0)
+        bands.append(_outside(z0, z1))
+        for c in contacts:
+            if c.arc_deg is None:
+                continue
+            for ang in (c.angle_center_deg - 0.5 * c.arc_deg, c.angle_center_deg + 0.5 * c.arc_deg):
+                px, py = r * math.cos(math.radians(ang)), r * math.sin(math.radians(ang))
+                edge_terms.append(_hypot(f"x-({_num(px)})", f"y-({_num(py)})", _outside(z0, z1)))
+    if bands:  # min over bands of hypot(dr, dz_i) = hypot(dr, min_i dz_i)
+        surf.append(_hypot(dr, _min(bands)))
+    ring_dz = _min([f"Max(z-{_num(e)},{_num(e)}-z)" for e in sorted(edges_z)])
+    edge_terms.insert(0, _hypot(dr, ring_dz))
+    return surf, edge_terms
+
+
+def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
+                     radius_mm: float | None = None, tube: "_Tube | None" = None) -> str:
+    """Element size (mm) as a gmsh MathEval expression of the lead's local x, y, z.
+
+    ``min(far, edge + g_e d_edge, contact + g d_contact, lead + g d_lead[, shaft + g
+    d_shaft][, span])`` with the distances (mm) to the contact edges, the contact
+    surfaces and the lead surface (up to ``shaft_margin_mm`` beyond the last contact
+    when ``size_shaft_mm`` is set, the whole lead otherwise).
+    """
+    r = lead.radius_mm if radius_mm is None else radius_mm
+    g = preset.growth
+    ge = preset.growth if preset.edge_growth is None else preset.edge_growth
+    surf, edges = _contact_distances(lead, r)
+    z_end = lead.contacts()[-1].z_end_mm
+
+    def d_lead(z_top: float) -> str:
+        return f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', r, z_top))}-{_num(r)})"
+
+    terms = [_num(preset.size_far_mm)]
+    if preset.size_shaft_mm is None:
+        terms.append(f"{_num(preset.size_lead_mm)}+{_num(g)}*{d_lead(length_mm)}")
+    else:
+        z_top = min(length_mm, z_end + preset.shaft_margin_mm)
+        terms.append(f"{_num(preset.size_lead_mm)}+{_num(g)}*{d_lead(z_top)}")
+        terms.append(f"{_num(preset.size_shaft_mm)}+{_num(g)}*{d_lead(length_mm)}")
+    terms += [f"{_num(preset.size_contact_mm)}+{_num(g)}*{d}" for d in surf]
+    terms += [f"{_num(preset.size_edge_mm)}+{_num(ge)}*{d}" for d in edges]
+    if preset.size_span_mm is not None:
+        d_span = f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', 0.0, z_end))}-{_num(preset.span_radius_mm)})"
+        terms.append(f"{_num(preset.size_span_mm)}+{_num(g)}*{d_span}")
+    if tube is not None:
+        # inside the revolved tube only (a large penalty elsewhere): the (r, z) section
+        # is graded to tube_edge_mm at the ring edges and no coarser than the sector
+        # width, so that the prisms away from the edges are about isotropic
+        rr = "Sqrt(x*x+y*y)"
+        outside = (f"1000*(Max(0,{rr}-{_num(tube.r_out)})+Max(0,{_num(tube.z_lo)}-z)"
+                   f"+Max(0,z-{_num(tube.z_hi)}))")
+        terms.append(f"{_num(preset.tube_edge_mm)}+{_num(preset.tube_growth)}*{edges[0]}+{outside}")
+        terms.append(f"{_num(2 * math.pi / tube.sectors)}*{rr}+{outside}")
+    return _min(terms)
+
+
+def _set_size_field(gmsh, expr: str) -> None:
+    """Background size field: ``expr`` of the (lead-local) model coordinates."""
+    field = gmsh.model.mesh.field
+    tag = field.add("MathEval")
+    field.setString(tag, "F", expr)
+    field.setAsBackgroundMesh(tag)
+
+
+# ----------------------------------------------------------------------------- meshing with fallbacks
+
+
+class _LayerFailed(Exception):
+    """The revolved layer could not be meshed as structured layers."""
+
+
+class _HxtFailed(Exception):
+    """gmsh's HXT 3D algorithm failed (it occasionally cannot recover the boundary)."""
+
+
+def _mesh_with_fallbacks(lead, placement, domain, p: MeshPreset, shell: float, length: float):
+    """:func:`_mesh_scene`, falling back to the Delaunay 3D algorithm if HXT fails and
+    to isotropic edges if the revolved layer fails."""
+    tube = _plan_tube(lead, p, shell, lead.radius_mm)
+    for _ in range(3):
+        try:
+            return _mesh_scene(lead, placement, domain, p, shell, length, tube)
+        except _HxtFailed as exc:
+            logger.warning("%s; meshing again with the Delaunay 3D algorithm", exc)
+            p = replace(p, algorithm="delaunay")
+        except _LayerFailed as exc:
+            # gmsh occasionally loses the structured layers of the revolved layer in the
+            # Boolean operations: mesh without it
+            logger.warning("meshing with the revolved layer failed (%s); using isotropic "
+                           "tets at the contact edges", exc)
+            tube = None
+    return _mesh_scene(lead, placement, domain, p, shell, length, tube)
+
+
+def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: MeshPreset,
+                shell: float, length: float, tube: "_Tube | None"):
+    """Geometry, mesh and conversion; returns the skfem mesh and the times at which
+    meshing started and ended (perf_counter)."""
+    radius = lead.radius_mm
+    if tube is not None:
+        # the layer is an inscribed regular polygon round the axis: widen it so that its
+        # logarithmic capacity (its exterior field) equals the true cylinder's
+        radius = lead.radius_mm / polygon_capacity_ratio(tube.sectors)
+        tube = _plan_tube(lead, p, shell, radius)
+    with _gmsh_session("vta_lead") as gmsh:
+        occ = gmsh.model.occ
+        dom = _add_domain(occ, domain, placement)
+        pieces = _add_lead_pieces(occ, lead, placement, length, radius)
+        shell_tag = _add_shell_solid(occ, radius, shell, length, placement) if shell > 0 else None
+        layer = _add_tube(occ, tube, placement) if tube is not None else []
+        try:
+            volumes, surfaces = _fragment(gmsh, dom, pieces, shell_tag, layer, (radius, _ring_label(lead)))
+        except VtaError as exc:
+            if layer:
+                raise _LayerFailed(str(exc)) from None
+            raise
+        _check_contacts(lead, surfaces)
+        named = _named_surfaces(lead, surfaces)
+        _add_physical_groups(gmsh, named, volumes)
+        t1 = time.perf_counter()
+        _set_mesh_options(gmsh, p)
+        _set_size_field(gmsh, _size_expression(lead, p, length, radius, tube))
+        try:
+            _generate(gmsh)
+        except VtaError as exc:
+            if p.algorithm != "delaunay":
+                raise _HxtFailed(str(exc)) from None
+            if layer:
+                raise _LayerFailed(str(exc)) from None
+            raise
+        if layer:
+            _check_layer(gmsh, layer, tube.sectors)
+        t2 = time.perf_counter()
+        try:
+            mesh = _to_skfem(gmsh, volumes, named, placement)
+        except VtaError as exc:
+            if layer:
+                raise _LayerFailed(str(exc)) from None
+            raise
+    return mesh, (t1, t2)
+
+
+def _check_layer(gmsh, layer: Sequence[int], sectors: int) -> None:
+    """The layer volumes must be meshed as revolved layers: every node on one of the
+    ``sectors`` half-planes through the axis (model frame: the lead's)."""
+    step = 2.0 * math.pi / sectors
+    for tag in layer:
+        if not len(gmsh.model.mesh.getElements(3, tag)[1]):
+            raise _LayerFailed(f"no elements in layer volume {tag}")
+        _, xyz, _ = gmsh.model.mesh.getNodes(3, tag, includeBoundary=True)
+        xyz = np.asarray(xyz).reshape(-1, 3)
+        k = np.arctan2(xyz[:, 1], xyz[:, 0]) / step
+        if np.abs(k - np.round(k)).max() > 1e-6:
+            raise _LayerFailed(f"layer volume {tag} was not meshed in revolved layers")
+
+
+def _generate(gmsh) -> None:
+    """Generate the 3D mesh; a gmsh failure becomes a VtaError."""
+    try:
+        gmsh.model.mesh.generate(3)
+    except Exception as exc:  # gmsh raises plain Exception
+        raise VtaError(f"meshing failed in gmsh: {exc}") from None
+
+
+def _check_contacts(lead: LeadModel, surfaces: dict) -> None:
+    missing = [c.index for c in lead.contacts() if not surfaces.get(c.index)]
+    if missing:
+        raise VtaError(f"meshing failed: contacts {missing} of '{lead.name}' have no surface in the domain")
+
+
+def _named_surfaces(lead: LeadModel, surfaces: dict) -> dict[str, list[int]]:
+    named = {f"contact_{c.index}": surfaces.get(c.index, []) for c in lead.contacts()}
+    named["insulation"] = surfaces.get(_INSULATION, [])
+    named["outer"] = surfaces.get("outer", [])
+    return named
+
+
+def _add_physical_groups(gmsh, named: dict[str, list[int]], volumes: dict[str, list[int]]) -> None:
+    """gmsh physical groups with the skfem names (for .msh export while debugging)."""
+    for name, tags in named.items():
+        if tags:
+            gmsh.model.addPhysicalGroup(2, tags, name=name)
+    for name, tags in volumes.items():
+        if tags:
+            gmsh.model.addPhysicalGroup(3, tags, name=name)
