@@ -297,7 +297,7 @@ def test_leaddbs_errors(tmp_path: Path) -> None:
         load_leaddbs_reconstruction(p)
     pl, name = load_leaddbs_reconstruction(p, lead="Medtronic 3389")
     assert name == "Medtronic 3389"
-    p2 = write_reco(tmp_path / "cartesia.mat", [("Boston Scientific Vercise Cartesia X", RIGHT)])
+    p2 = write_reco(tmp_path / "seeg.mat", [("DIXI D08-08AM", RIGHT)])
     with pytest.raises(VtaError, match="not in the vta catalogue"):
         load_leaddbs_reconstruction(p2)
     good = write_reco(tmp_path / "good.mat", [("Medtronic 3389", RIGHT)], spaces=("mni",))
@@ -339,3 +339,97 @@ def test_leaddbs_without_markers(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert "no markers" in caplog.text
     np.testing.assert_allclose(pl.tip_mm, RIGHT.tip_mm, atol=1e-6)
     np.testing.assert_allclose(pl.direction, RIGHT.direction, atol=1e-9)
+
+
+# --- Lead-DBS model names: the whole list ------------------------------------------------
+
+#: Lead-DBS ``elmodel`` strings (ea_resolve_elspec.m, current and older releases) and the
+#: catalogue lead each must give.
+LEADDBS_EXPECTED = {
+    "Medtronic 3389": "Medtronic 3389",
+    "Medtronic 3387": "Medtronic 3387",
+    "Medtronic 3391": "Medtronic 3391",
+    "Medtronic B33005": "Medtronic SenSight B33005",
+    "Medtronic B33015": "Medtronic SenSight B33015",
+    "Boston Scientific Vercise": "Boston Scientific Vercise",
+    "Boston Scientific Vercise Directed": "Boston Scientific Vercise Directed",
+    "Boston Scientific Vercise Cartesia X": "Boston Scientific Vercise Cartesia X",
+    "Boston Scientific Vercise Cartesia HX": "Boston Scientific Vercise Cartesia HX",
+    "Abbott ActiveTip (6146-6149)": "Abbott ActiveTip 6146",
+    "Abbott ActiveTip (6142-6145)": "Abbott ActiveTip 6142",
+    "Abbott Directed 6172 (short)": "Abbott 6172",
+    "Abbott Directed 6173 (long)": "Abbott 6173",
+    "St. Jude ActiveTip (6146-6149)": "Abbott ActiveTip 6146",
+    "St. Jude ActiveTip (6142-6145)": "Abbott ActiveTip 6142",
+    "St. Jude Directed 6172 (short)": "Abbott 6172",
+    "St. Jude Directed 6173 (long)": "Abbott 6173",
+    "PINS Medical L301": "PINS L301",
+    "PINS Medical L302": "PINS L302",
+    "PINS Medical L303": "PINS L303",
+    "PINS L301": "PINS L301",
+    "SceneRay SR1200": "SceneRay SR1200",
+    "SceneRay SR1202": "SceneRay SR1202",
+    "SceneRay SR1210": "SceneRay SR1210",
+    "SceneRay SR1211": "SceneRay SR1211",
+    "SceneRay SR1212": "SceneRay SR1212",
+    "SceneRay SR1242": "SceneRay SR1242",
+    "Aleva directSTIM Directed": "Aleva directSTIM Directed",
+    "NeuroPace DL-344-3.5": "NeuroPace DL-344-3.5",
+    "NeuroPace DL-344-10": "NeuroPace DL-344-10",
+}
+
+#: Lead-DBS electrodes vta leaves out, each with a word of the reason it gives.
+LEADDBS_LEFT_OUT = {
+    "DIXI D08-15AM": "SEEG", "SDE-08 S12 Legacy": "SEEG", "PMT 2102-16-092": "SEEG", "2069-EPC-05C-35": "SEEG",
+    "AdTech BF08R-SP21X": "SEEG", "AdTech SD10R-SP05X Choi": "SEEG", "ELAINE Rat Electrode": "rodent",
+    "NuMed Mini Lead": "rodent", "SmartFlow Cannula NGS-NC-06": "cannula", "Aleva directSTIM 11500": "dimensions",
+}
+
+
+@pytest.mark.parametrize("elmodel", sorted(LEADDBS_EXPECTED))
+def test_leaddbs_name_table(elmodel: str) -> None:
+    assert leaddbs_lead_name(elmodel) == LEADDBS_EXPECTED[elmodel]
+    assert LEADDBS_LEAD_MODELS[elmodel] is not None
+
+
+def test_leaddbs_every_listed_name_maps_or_says_why() -> None:
+    from vta.anatomy.leaddbs import LEADDBS_NOT_MODELLED
+
+    assert set(LEADDBS_EXPECTED) <= set(LEADDBS_LEAD_MODELS)
+    assert set(LEADDBS_LEFT_OUT) <= set(LEADDBS_NOT_MODELLED)
+    for name, mapped in LEADDBS_LEAD_MODELS.items():
+        if mapped is not None:
+            assert leaddbs_lead_name(name) == get_lead(mapped).name
+            continue
+        with pytest.raises(VtaError) as exc:
+            leaddbs_lead_name(name)
+        text = str(exc.value)
+        assert "\n" not in text and f"'{name}'" in text and "not a DBS lead vta models" in text
+        assert LEADDBS_NOT_MODELLED[name] in text
+    for name, word in LEADDBS_LEFT_OUT.items():
+        with pytest.raises(VtaError, match=word):
+            leaddbs_lead_name(name)
+
+
+@pytest.mark.parametrize("elmodel", ["Boston Scientific Vercise Cartesia X", "Boston Scientific Vercise Cartesia HX",
+                                     "SceneRay SR1202", "Aleva directSTIM Directed"])
+def test_leaddbs_round_trip_new_models(tmp_path: Path, elmodel: str, caplog: pytest.LogCaptureFixture) -> None:
+    p = write_reco(tmp_path / "ea_reconstruction.mat", [(elmodel, RIGHT), (elmodel, LEFT)])
+    with caplog.at_level(logging.WARNING, logger="vta.anatomy.leaddbs"):
+        for side, want in (("right", RIGHT), ("left", LEFT)):
+            pl, name = load_leaddbs_reconstruction(p, side=side)
+            assert name == LEADDBS_EXPECTED[elmodel]
+            np.testing.assert_allclose(pl.tip_mm, want.tip_mm, atol=1e-6)
+            np.testing.assert_allclose(pl.frame, want.frame, atol=1e-9)
+    # the head marker is the centre of the first (segmented) level: no consistency warning
+    assert "head marker" not in caplog.text and "coords_mm has" not in caplog.text
+
+
+def test_leaddbs_seeg_reconstruction_error_is_one_line(tmp_path: Path) -> None:
+    p = write_reco(tmp_path / "seeg.mat", [("DIXI D08-08AM", RIGHT)])
+    with pytest.raises(VtaError) as exc:
+        load_leaddbs_reconstruction(p)
+    text = str(exc.value)
+    assert "\n" not in text and "'DIXI D08-08AM'" in text and "SEEG" in text and "lead=" in text
+    _, name = load_leaddbs_reconstruction(p, lead="Medtronic 3389")  # an override still works
+    assert name == "Medtronic 3389"

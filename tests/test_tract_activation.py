@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from vta.activation.axons import Pulse, mrg_model, point_source_ve, thresholds
-from vta.config import parse_config
 from vta.errors import ConfigError
 from vta.outputs import run
 from vta.scene import Scene

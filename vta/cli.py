@@ -1,7 +1,7 @@
 """The `vta` command.
 
 ``vta run CONFIG.toml --out DIR``   simulate one setting, write summary.json + NIfTI
-``vta leads [--json]``              list the lead catalogue
+``vta leads [--json] [--picture MODEL --out FILE.png]``  the lead catalogue and its geometry
 ``vta demo --out DIR``              run the bundled demo configuration
 ``vta sweep CONFIG.toml --out DIR``  sweep contacts, amplitudes, pulse widths (no re-solve)
 ``vta optimise CONFIG.toml --out DIR``  rank settings by target coverage within limits
@@ -106,7 +106,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     scene = Scene.from_toml(args.config)
     stim = scene.config.stimulation
     pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [stim.pulse_width_us]
-    spec = SweepSpec(standard_configs(scene.lead.model.n_contacts, kinds, stim.mode), amplitudes, pulse_widths,
+    spec = SweepSpec(standard_configs(scene.lead.model, kinds, stim.mode), amplitudes, pulse_widths,
                      stim.mode)
     rows = sweep_scene(scene, spec)
     with OutputTransaction(args.out, kind="sweep") as tx:
@@ -155,7 +155,7 @@ def _cmd_optimise(args: argparse.Namespace) -> int:
                     max_charge_density_uC_per_cm2=args.max_charge_density,
                     shannon_k=None if args.no_shannon else Limits().shannon_k, max_amplitude=args.max_amplitude)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
-    configs = standard_configs(scene.lead.model.n_contacts, kinds, stim.mode)
+    configs = standard_configs(scene.lead.model, kinds, stim.mode)
     rows = optimise_scene(scene, configs, limits, targets=targets, pulse_widths_us=pulse_widths,
                           resolution=args.resolution, top=args.top)
     with OutputTransaction(args.out, kind="optimise") as tx:
@@ -164,7 +164,7 @@ def _cmd_optimise(args: argparse.Namespace) -> int:
     unit = "mA" if stim.mode == "current" else "V"
     lines = [f"best settings for {'+'.join(chosen)} ({len(configs)} configurations x {len(pulse_widths)} pulse widths):"]
     for r in rows[:5]:
-        lines.append(f"  {r['rank']:>2}. {r['active_contacts']:<10} {r['amplitude']:6.2f} {unit} {r['pulse_width_us']:5.0f} us"
+        lines.append(f"  {r['rank']:>2}. {r['active_contacts']:<12} {r['amplitude']:6.2f} {unit} {r['pulse_width_us']:5.0f} us"
                      f"  coverage {100 * r['target_coverage']:5.1f} %  spill {r['spill_mm3']:7.1f} mm^3"
                      f"  ({'limited by ' + r['limited_by'] if r['feasible'] else 'INFEASIBLE: ' + r['limited_by']})")
     lines.append(f"written to {args.out}/ranked.csv")
@@ -228,9 +228,24 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_leads(args: argparse.Namespace) -> int:
-    from .leads import lead_catalogue
+    from .leads import get_lead, lead_catalogue
 
+    if args.picture is not None or args.out is not None:
+        if args.picture is None or args.out is None:
+            raise VtaError("vta leads: --picture MODEL and --out FILE.png go together")
+        from .views.lead_picture import lead_picture_png
+
+        lead = get_lead(args.picture)
+        path = lead_picture_png(lead, args.out)
+        sys.stdout.write(f"{lead.name}: contact layout written to {path}\n")
+        return 0
     leads = lead_catalogue()
+
+    def gaps_text(m) -> str:
+        if not m.gaps_mm:
+            return "-"
+        return f"{m.gaps_mm[0]:g}" if len(set(m.gaps_mm)) == 1 else ",".join(f"{g:g}" for g in m.gaps_mm)
+
     if args.json:
         rows = [
             {
@@ -238,11 +253,15 @@ def _cmd_leads(args: argparse.Namespace) -> int:
                 "manufacturer": m.manufacturer,
                 "contacts": m.n_contacts,
                 "levels": list(m.levels),
+                "segments_per_level": "-".join(map(str, m.levels)),
                 "contact_length_mm": m.contact_length_mm,
                 "gaps_mm": list(m.gaps_mm),
                 "diameter_mm": m.diameter_mm,
                 "tip_length_mm": m.tip_length_mm,
                 "tip_is_contact": m.tip_is_contact,
+                "active_span_mm": round(m.active_span_mm, 6),
+                "segment_arc_deg": m.segment_arc_deg if m.is_directional else None,
+                "body_length_mm": m.body_length_mm,
                 "aliases": list(m.aliases),
                 "source": m.source,
             }
@@ -250,16 +269,18 @@ def _cmd_leads(args: argparse.Namespace) -> int:
         ]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
-    header = f"{'model':36s} {'contacts':>8s} {'levels':>16s} {'length':>7s} {'gaps':>12s} {'diam':>5s} {'tip':>5s}"
+    header = (f"{'model':38s} {'contacts':>8s} {'segments/level':>16s} {'contact':>7s} {'gaps':>12s} "
+              f"{'diam':>5s} {'tip':>5s} {'span':>6s}")
     out = [header, "-" * len(header)]
     for m in leads.values():
-        gaps = ",".join(f"{g:g}" for g in sorted(set(m.gaps_mm)))
         tip = f"{m.tip_length_mm:g}" + ("*" if m.tip_is_contact else "")
         levels = "-".join(map(str, m.levels))
-        out.append(
-            f"{m.name:36s} {m.n_contacts:8d} {levels:>16s} {m.contact_length_mm:7g} {gaps:>12s} {m.diameter_mm:5g} {tip:>5s}"
-        )
-    out.append("lengths in mm; * = the tip is a contact; aliases: vta leads --json")
+        out.append(f"{m.name:38s} {m.n_contacts:8d} {levels:>16s} {m.contact_length_mm:7g} {gaps_text(m):>12s} "
+                   f"{m.diameter_mm:5g} {tip:>5s} {m.active_span_mm:6g}")
+    out.append("lengths in mm, distal level first; tip: distal end to the first contact above it "
+               "(* = the tip is itself a contact that long); span: distal edge of the first contact to the "
+               "proximal edge of the last")
+    out.append("aliases and sources: vta leads --json; a drawing: vta leads --picture MODEL --out FILE.png")
     sys.stdout.write("\n".join(out) + "\n")
     return 0
 
@@ -290,7 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--out", required=True, help="output folder (sweep.csv + coverage PNGs)")
     p_sweep.add_argument("--amplitudes", default="0.5:5:0.5", help="start:stop:step or a,b,c (mA or V; default 0.5:5:0.5)")
     p_sweep.add_argument("--pulse-widths", default=None, help="a,b,c in us (default: the config's pulse width)")
-    p_sweep.add_argument("--configs", default="monopolar,bipolar-adjacent", help="monopolar,bipolar-adjacent")
+    p_sweep.add_argument("--configs", default="monopolar,bipolar-adjacent",
+                         help="contact configurations, a,b of monopolar, bipolar-adjacent, double-monopolar, "
+                              "segments, segment-split (directional leads; splits in 0.25 steps, current mode) "
+                              "(default monopolar,bipolar-adjacent)")
     p_sweep.add_argument("--spacing", type=float, default=None, help=argparse.SUPPRESS)  # ignored (old scripts)
     p_sweep.set_defaults(func=_cmd_sweep)
 
@@ -308,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--max-amplitude", type=float, default=None, help="device limit (mA or V)")
     p_opt.add_argument("--pulse-widths", default=None, help="a,b,c in us (default: the config's pulse width)")
     p_opt.add_argument("--configs", default="monopolar,bipolar-adjacent,double-monopolar",
-                       help="candidate configurations (monopolar,bipolar-adjacent,double-monopolar)")
+                       help="candidate configurations, a,b of monopolar, bipolar-adjacent, double-monopolar, "
+                            "segments, segment-split (directional leads; splits in 0.25 steps, current mode) "
+                            "(default monopolar,bipolar-adjacent,double-monopolar)")
     p_opt.add_argument("--resolution", type=float, default=0.05, help="amplitude step (mA or V; default 0.05)")
     p_opt.add_argument("--spacing", type=float, default=None, help=argparse.SUPPRESS)  # ignored (old scripts)
     p_opt.add_argument("--top", type=int, default=None, help="keep the best N rows")
@@ -334,8 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_render.add_argument("--strict", action="store_true", help="exit with status 3 if the run has any warning")
     p_render.set_defaults(func=_cmd_render)
 
-    p_leads = sub.add_parser("leads", help="list the lead catalogue")
+    p_leads = sub.add_parser("leads", help="list the lead catalogue (geometry in mm), or draw one lead")
     p_leads.add_argument("--json", action="store_true", help="machine-readable output")
+    p_leads.add_argument("--picture", metavar="MODEL", default=None,
+                         help="draw MODEL's contact layout (side view + unrolled surface, C0..Cn, mm) to --out")
+    p_leads.add_argument("--out", metavar="FILE.png", default=None, help="the PNG file for --picture")
     p_leads.set_defaults(func=_cmd_leads)
     return parser
 

@@ -48,6 +48,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "canonical_json",
+    "nifti_bytes",
     "file_mode",
     "os_error",
     "to_jsonable",
@@ -150,6 +151,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except OSError as exc:
             raise os_error(exc, path) from None
     return path
+
+
+def nifti_bytes(data: np.ndarray, affine: np.ndarray, xform_code: int, compressed: bool = True) -> bytes:
+    """A NIfTI-1 image (world mm, sform and qform ``xform_code``: 2 aligned, 4 MNI) as
+    bytes, gzip-compressed without a timestamp (the same map gives the same bytes).
+
+    Serialising in memory keeps file errors (a full disk) in one place, the atomic
+    write, instead of in a gzip stream that nibabel closes later.
+    """
+    import gzip
+
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code=xform_code)
+    img.set_qform(affine, code=xform_code)
+    img.header.set_xyzt_units("mm")
+    raw = img.to_bytes()
+    return gzip.compress(raw, compresslevel=6, mtime=0) if compressed else raw
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

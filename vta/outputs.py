@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .io import OutputTransaction, os_error
+from .io import OutputTransaction, nifti_bytes, os_error
 from .notices import collecting
 from .scene import Scene, Simulation
 
@@ -53,20 +53,16 @@ def _write_files(sim: Simulation, tx: OutputTransaction, out_dir: Path) -> list[
                     [{"tract": r.placed.name} for r in sim.tracts], tx.path("tracts.csv"))
         outputs.append("tracts.csv")
     if sim.vta_grid is not None:
-        import nibabel as nib
-
         affine = sim.vta_grid.grid.affine
         images = [("efield_norm.nii.gz", sim.vta_grid.field_norm_V_per_mm), ("vta.nii.gz", sim.vta_grid.mask.astype(np.uint8))]
         if sim.af_grid is not None:
             images += [("activating_function.nii.gz", sim.af_grid.field_norm_V_per_mm),
                        ("vta_af.nii.gz", sim.af_grid.mask.astype(np.uint8))]
         for name, data in images:
-            img = nib.Nifti1Image(data, affine)
-            img.set_sform(affine, code=2)
-            img.set_qform(affine, code=2)
-            img.header.set_xyzt_units("mm")
+            blob = nifti_bytes(data, affine, 2)  # 2: aligned to the anatomy's world space
             try:
-                nib.save(img, tx.path(name))
+                with open(tx.path(name), "wb") as fh:
+                    fh.write(blob)
             except OSError as exc:
                 raise os_error(exc, out_dir / name) from None
             outputs.append(name)

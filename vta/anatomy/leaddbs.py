@@ -6,7 +6,8 @@ centres ``reco.<space>.coords_mm{side}``, the markers ``reco.<space>.markers(sid
 (``head``, ``tail``, ``x``, ``y``) and the lead model ``reco.props(side).elmodel``
 (names as in Lead-DBS's ``ea_resolve_elspec.m``). :func:`load_leaddbs_reconstruction`
 turns one side into a :class:`vta.leads.LeadPlacement`; :data:`LEADDBS_LEAD_MODELS`
-and :func:`leaddbs_lead_name` map Lead-DBS model names to the vta lead catalogue.
+and :func:`leaddbs_lead_name` map every Lead-DBS model name to the vta lead catalogue
+(or, for SEEG and other electrodes vta does not model, to a clear error).
 MATLAB v5 files are read with scipy, v7.3 (HDF5) files with h5py (both imported only
 when needed).
 
@@ -26,39 +27,82 @@ from .atlas_io import _suggest
 from ..errors import VtaError
 from ..leads import LeadModel, LeadPlacement, get_lead, lead_catalogue
 
-__all__ = ["LEADDBS_LEAD_MODELS", "leaddbs_lead_name", "load_leaddbs_reconstruction"]
+__all__ = ["LEADDBS_LEAD_MODELS", "LEADDBS_NOT_MODELLED", "leaddbs_lead_name", "load_leaddbs_reconstruction"]
 
 log = logging.getLogger(__name__)
 
-#: Lead-DBS ``elmodel`` names (``ea_resolve_elspec.m``) -> vta catalogue names; ``None``
-#: = not in the vta catalogue yet. Names that :func:`vta.leads.get_lead` resolves
-#: directly (e.g. "Medtronic 3389", "SceneRay SR1242") need no entry but are listed.
+#: Lead-DBS ``elmodel`` names -> vta catalogue names, for every electrode model that
+#: Lead-DBS lists (``ea_resolve_elspec.m``, current and older releases, plus the names
+#: OSS-DBS v2's Lead-DBS interface accepts). ``None`` = an electrode vta does not model
+#: (SEEG and other depth electrodes, rodent electrodes, a cannula, a lead without
+#: published dimensions); :data:`LEADDBS_NOT_MODELLED` says why.
 LEADDBS_LEAD_MODELS: dict[str, str | None] = {
+    # Medtronic
     "Medtronic 3389": "Medtronic 3389",
     "Medtronic 3387": "Medtronic 3387",
     "Medtronic 3391": "Medtronic 3391",
     "Medtronic B33005": "Medtronic SenSight B33005",
     "Medtronic B33015": "Medtronic SenSight B33015",
+    # Boston Scientific
     "Boston Scientific Vercise": "Boston Scientific Vercise",
     "Boston Scientific Vercise Directed": "Boston Scientific Vercise Directed",
-    "Boston Scientific Vercise Cartesia HX": None,
-    "Boston Scientific Vercise Cartesia X": None,
+    "Boston Scientific Vercise Cartesia HX": "Boston Scientific Vercise Cartesia HX",
+    "Boston Scientific Vercise Cartesia X": "Boston Scientific Vercise Cartesia X",
+    # Abbott / St. Jude (older Lead-DBS releases say "St. Jude")
     "Abbott ActiveTip (6146-6149)": "Abbott ActiveTip 6146",
     "Abbott ActiveTip (6142-6145)": "Abbott ActiveTip 6142",
     "Abbott Directed 6172 (short)": "Abbott 6172",
     "Abbott Directed 6173 (long)": "Abbott 6173",
     "St. Jude ActiveTip (6146-6149)": "Abbott ActiveTip 6146",
     "St. Jude ActiveTip (6142-6145)": "Abbott ActiveTip 6142",
+    "St. Jude ActiveTip": "Abbott ActiveTip 6146",  # the first releases: 0.5 mm spacing
     "St. Jude Directed 6172 (short)": "Abbott 6172",
     "St. Jude Directed 6173 (long)": "Abbott 6173",
+    "St. Jude Directed 6180": "Abbott 6172",  # as OSS-DBS v2 leaddbsinterface maps it
+    # PINS Medical (older Lead-DBS releases: "PINS L30x")
     "PINS Medical L301": "PINS L301",
     "PINS Medical L302": "PINS L302",
     "PINS Medical L303": "PINS L303",
+    "PINS L301": "PINS L301",
+    "PINS L302": "PINS L302",
+    "PINS L303": "PINS L303",
+    # SceneRay
     "SceneRay SR1200": "SceneRay SR1200",
+    "SceneRay SR1202": "SceneRay SR1202",
     "SceneRay SR1210": "SceneRay SR1210",
     "SceneRay SR1211": "SceneRay SR1211",
+    "SceneRay SR1212": "SceneRay SR1212",
     "SceneRay SR1242": "SceneRay SR1242",
+    # Aleva, NeuroPace
+    "Aleva directSTIM Directed": "Aleva directSTIM Directed",
+    "NeuroPace DL-344-3.5": "NeuroPace DL-344-3.5",
+    "NeuroPace DL-344-10": "NeuroPace DL-344-10",
 }
+
+_SEEG = "an SEEG depth electrode"
+_RODENT = "a rodent electrode"
+
+#: Lead-DBS electrode models that vta does not model, and why.
+LEADDBS_NOT_MODELLED: dict[str, str] = {
+    **{f"SDE-08 S{n}{suffix}": _SEEG for n in (8, 10, 12, 14, 16) for suffix in ("", " Legacy")
+       if not (n == 14 and suffix)},
+    **{f"PMT 2102-{n:02d}-{v}": _SEEG for n in (4, 6, 8, 10, 12, 14, 16) for v in ("091", "094")},
+    **{f"PMT 2102-16-{v}": _SEEG for v in ("092", "093", "131", "142")},
+    "2069-EPC-05C-35": _SEEG,
+    "2069-EPC-15C-35": _SEEG,
+    **{f"DIXI D08-{n:02d}AM": _SEEG for n in (5, 8, 10, 12, 15, 18)},
+    **{f"AdTech {m}": _SEEG for m in (
+        "BF08R-SP05X", "BF09R-SP05X", "BF10R-SP05X", "BF12R-SP05X", "BF08R-SP21X", "BF10R-SP21X",
+        "BF12R-SP21X", "BF08R-SP61X", "BF09R-SP61X-0BB", "RD06R-SP05X", "RD08R-SP05X", "RD10R-SP03X",
+        "RD10R-SP05X", "RD10R-SP06X", "RD10R-SP07X", "RD10R-SP08X", "SD06R-SP26X", "SD08R-SP05X",
+        "SD10R-SP05X", "SD10R-SP05X Choi", "SD14R-SP05X")},
+    "ELAINE Rat Electrode": _RODENT,
+    "FHC WU Rat Electrode": _RODENT,
+    "NuMed Mini Lead": _RODENT,
+    "SmartFlow Cannula NGS-NC-06": "a drug-delivery cannula",
+    "Aleva directSTIM 11500": "a lead whose dimensions neither Lead-DBS nor OSS-DBS v2 publish",
+}
+LEADDBS_LEAD_MODELS.update({name: None for name in LEADDBS_NOT_MODELLED})
 
 _SIDES = {"right": 0, "r": 0, "rh": 0, "1": 0, "left": 1, "l": 1, "lh": 1, "2": 1}
 _SPACES = ("mni", "native", "scrf")
@@ -70,14 +114,17 @@ def leaddbs_lead_name(elmodel: str) -> str:
     Raises
     ------
     VtaError
-        For models that vta does not have (naming the closest known names).
+        For Lead-DBS electrodes vta does not model (SEEG, rodent electrodes, ...:
+        :data:`LEADDBS_NOT_MODELLED`, naming the model and why), and for unknown names
+        (naming the closest known names).
     """
     name = str(elmodel).strip()
     if name in LEADDBS_LEAD_MODELS:
         mapped = LEADDBS_LEAD_MODELS[name]
         if mapped is None:
-            raise VtaError(f"Lead-DBS lead model '{name}' is not in the vta catalogue yet "
-                           "(pass lead= with a custom lead)")
+            why = LEADDBS_NOT_MODELLED.get(name, "not modelled")
+            raise VtaError(f"Lead-DBS lead model '{name}' ({why}) is not a DBS lead vta models "
+                           "(not in the vta catalogue; pass lead= with a custom lead)")
         return get_lead(mapped).name
     try:
         return get_lead(name).name
@@ -223,9 +270,12 @@ def _check_consistency(model: LeadModel, head: np.ndarray, tail: np.ndarray, coo
     if len(coords) != model.n_contacts:
         log.warning("%s: %s coords_mm has %d rows but '%s' has %d contacts",
                     what, side_name, len(coords), model.name, model.n_contacts)
-    elif np.linalg.norm(coords[0] - head) > 0.5:
-        log.warning("%s: %s head marker is %.2f mm from the first contact centre",
-                    what, side_name, float(np.linalg.norm(coords[0] - head)))
+        return
+    # head = centre of the first level (Lead-DBS: the mean of its segments' rows)
+    first = coords[:model.levels[0]].mean(axis=0)
+    if np.linalg.norm(first - head) > 0.5:
+        log.warning("%s: %s head marker is %.2f mm from the first contact level's centre",
+                    what, side_name, float(np.linalg.norm(first - head)))
 
 
 def _read_mat(p: Path, what: str) -> dict[str, Any]:

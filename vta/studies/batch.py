@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import hashlib
 import io
 import json
@@ -65,7 +64,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import Terminated, VtaError
-from ..io import atomic_write_bytes, canonical_json
+from ..io import atomic_write_bytes, canonical_json, nifti_bytes
 from .manifest import Manifest, SubjectSpec, load_manifest
 
 __all__ = ["BatchInterrupted", "BatchResult", "SubjectResult", "config_hash", "frequency_map", "run_batch",
@@ -703,13 +702,4 @@ def frequency_map(images: Sequence[str | Path], spacing_mm: float = 1.0) -> tupl
 
 
 def _save_nifti_atomic(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
-    import nibabel as nib
-
-    img = nib.Nifti1Image(data, affine)
-    img.set_sform(affine, code=4)  # MNI152
-    img.set_qform(affine, code=4)
-    img.header.set_xyzt_units("mm")
-    raw = img.to_bytes()
-    if path.name.endswith(".gz"):
-        raw = gzip.compress(raw, compresslevel=6, mtime=0)  # the same bytes for the same map
-    return _write_file(path, raw)
+    return _write_file(path, nifti_bytes(data, affine, 4, compressed=path.name.endswith(".gz")))  # 4: MNI152

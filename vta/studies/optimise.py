@@ -13,7 +13,17 @@ The configurations are then ranked by coverage (ties: lower charge per phase fir
 
 The result is exact for the candidate configurations given (monopolar, bipolar and
 double-monopolar pairs by default); it does not search continuous current splits
-between more contacts.
+between more contacts. Directional steering is searched on a grid of splits: the
+``segments`` and ``segment-split`` kinds of :func:`vta.studies.sweep.standard_configs`
+give every segment alone and the cathodic current split between neighbouring segments
+of a level in steps of ``split_step`` (0.25 by default; current mode), e.g.::
+
+    configs = standard_configs(scene.lead.model, ["monopolar", "segments", "segment-split"],
+                               "current", split_step=0.1)
+    ranked = optimise_scene(scene, configs, Limits(max_spill_mm3=50))
+
+(``vta optimise --configs monopolar,segments,segment-split``). Each split is one more
+configuration (one field evaluation), so a finer step costs linearly more.
 """
 
 from __future__ import annotations
@@ -98,7 +108,8 @@ def optimise(
     ----------
     basis : FieldBasis
     configs : sequence of ContactConfig
-        Candidate configurations (e.g. :func:`vta.studies.sweep.standard_configs`).
+        Candidate configurations (e.g. :func:`vta.studies.sweep.standard_configs`,
+        with ``segment-split`` for current splits between directional segments).
     targets : sequence of str
         Target structures (names in ``structures``): coverage = summed overlap / summed
         volume.
@@ -251,6 +262,11 @@ def optimise_scene(scene, configs: Sequence[ContactConfig], limits: Limits = Lim
     lead's side; ``targets`` overrides), the threshold at each pulse width, the mode and
     pulse width of its configuration (``pulse_widths_us`` overrides), the lead, the
     domain's box and the ``[tracts]`` axon thresholds. See :func:`optimise`.
+
+    ``configs`` for a directional lead: ``standard_configs(scene.lead.model, ["segments",
+    "segment-split"], split_step=0.25)`` ranks every segment and every split of the
+    cathodic current between neighbouring segments (current mode); the configuration's
+    label gives the fractions (``"c1:0.75-c2:0.25-"``).
     """
     from .sweep import tract_thresholds_of
 

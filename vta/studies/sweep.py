@@ -60,6 +60,7 @@ __all__ = [
     "parse_amplitudes",
     "parse_pulse_widths",
     "plot_coverage",
+    "segmented_levels",
     "standard_configs",
     "sweep",
     "sweep_scene",
@@ -78,7 +79,10 @@ class ContactConfig:
     """Active contacts with relative (signed) weights; amplitude 1 = ``weights`` in mA or V.
 
     Cathodic contacts have negative weights, e.g. monopolar ``{1: -1.0}``, bipolar
-    ``{1: -1.0, 2: +1.0}``.
+    ``{1: -1.0, 2: +1.0}``, a directional split of the cathodic current between two
+    segments ``{1: -0.75, 2: -0.25}`` (label ``"c1:0.75-c2:0.25-"``). In voltage mode
+    the weights are contact voltages per volt of amplitude: unequal cathodic weights
+    assume a stimulator with one voltage source per contact.
     """
 
     label: str
@@ -89,25 +93,127 @@ class ContactConfig:
             raise VtaError(f"contact configuration {self.label!r} has no active contact")
 
     def describe(self) -> str:
-        """Active contacts with polarity, e.g. ``"1- 2+"``."""
-        return " ".join(f"{k}{'-' if self.weights[k] < 0 else '+'}" for k in sorted(self.weights))
+        """Active contacts with polarity, e.g. ``"1- 2+"``; where the contacts of one
+        polarity carry unequal shares, each one's share of that polarity's total, e.g.
+        ``"1-75% 2-25%"``."""
+        parts = []
+        for k in sorted(self.weights):
+            w = self.weights[k]
+            same = [abs(v) for v in self.weights.values() if (v < 0) == (w < 0)]
+            share = f"{round(100 * abs(w) / sum(same), 2):g}%" if max(same) - min(same) > 1e-12 * max(same) else ""
+            parts.append(f"{k}{'-' if w < 0 else '+'}{share}")
+        return " ".join(parts)
 
 
 #: Kinds of contact configurations :func:`standard_configs` knows.
-CONFIG_KINDS = ("monopolar", "bipolar-adjacent", "double-monopolar")
+CONFIG_KINDS = ("monopolar", "bipolar-adjacent", "double-monopolar", "segments", "segment-split")
+#: Kinds that need a directional lead (segmented levels).
+SEGMENT_KINDS = ("segments", "segment-split")
 
 
-def standard_configs(n_contacts: int, kinds: Sequence[str] = ("monopolar", "bipolar-adjacent"),
-                     mode: str = "current") -> list[ContactConfig]:
+def segmented_levels(lead) -> list[list[int]]:
+    """Contact indices of each segmented level of a lead model, distal first, each
+    level's segments in their order about the lead axis (counter-clockwise from the
+    marker). Ring-only leads have none."""
+    levels: dict[int, list] = {}
+    for c in lead.contacts():
+        if not c.is_ring:
+            levels.setdefault(c.level, []).append(c)
+    return [[c.index for c in sorted(cs, key=lambda c: (c.angle_center_deg, c.index))]
+            for _, cs in sorted(levels.items())]
+
+
+def _split_fractions(split_step: float) -> list[float]:
+    """Fractions of the first segment of a pair: ``1 - step, ..., step`` (1 and 0 are
+    the single segments)."""
+    try:
+        step = float(split_step)
+    except (TypeError, ValueError):
+        raise VtaError(f"split_step must be a number, got {split_step!r}") from None
+    n = round(1.0 / step) if math.isfinite(step) and step > 0 else 0
+    if not (0.01 <= step <= 0.5) or abs(n * step - 1.0) > 1e-6:
+        raise VtaError(f"split_step must divide 1 into equal steps between 0.01 and 0.5 (e.g. 0.25, 0.1), "
+                       f"got {split_step!r}")
+    return [(n - i) / n for i in range(1, n)]
+
+
+def _fraction_text(f: float) -> str:
+    return f"{round(f, 4):g}"
+
+
+def standard_configs(n_contacts_or_lead, kinds: Sequence[str] = ("monopolar", "bipolar-adjacent"),
+                     mode: str = "current", *, lead=None, split_step: float = 0.25) -> list[ContactConfig]:
     """Standard contact configurations.
 
-    ``monopolar``: one cathode on each contact (case return); ``bipolar-adjacent``: each
-    adjacent pair, k cathode and k+1 anode; ``double-monopolar``: each adjacent pair as
-    two cathodes, sharing the amplitude (-0.5/-0.5 in current mode, both at -1 in
-    voltage mode).
+    Parameters
+    ----------
+    n_contacts_or_lead : int or LeadModel or LeadConfig
+        The number of contacts, or the lead model (``scene.lead.model``; a
+        :class:`vta.config.LeadConfig` such as ``scene.lead`` is taken too). The
+        segment kinds need the lead model (here or as ``lead``).
+    kinds : sequence of str
+        ``monopolar``: one cathode on each contact (case return); ``bipolar-adjacent``:
+        each adjacent pair, k cathode and k+1 anode; ``double-monopolar``: each adjacent
+        pair as two cathodes, sharing the amplitude (-0.5/-0.5 in current mode, both at
+        -1 in voltage mode); ``segments``: each segment of each segmented level alone as
+        the cathode (the ``monopolar`` configurations of the segments);
+        ``segment-split``: for each segmented level and each pair of neighbouring
+        segments about the axis (on a three-segment level every pair), the cathodic
+        current split between the two in steps of ``split_step`` (0.25: 0.75/0.25,
+        0.5/0.5, 0.25/0.75; the whole current on one segment is ``segments``),
+        labelled with the fractions, e.g. ``"c1:0.75-c2:0.25-"``. At amplitude ``a``
+        mA the two segments carry ``-0.75 a`` and ``-0.25 a`` mA (the case returns
+        ``a``): multiple-independent-current-control steering, as the directional
+        systems program it.
+
+        ``segment-split`` is current steering and needs ``mode="current"``: a
+        voltage-mode program drives its active contacts from one voltage source, so
+        two cathodes share one voltage (``double-monopolar``) and their current split
+        follows the tissue, not a setting. (A :class:`ContactConfig` with unequal
+        cathodic weights can still be swept in voltage mode: each contact at its own
+        fraction of the amplitude, as with one voltage source per contact.)
+    mode : str
+        ``"current"`` or ``"voltage"``.
+    lead : LeadModel or LeadConfig, optional
+        The lead model when ``n_contacts_or_lead`` is a number.
+    split_step : float
+        Fraction step of ``segment-split`` (1/split_step a whole number; default 0.25).
+
+    Returns
+    -------
+    list of ContactConfig
+        In the order of ``kinds``; a configuration that two kinds both give (e.g. a
+        segment's ``monopolar`` and ``segments``) is listed once.
+
+    Raises
+    ------
+    VtaError
+        For an unknown kind, a segment kind without a lead model or on a ring-only
+        lead, ``segment-split`` in voltage mode, or a bad ``split_step``.
     """
+    model = getattr(lead, "model", lead)
+    if isinstance(n_contacts_or_lead, (int, np.integer)):
+        n_contacts = int(n_contacts_or_lead)
+        if model is not None and model.n_contacts != n_contacts:
+            raise VtaError(f"standard_configs: {n_contacts} contacts, but lead '{model.name}' has {model.n_contacts}")
+    else:
+        if model is not None:
+            raise VtaError("standard_configs: give the lead model either first or as lead=, not both")
+        model = getattr(n_contacts_or_lead, "model", n_contacts_or_lead)
+        if not hasattr(model, "contacts") or not hasattr(model, "levels"):
+            raise VtaError(f"standard_configs needs a number of contacts or a lead model, got {n_contacts_or_lead!r}")
+        n_contacts = int(model.n_contacts)
     out: list[ContactConfig] = []
     for kind in kinds:
+        segs: list[list[int]] = []
+        if kind in SEGMENT_KINDS:
+            if model is None:
+                raise VtaError(f"contact configuration kind {kind!r} needs the lead model: "
+                               f"standard_configs(scene.lead.model, ...)")
+            segs = segmented_levels(model)
+            if not segs:
+                raise VtaError(f"contact configuration kind {kind!r} needs a directional lead: "
+                               f"'{model.name}' has ring contacts only")
         if kind == "monopolar":
             out += [ContactConfig(f"c{k}-", {k: -1.0}) for k in range(n_contacts)]
         elif kind == "bipolar-adjacent":
@@ -115,9 +221,28 @@ def standard_configs(n_contacts: int, kinds: Sequence[str] = ("monopolar", "bipo
         elif kind == "double-monopolar":
             w = -0.5 if mode == "current" else -1.0
             out += [ContactConfig(f"c{k}-c{k + 1}-", {k: w, k + 1: w}) for k in range(n_contacts - 1)]
+        elif kind == "segments":
+            out += [ContactConfig(f"c{k}-", {k: -1.0}) for level in segs for k in level]
+        elif kind == "segment-split":
+            if mode != "current":
+                raise VtaError("contact configuration kind 'segment-split' splits the cathodic current between "
+                               "segments and needs current mode (a voltage-mode program drives its cathodes at "
+                               "one voltage: use segments or double-monopolar)")
+            fractions = _split_fractions(split_step)
+            for level in segs:
+                n = len(level)
+                pairs = [(level[s], level[(s + 1) % n]) for s in range(n if n > 2 else n - 1)]
+                for a, b in (tuple(sorted(p)) for p in pairs):
+                    for f in fractions:
+                        fa, fb = f, 1.0 - f
+                        out.append(ContactConfig(f"c{a}:{_fraction_text(fa)}-c{b}:{_fraction_text(fb)}-",
+                                                 {a: -fa, b: -fb}))
         else:
             raise VtaError(f"unknown contact configuration kind {kind!r} (use {', '.join(CONFIG_KINDS)})")
-    return out
+    unique: dict[tuple, ContactConfig] = {}
+    for c in out:
+        unique.setdefault(tuple(sorted((int(k), float(w)) for k, w in c.weights.items())), c)
+    return list(unique.values())
 
 
 @dataclass(frozen=True)
