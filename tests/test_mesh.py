@@ -437,3 +437,44 @@ def test_encapsulation_keeps_shaft_facets_inside_the_layer():
                     encapsulation=Encapsulation(0.1, 0.05), preset="fast")
     check_tags(lm, lead)
     assert len(lm.mesh.subdomains["encapsulation"]) > 0
+
+
+def test_segment_edges_refined_only_on_directional_leads():
+    """segment_edge_mm refines the edges of segments (axial edges and the circles at the
+    ends of segmented levels), not ring or tip edges, and nothing on ring leads."""
+    from vta.fem.mesh_gmsh import _min, _segment_edge_terms
+
+    lead = get_lead("Boston Scientific Vercise Directed")
+    p = PRESETS["default"]
+    assert p.segment_edge_mm < p.size_edge_mm
+    expr = _min([_size_expression(lead, p, 40.0), *_segment_edge_terms(lead, p)])
+    env = {"Min": np.minimum, "Max": np.maximum, "Sqrt": np.sqrt}
+
+    def size(x, y, z):
+        return float(eval(expr, env, {"x": x, "y": y, "z": z}))  # noqa: S307 (our own string)
+
+    r = lead.radius_mm
+    seg = lead.contact(1)
+    edge = math.radians(seg.angle_center_deg + 0.5 * seg.arc_deg)
+    z_mid = 0.5 * (seg.z_start_mm + seg.z_end_mm)
+    assert size(r * math.cos(edge), r * math.sin(edge), z_mid) == pytest.approx(p.segment_edge_mm)
+    assert size(r, 0.0, seg.z_start_mm) == pytest.approx(p.segment_edge_mm)  # circumferential edge
+    assert size(r, 0.0, lead.contact(7).z_start_mm) == pytest.approx(p.size_edge_mm)  # ring edge
+    assert size(r + 0.1, 0.0, seg.z_end_mm) == pytest.approx(p.segment_edge_mm + 0.1 * p.segment_edge_growth)
+    for name in ("Medtronic 3389", "Medtronic 3387"):
+        assert _segment_edge_terms(get_lead(name), p) == []
+    assert p.scaled(0.5).segment_edge_mm == pytest.approx(0.5 * p.segment_edge_mm)
+
+
+def test_directional_mesh_is_fine_at_segment_edges(mesh_directed):
+    """The fast directional mesh has nodes within ~segment_edge_mm of a segment's axial edge."""
+    lead, _, lm = mesh_directed
+    p = PRESETS["fast"]
+    mesh = lm.mesh
+    facets = lm.contact_facets(1)
+    # edge lengths of the contact's facets: the smallest near segment_edge_mm
+    f = mesh.facets[:, facets]
+    lengths = np.concatenate([np.linalg.norm(mesh.p[:, f[i]] - mesh.p[:, f[j]], axis=0)
+                              for i, j in ((0, 1), (1, 2), (0, 2))])
+    assert lengths.min() < 2.5 * p.segment_edge_mm
+    assert p.segment_edge_mm < p.size_edge_mm and lead.n_contacts == 8

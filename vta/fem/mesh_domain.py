@@ -189,6 +189,14 @@ class MeshPreset:
         contact (mm), where the field hardly matters; ``None``: ``size_lead_mm``.
     shaft_margin_mm : float
         Axial distance beyond the last contact before ``size_shaft_mm`` applies (mm).
+    segment_edge_mm : float or None
+        Element size at the edges of segmented (directional) contacts: the circles at
+        the ends of their levels and the axial edges of each segment (mm); ``None``:
+        ``size_edge_mm``. They get isotropic tets (no revolved layer), so they need a
+        smaller size than ring edges for the same accuracy.
+    segment_edge_growth : float or None
+        Growth of the element size away from the segment edges (mm per mm); ``None``:
+        ``edge_growth``. A fast growth keeps that refinement local.
     algorithm : str
         gmsh 3D algorithm: ``"delaunay"`` (fastest below ~10^5 tets) or ``"hxt"``
         (multi-threaded).
@@ -205,6 +213,8 @@ class MeshPreset:
     edge_growth: float | None = None
     size_shaft_mm: float | None = None
     shaft_margin_mm: float = 2.0
+    segment_edge_mm: float | None = None
+    segment_edge_growth: float | None = None
     tube_sectors: int = 0
     tube_thickness_mm: float = 0.15
     tube_edge_mm: float = 0.01
@@ -218,7 +228,7 @@ class MeshPreset:
         for key in ("size_contact_mm", "size_edge_mm", "size_lead_mm", "growth", "size_far_mm", "span_radius_mm",
                     "shaft_margin_mm"):
             _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
-        for key in ("size_span_mm", "edge_growth", "size_shaft_mm"):
+        for key in ("size_span_mm", "edge_growth", "size_shaft_mm", "segment_edge_mm", "segment_edge_growth"):
             if getattr(self, key) is not None:
                 _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
         if self.tube_sectors:
@@ -241,6 +251,7 @@ class MeshPreset:
             size_far_mm=self.size_far_mm * s,
             size_span_mm=None if self.size_span_mm is None else self.size_span_mm * s,
             size_shaft_mm=None if self.size_shaft_mm is None else self.size_shaft_mm * s,
+            segment_edge_mm=None if self.segment_edge_mm is None else self.segment_edge_mm * s,
             tube_thickness_mm=self.tube_thickness_mm * s,
             tube_edge_mm=self.tube_edge_mm * s,
             tube_sectors=0 if not self.tube_sectors else 4 * max(2, round(self.tube_sectors / (4 * s))),
@@ -260,13 +271,16 @@ PRESETS: dict[str, MeshPreset] = {
     # Directional leads (and leads with encapsulation) get isotropic tets refined to
     # size_edge_mm at the contact edges: about 1 % low on impedance at "default".
     "fast": MeshPreset("fast", size_contact_mm=0.3, size_edge_mm=0.15, size_lead_mm=0.5,
-                       growth=0.35, size_far_mm=6.0, size_shaft_mm=1.0, tube_sectors=12,
+                       growth=0.35, size_far_mm=6.0, size_shaft_mm=1.0, segment_edge_mm=0.04,
+                       segment_edge_growth=0.7, tube_sectors=12,
                        tube_edge_mm=0.02, tube_growth=0.8, algorithm="hxt"),
     "default": MeshPreset("default", size_contact_mm=0.2, size_edge_mm=0.09, size_lead_mm=0.35,
-                          growth=0.27, size_far_mm=5.0, size_shaft_mm=0.8, tube_sectors=16,
+                          growth=0.27, size_far_mm=5.0, size_shaft_mm=0.8, segment_edge_mm=0.02,
+                          segment_edge_growth=0.6, tube_sectors=16,
                           tube_edge_mm=0.01, tube_growth=0.7, algorithm="hxt"),
     "fine": MeshPreset("fine", size_contact_mm=0.1, size_edge_mm=0.04, size_lead_mm=0.2,
-                       growth=0.2, size_far_mm=3.5, size_shaft_mm=0.5, tube_sectors=32,
+                       growth=0.2, size_far_mm=3.5, size_shaft_mm=0.5, segment_edge_mm=0.01,
+                       segment_edge_growth=0.5, tube_sectors=32,
                        tube_edge_mm=0.005, tube_growth=0.5, algorithm="hxt"),
 }
 

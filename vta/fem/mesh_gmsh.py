@@ -84,6 +84,8 @@ def _set_mesh_options(gmsh, preset: MeshPreset) -> None:
     opt("Mesh.MeshSizeFromCurvature", 0)
     opt("Mesh.MeshSizeMax", preset.size_far_mm)
     smallest = min(preset.size_edge_mm, preset.size_contact_mm)
+    if preset.segment_edge_mm is not None:
+        smallest = min(smallest, preset.segment_edge_mm)
     if preset.tube_sectors:
         smallest = min(smallest, preset.tube_edge_mm)
     opt("Mesh.MeshSizeMin", 0.5 * smallest)
@@ -389,35 +391,50 @@ def _outside(z0: float, z1: float) -> str:
     return f"Max({_num(z0)}-z,Max(0,z-{_num(z1)}))"
 
 
-def _contact_distances(lead: LeadModel, radius_mm: float | None = None) -> tuple[list[str], list[str]]:
+def _contact_distances(lead: LeadModel, radius_mm: float | None = None
+                       ) -> tuple[list[str], list[str], list[str]]:
     """Local-frame distance expressions (mm) to the contact surfaces and their edges.
 
     Segmented levels count as full bands for the surface distance (a slightly larger
     refined region); their axial edges are included exactly.
+
+    Returns
+    -------
+    surfaces, edges, segment_edges : list of str
+        Distances to the contact surfaces, to the edges of ring and tip contacts (the
+        first term: the circles at all level ends, segmented ones included, when there
+        are no segmented levels), and to the edges of the segmented levels (the circles
+        at their ends, then the axial edges of each segment); ``segment_edges`` is empty
+        for a lead without segments.
     """
     r = lead.radius_mm if radius_mm is None else radius_mm
     dr = f"Sqrt(x*x+y*y)-{_num(r)}"
-    surf, bands, edges_z, edge_terms = [], [], set(), []
+    surf, bands, edges_z, seg_z, axial = [], [], set(), set(), []
     for level, (z0, z1) in enumerate(lead.level_extents_mm()):
         contacts = [c for c in lead.contacts() if c.level == level]
-        edges_z.add(z1)
+        segmented = any(c.arc_deg is not None for c in contacts)
+        (seg_z if segmented else edges_z).add(z1)
         if contacts[0].is_tip:
             sphere = f"{_hypot('x', 'y', f'Min(z,{_num(r)})-{_num(r)}')}-{_num(r)}"
             surf.append(_hypot(sphere, f"Max(0,z-{_num(z1)})"))
             continue
-        edges_z.add(z0)
+        (seg_z if segmented else edges_z).add(z0)
         bands.append(_outside(z0, z1))
         for c in contacts:
             if c.arc_deg is None:
                 continue
             for ang in (c.angle_center_deg - 0.5 * c.arc_deg, c.angle_center_deg + 0.5 * c.arc_deg):
                 px, py = r * math.cos(math.radians(ang)), r * math.sin(math.radians(ang))
-                edge_terms.append(_hypot(f"x-({_num(px)})", f"y-({_num(py)})", _outside(z0, z1)))
+                axial.append(_hypot(f"x-({_num(px)})", f"y-({_num(py)})", _outside(z0, z1)))
     if bands:  # min over bands of hypot(dr, dz_i) = hypot(dr, min_i dz_i)
         surf.append(_hypot(dr, _min(bands)))
-    ring_dz = _min([f"Max(z-{_num(e)},{_num(e)}-z)" for e in sorted(edges_z)])
-    edge_terms.insert(0, _hypot(dr, ring_dz))
-    return surf, edge_terms
+
+    def circles(zs: set[float]) -> str:
+        return _hypot(dr, _min([f"Max(z-{_num(e)},{_num(e)}-z)" for e in sorted(zs)]))
+
+    edge_terms = [circles(edges_z)] if edges_z else []
+    seg_terms = ([circles(seg_z)] if seg_z else []) + axial
+    return surf, edge_terms, seg_terms
 
 
 def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
@@ -432,7 +449,7 @@ def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
     r = lead.radius_mm if radius_mm is None else radius_mm
     g = preset.growth
     ge = preset.growth if preset.edge_growth is None else preset.edge_growth
-    surf, edges = _contact_distances(lead, r)
+    surf, edges, seg_edges = _contact_distances(lead, r)
     z_end = lead.contacts()[-1].z_end_mm
 
     def d_lead(z_top: float) -> str:
@@ -446,6 +463,7 @@ def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
         terms.append(f"{_num(preset.size_lead_mm)}+{_num(g)}*{d_lead(z_top)}")
         terms.append(f"{_num(preset.size_shaft_mm)}+{_num(g)}*{d_lead(length_mm)}")
     terms += [f"{_num(preset.size_contact_mm)}+{_num(g)}*{d}" for d in surf]
+    edges = edges + seg_edges  # (segment edges refined further by _segment_edge_terms)
     terms += [f"{_num(preset.size_edge_mm)}+{_num(ge)}*{d}" for d in edges]
     if preset.size_span_mm is not None:
         d_span = f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', 0.0, z_end))}-{_num(preset.span_radius_mm)})"
@@ -460,6 +478,25 @@ def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
         terms.append(f"{_num(preset.tube_edge_mm)}+{_num(preset.tube_growth)}*{edges[0]}+{outside}")
         terms.append(f"{_num(2 * math.pi / tube.sectors)}*{rr}+{outside}")
     return _min(terms)
+
+
+def _segment_edge_terms(lead: LeadModel, preset: MeshPreset, radius_mm: float | None = None) -> list[str]:
+    """Size terms (mm, gmsh MathEval) at the edges of segmented contacts:
+    ``segment_edge_mm + segment_edge_growth * d`` with d the distance to the circles at
+    the ends of segmented levels and to the axial edges of each segment; empty for a
+    lead without segments or a preset without ``segment_edge_mm``.
+
+    The edges of segments get isotropic tets (the revolved layer of ring leads cannot
+    follow them), so they need a smaller size than :func:`_size_expression`'s
+    ``size_edge_mm`` for the same accuracy: the field is singular there (|E| ~ d^-1/2)
+    and the impedance of a segment converges slowly with the edge size.
+    """
+    if preset.segment_edge_mm is None:
+        return []
+    _, _, seg_edges = _contact_distances(lead, radius_mm)
+    ge = preset.growth if preset.edge_growth is None else preset.edge_growth
+    sg = ge if preset.segment_edge_growth is None else preset.segment_edge_growth
+    return [f"{_num(preset.segment_edge_mm)}+{_num(sg)}*{d}" for d in seg_edges]
 
 
 def _set_size_field(gmsh, expr: str) -> None:
@@ -527,7 +564,8 @@ def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: Me
         _add_physical_groups(gmsh, named, volumes)
         t1 = time.perf_counter()
         _set_mesh_options(gmsh, p)
-        _set_size_field(gmsh, _size_expression(lead, p, length, radius, tube))
+        _set_size_field(gmsh, _min([_size_expression(lead, p, length, radius, tube),
+                                    *_segment_edge_terms(lead, p, radius)]))
         try:
             _generate(gmsh)
         except VtaError as exc:
