@@ -18,7 +18,6 @@ Units: mm, V, mA, S/m at the interface (S/mm inside the FEM), V/mm, us.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
@@ -61,6 +60,7 @@ from .fem.cache import cached_basis, file_digest
 from .fem.grid import VoxelGrid
 from .fem.mesh import Domain, Encapsulation, build_mesh, check_placement
 from .fem.stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
+from .io import to_jsonable
 from .leads import LeadPlacement, get_lead
 from .notices import collecting
 
@@ -76,11 +76,6 @@ DEFAULT_AF_DIAMETER_UM = 5.7
 #: Radius of the default domain with an anatomy (mm): a grounded sphere centred on the
 #: middle of the contacts.
 DEFAULT_DOMAIN_RADIUS_MM = 30.0
-
-
-def plain(d: dict) -> dict:
-    """Arrays in a dataclass dict as lists (JSON-ready)."""
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
 
 class _PhaseTimer:
@@ -310,13 +305,13 @@ class Scene:
                 **self.lead.placement.to_dict(),
             },
             "anatomy": None if c.anatomy is None else c.anatomy.describe(),
-            "domain": plain(asdict(self.domain)),
-            "tissue": plain(asdict(c.tissue)),
-            "stimulation": {**plain(asdict(c.stimulation)),
+            "domain": to_jsonable(asdict(self.domain)),
+            "tissue": to_jsonable(asdict(c.tissue)),
+            "stimulation": {**to_jsonable(asdict(c.stimulation)),
                             "contacts": {str(k): v for k, v in c.stimulation.contacts.items()}},
             "vta": vta,
-            "solver": plain(asdict(c.solver)),
-            "output": plain(asdict(c.output)),
+            "solver": to_jsonable(asdict(c.solver)),
+            "output": to_jsonable(asdict(c.output)),
             "tracts": None if c.tracts is None else {
                 **{k: v for k, v in asdict(c.tracts).items() if k != "files"},
                 "files": [{"path": str(f.path), "name": f.name,
@@ -622,9 +617,3 @@ def _simulate(scene: Scene, setting: Setting, progress: bool) -> Simulation:
     sim.timings_s = {k: v for k, v in timer.timings.items() if k != "mesh+solve"}
     sim.timings_s["total"] = time.perf_counter() - t_start
     return sim
-
-
-def replace_config(scene: Scene, **changes: Any) -> Scene:
-    """A new scene from this one's configuration with sections replaced (e.g.
-    ``stimulation=...``); it resolves again (and finds its basis in the cache)."""
-    return Scene(dataclasses.replace(scene.config, **changes))
