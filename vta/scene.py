@@ -59,7 +59,7 @@ from .fem.basis import FieldBasis
 from .fem.cache import cached_basis, file_digest
 from .fem.grid import VoxelGrid
 from .fem.mesh import Domain, Encapsulation, build_mesh, check_placement
-from .fem.stimulation import ContactState, Setting, monopolar_impedances_ohm, resolve
+from .fem.stimulation import ContactState, Setting, carrying_contacts, monopolar_impedances_ohm, resolve
 from .io import to_jsonable
 from .leads import LeadPlacement, get_lead
 from .notices import collecting
@@ -200,7 +200,7 @@ class Scene:
         ``[output] grid_margin_mm``, and never past the domain."""
         lead, out = self.lead, self.config.output
         currents = np.asarray(currents_mA, float)
-        carrying = [k for k in range(lead.model.n_contacts) if abs(currents[k]) > 1e-9] or list(range(lead.model.n_contacts))
+        carrying = carrying_contacts(currents)
         centers = np.array([lead.placement.contact_center_mm(lead.model, k) for k in carrying])
         thr = self.threshold_V_per_mm if threshold_V_per_mm is None else threshold_V_per_mm
         return auto_grid(centers, currents[carrying], self.sigma_min_S_per_m, thr, out.grid_spacing_mm,

@@ -29,7 +29,7 @@ import numpy as np
 from .axons import AxonModel, Pulse, compartment_offsets_mm, mrg_model, simplified_model, thresholds
 from ..config import LeadConfig, TractsConfig
 from ..errors import VtaError
-from ..fem.stimulation import ContactState
+from ..fem.stimulation import ContactState, carrying_contacts
 from .tracts import FibreSegments, Tract, default_alic_bundle, fibre_segments_near, load_tract
 
 __all__ = ["PlacedTract", "TractSetup", "axon_model", "load_config_tracts", "place_tract", "fibre_potentials",
@@ -240,11 +240,6 @@ class TractResult:
         } for i in range(len(seg))]
 
 
-def _active_contacts(state: ContactState) -> list[int]:
-    active = [k for k, c in enumerate(state.currents_mA) if abs(c) > 1e-9]
-    return active or list(range(len(state.currents_mA)))
-
-
 def tract_activation(setup: TractSetup | None, basis, state: ContactState, pulse_width_us: float) -> list[TractResult]:
     """Threshold factor of every axon of every configured tract at the setting ``state``
     (contact potentials in V, currents in mA) with a pulse of ``pulse_width_us``."""
@@ -252,7 +247,7 @@ def tract_activation(setup: TractSetup | None, basis, state: ContactState, pulse
         return []
     model = axon_model(setup.tracts)
     pulse = Pulse(float(pulse_width_us), setup.tracts.recharge)
-    active = _active_contacts(state)
+    active = carrying_contacts(state.currents_mA)
     results = []
     radius = search_radius_mm(setup, state.currents_mA * RUN_THRESHOLD_CAP)
     for tract in load_config_tracts(setup):
@@ -297,7 +292,7 @@ def sweep_thresholds(setup: TractSetup | None, basis, max_amplitude: float) -> C
     def thresholds_of(contact_config, state: ContactState, pulse_width_us: float) -> dict:
         key = (contact_config.label, float(pulse_width_us))
         if key not in cache:
-            active = tuple(_active_contacts(state))
+            active = tuple(carrying_contacts(state.currents_mA))
             radius = search_radius_mm(setup, state.currents_mA * max_amplitude)
             if (active, radius) not in placed_cache:
                 placed_cache[(active, radius)] = [place_tract(setup, t, model, list(active), radius) for t in tracts]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import VtaError
 
-__all__ = ["ContactState", "Setting", "resolve", "monopolar_impedances_ohm"]
+__all__ = ["ContactState", "Setting", "carrying_contacts", "resolve", "monopolar_impedances_ohm"]
 
 _MA_PER_A = 1e3
 
@@ -66,6 +66,13 @@ class ContactState:
     currents_mA: np.ndarray
     ground_current_mA: float
     impedance_ohm: float
+
+
+def carrying_contacts(currents_mA: np.ndarray) -> list[int]:
+    """Indices of the contacts that carry current (|I| > 1e-9 mA), or all contacts when
+    none does: where a setting's field comes from (voxel grids, tract placement)."""
+    currents = np.asarray(currents_mA, float).reshape(-1)
+    return [k for k in range(currents.size) if abs(currents[k]) > 1e-9] or list(range(currents.size))
 
 
 def _check_indices(setting: Setting, n_contacts: int) -> None:
