@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,test]'
+	$(BIN)/vta warmup
 	touch $(STAMP)
 
 setup: $(STAMP)

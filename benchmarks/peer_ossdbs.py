@@ -1,27 +1,50 @@
 #!/usr/bin/env python3
-"""Run the peer tool OSS-DBS v2 (PyPI ``ossdbs``, GPL-3.0) on the vta benchmark case.
+"""Run the peer tool OSS-DBS v2 (PyPI ``ossdbs``, GPL-3.0) on the vta benchmark cases.
 
 OSS-DBS is only *run* here, as an external program in its own virtual
 environment; none of its code is imported into this process.
 
-The case (see ``benchmarks/peers/README.md``): Medtronic 3389, tip at the
-origin pointing +z, homogeneous tissue 0.2 S/m, sphere of radius 25 mm
-centred at (0, 0, 4.25) mm with the outer surface grounded, contact 1
-(0-based; OSS-DBS "Contact_2") current-controlled, the other contacts
-floating, no encapsulation, VTA at |E| >= 0.2 V/mm (200 V/m).
+The ring case ``--case 3389`` (the default; see ``benchmarks/peers/README.md``):
+Medtronic 3389, tip at the origin pointing +z, homogeneous tissue 0.2 S/m,
+sphere of radius 25 mm centred at (0, 0, 4.25) mm with the outer surface
+grounded, contact 1 (0-based; OSS-DBS "Contact_2") current-controlled, the
+other contacts floating, no encapsulation, VTA at |E| >= 0.2 V/mm (200 V/m).
+
+The directional case ``--case directional``: the same tissue, threshold and
+grounded 25 mm sphere, for OSS-DBS's built-in directional leads (tip at the
+origin, direction +z, rotation 0). The active contact is the first segment
+(lowest OSS-DBS contact ID) of the most distal segmented level, 1 mA
+current-controlled; every other contact floats. The sphere and the lattice
+are centred on the lead axis at the axial centre z_c of that level:
+
+    z_c = tip_length + k * (contact_length + contact_spacing) + contact_length / 2
+
+with k the level index counted from the distal end (level 0 = the first
+contact level above the insulating tip). The Vercise Directed is the
+exception: its level 0 is the conductive tip itself, spanning [0, tip_length],
+so its levels k >= 1 start at tip_length + contact_spacing + (k - 1) * pitch,
+i.e. z_c = tip_length + contact_spacing + (k - 1) * pitch + contact_length / 2.
+The numbers come from OSS-DBS's default electrode parameters (see
+``DIRECTIONAL_LEADS``); before the runs the driver builds each electrode in
+the peer interpreter and checks that the active contact's faces span
+z_c -/+ contact_length / 2.
 
 For every refinement level and every amplitude this script writes the
 OSS-DBS settings JSON and a synthetic one-label NIfTI into a temporary
 directory, runs ``python -m ossdbs.main settings.json`` as a subprocess,
 measures the whole-process wall time and that child's peak RSS (``os.wait4``),
 parses DOFs, VTA and impedance from the outputs, prints a table and writes
-``benchmarks/results/ossdbs_3389.json``.
+``benchmarks/results/ossdbs_3389.json`` (``ossdbs_directional.json`` for the
+directional case).
 
 Usage (from the repository root, with any Python >= 3.9)::
 
     python benchmarks/peer_ossdbs.py                 # all levels, 1 and -3 mA
     python benchmarks/peer_ossdbs.py --levels default hp --currents-mA 1
     python benchmarks/peer_ossdbs.py --peer-python /path/to/venv/bin/python
+    python benchmarks/peer_ossdbs.py --case directional    # all 7 leads; default hp hp_p3; 1 mA
+    python benchmarks/peer_ossdbs.py --case directional \
+        --leads "Boston Scientific Vercise Directed" --levels default hp
 
 The peer interpreter defaults to ``$OSSDBS_PYTHON``, else
 ``benchmarks/.peer-venv/bin/python``, else the current interpreter.
@@ -46,6 +69,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_VENV_PY = HERE / ".peer-venv" / "bin" / "python"
 DEFAULT_OUT = HERE / "results" / "ossdbs_3389.json"
+DEFAULT_OUT_DIRECTIONAL = HERE / "results" / "ossdbs_directional.json"
 
 # --- the benchmark case (units as in OSS-DBS settings: mm, A, V, S/m, V/m) ---
 TIP_MM = (0.0, 0.0, 0.0)
@@ -58,14 +82,84 @@ VTA_CONTACT_0BASED = 1  # vta numbering; OSS-DBS numbers contacts from 1
 N_CONTACTS = 4
 FREQUENCY_HZ = 130.0
 
+
+# --- the directional case ---------------------------------------------------
+# OSS-DBS's built-in directional leads. Dimensions (mm) are the numbers of
+# OSS-DBS's default electrode parameters (ossdbs 0.5.9); "levels" lists the
+# contacts per level from distal to proximal as OSS-DBS builds them, and
+# "tip_is_contact" marks a lead whose level 0 is the conductive tip.
+# "active_level" is the index of the most distal segmented level and
+# "active_contact_id" (1-based, OSS-DBS numbering) its first segment.
+DIRECTIONAL_LEADS = {
+    "Boston Scientific Vercise Directed": dict(
+        ossdbs="BostonScientificVerciseDirected", vta_model="Boston Scientific Vercise Directed",
+        tip=1.5, length=1.5, spacing=0.5, diameter=1.3, levels=(1, 3, 3, 1),
+        tip_is_contact=True),
+    "Boston Scientific Vercise Cartesia X": dict(
+        ossdbs="BostonScientificCartesiaX", vta_model="Boston Scientific Vercise Cartesia X",
+        tip=1.1, length=1.5, spacing=0.5, diameter=1.3, levels=(3, 3, 3, 3, 3, 1),
+        tip_is_contact=False),
+    "Boston Scientific Vercise Cartesia HX": dict(
+        ossdbs="BostonScientificCartesiaHX", vta_model="Boston Scientific Vercise Cartesia HX",
+        tip=1.1, length=1.5, spacing=0.5, diameter=1.3, levels=(3, 3, 3, 3, 1, 1, 1, 1),
+        tip_is_contact=False),
+    "Medtronic SenSight B33005": dict(
+        ossdbs="MedtronicSenSightB33005", vta_model="Medtronic SenSight B33005",
+        tip=0.9, length=1.5, spacing=0.5, diameter=1.36, levels=(1, 3, 3, 1),
+        tip_is_contact=False),
+    "Medtronic SenSight B33015": dict(
+        ossdbs="MedtronicSenSightB33015", vta_model="Medtronic SenSight B33015",
+        tip=0.9, length=1.5, spacing=1.5, diameter=1.36, levels=(1, 3, 3, 1),
+        tip_is_contact=False),
+    "Abbott Directed 6172 (short)": dict(
+        ossdbs="AbbottStJudeDirected6172", vta_model="Abbott 6172",
+        tip=1.0, length=1.5, spacing=0.5, diameter=1.29, levels=(1, 3, 3, 1),
+        tip_is_contact=False),
+    "Abbott Directed 6173 (long)": dict(
+        ossdbs="AbbottStJudeDirected6173", vta_model="Abbott 6173",
+        tip=1.0, length=1.5, spacing=1.5, diameter=1.29, levels=(1, 3, 3, 1),
+        tip_is_contact=False),
+}
+DIRECTIONAL_CURRENT_MA = 1.0
+DIRECTIONAL_LEVELS = ["default", "hp", "hp_p3"]
+DIRECTIONAL_LATTICE = (21, 0.5)  # points per axis, spacing (mm): cheap to evaluate
+
+
+def directional_lead(name: str) -> dict:
+    """Resolve a lead given by its name here, its OSS-DBS name or its vta model name."""
+    def norm(t):
+        return "".join(ch for ch in t.lower() if ch.isalnum())
+    for key, d in DIRECTIONAL_LEADS.items():
+        if norm(name) in {norm(key), norm(d["ossdbs"]), norm(d["vta_model"])}:
+            break
+    else:
+        raise SystemExit(f"peer_ossdbs: unknown directional lead {name!r}; choose from: "
+                         + "; ".join(DIRECTIONAL_LEADS))
+    k = next(i for i, n in enumerate(d["levels"]) if n > 1)  # most distal segmented level
+    pitch = d["length"] + d["spacing"]
+    if d["tip_is_contact"]:  # level 0 is the tip [0, tip]; level k >= 1 starts after a gap
+        z0 = d["tip"] + d["spacing"] + (k - 1) * pitch
+    else:
+        z0 = d["tip"] + k * pitch
+    return {"lead": key, "ossdbs": d["ossdbs"], "vta_model": d["vta_model"],
+            "n_contacts": sum(d["levels"]), "active_level": k,
+            "active_contact_id": sum(d["levels"][:k]) + 1,
+            "center_z_mm": round(z0 + 0.5 * d["length"], 9),
+            "z_range_mm": (round(z0, 9), round(z0 + d["length"], 9)),
+            "diameter_mm": d["diameter"]}
+
+
 # Refinement levels: name -> (description, patch function on the settings dict).
 # "edge" size follows the OSS-DBS convergence study: perimeter / 50 on the
 # active contact's edges.
 LEAD_DIAMETER_MM = 1.27
+LEAD_DIAMETERS_MM = {"Medtronic3389": LEAD_DIAMETER_MM,
+                     **{d["ossdbs"]: d["diameter"] for d in DIRECTIONAL_LEADS.values()}}
 
 
 def _edge(settings: dict, divisor: float) -> None:
-    size = 3.141592653589793 * LEAD_DIAMETER_MM / divisor
+    diameter = LEAD_DIAMETERS_MM.get(settings["Electrodes"][0]["Name"], LEAD_DIAMETER_MM)
+    size = 3.141592653589793 * diameter / divisor
     for c in settings["Electrodes"][0]["Contacts"]:
         if c["Active"]:
             c["MaxMeshSizeEdge"] = size
@@ -96,6 +190,23 @@ import sys, numpy as np, nibabel as nib
 path, lo, n, vox = sys.argv[1], [float(v) for v in sys.argv[2:5]], int(sys.argv[5]), float(sys.argv[6])
 aff = np.diag([vox, vox, vox, 1.0]); aff[:3, 3] = lo
 nib.save(nib.Nifti1Image(np.ones((n, n, n), np.uint8), aff), path)
+"""
+
+# Builds one electrode with the peer's own electrode factory and prints, for the
+# given contact, the axial extent of its faces and the azimuth (degrees from +x)
+# of their area-weighted centre. Used only as a check of the case set-up.
+_GEOMETRY_CODE = r"""
+import json, math, sys
+from ossdbs.electrodes import ELECTRODES
+el = ELECTRODES[sys.argv[1]](0.0, (0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+bc = el.boundaries["Contact_" + sys.argv[2]]
+faces = [f for f in el.geometry.faces if f.name == bc]
+zs = [b[i][2] for f in faces for b in [f.bounding_box] for i in (0, 1)]
+a = sum(f.mass for f in faces)
+x = sum(f.center.x * f.mass for f in faces) / a
+y = sum(f.center.y * f.mass for f in faces) / a
+print(json.dumps({"n_contacts": el.n_contacts, "z_min": min(zs), "z_max": max(zs),
+                  "azimuth_deg": math.degrees(math.atan2(y, x)), "off_axis_mm": math.hypot(x, y)}))
 """
 
 _VERSION_CODE = r"""
@@ -148,12 +259,31 @@ def machine_info() -> dict:
     return {"nproc": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform()}
 
 
+def peer_geometry(py: str, env: dict, electrode: str, contact_id: int) -> dict | None:
+    try:
+        out = subprocess.run([py, "-c", _GEOMETRY_CODE, electrode, str(contact_id)],
+                             capture_output=True, text=True, env=env, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def build_settings(out_dir: str, nifti: str, current_mA: float, level: str,
-                   preconditioner: str, lattice_n: int, lattice_mm: float) -> dict:
+                   preconditioner: str, lattice_n: int, lattice_mm: float,
+                   lead: dict | None = None) -> dict:
+    """OSS-DBS settings; ``lead`` (from ``directional_lead``) selects the directional case."""
     current_A = current_mA * 1e-3
+    if lead is None:
+        electrode, n_contacts, active_id = "Medtronic3389", N_CONTACTS, VTA_CONTACT_0BASED + 1
+        center = DOMAIN_CENTER_MM
+    else:
+        electrode, n_contacts = lead["ossdbs"], lead["n_contacts"]
+        active_id, center = lead["active_contact_id"], (0.0, 0.0, lead["center_z_mm"])
     contacts = []
-    for cid in range(1, N_CONTACTS + 1):
-        if cid == VTA_CONTACT_0BASED + 1:
+    for cid in range(1, n_contacts + 1):
+        if cid == active_id:
             # current-controlled: the 1 V here is only the unit solution; OSS-DBS
             # rescales by impedance * |I|
             contacts.append({"Contact_ID": cid, "Active": True, "Floating": False,
@@ -163,13 +293,13 @@ def build_settings(out_dir: str, nifti: str, current_mA: float, level: str,
                              "Current[A]": 0.0})
     materials = {"Blood": 4, "Gray matter": 1, "White matter": 2, "CSF": 3, "Unknown": 0}
     d = 2.0 * DOMAIN_RADIUS_MM
-    cx, cy, cz = DOMAIN_CENTER_MM
+    cx, cy, cz = center
     s = {
         "BrainRegion": {"Center": {"x[mm]": cx, "y[mm]": cy, "z[mm]": cz},
                         "Dimension": {"x[mm]": d, "y[mm]": d, "z[mm]": d},
                         "Shape": "Sphere"},
         "Electrodes": [{
-            "Name": "Medtronic3389", "Rotation[Degrees]": 0.0,
+            "Name": electrode, "Rotation[Degrees]": 0.0,
             "Direction": dict(zip(("x[mm]", "y[mm]", "z[mm]"), DIRECTION)),
             "TipPosition": dict(zip(("x[mm]", "y[mm]", "z[mm]"), TIP_MM)),
             "Contacts": contacts,
@@ -267,22 +397,71 @@ def parse_outputs(out_dir: Path, lattice_mm: float) -> dict:
     return res
 
 
+def _write_rows(rows: list, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.replace(out)
+
+
+def _row_key(r: dict) -> tuple:
+    return (r.get("lead"), r.get("level"), r.get("current_mA"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peer-python", help="interpreter that has ossdbs installed")
-    ap.add_argument("--levels", nargs="+", default=DEFAULT_LEVELS, choices=list(LEVELS))
-    ap.add_argument("--currents-mA", nargs="+", type=float, default=[1.0, -3.0],
-                    help="amplitudes on contact 1 in mA (negative = cathodic)")
+    ap.add_argument("--case", default="3389", choices=["3389", "directional"],
+                    help="'3389': Medtronic 3389 ring case (default); 'directional': first "
+                         "segment of the most distal segmented level of directional leads")
+    ap.add_argument("--leads", nargs="+", metavar="NAME[,NAME...]",
+                    help="directional case only: leads by name here, OSS-DBS name or vta "
+                         "model name, comma-separated (default: all of DIRECTIONAL_LEADS)")
+    ap.add_argument("--levels", nargs="+", choices=list(LEVELS),
+                    help=f"default: {' '.join(DEFAULT_LEVELS)} (3389), "
+                         f"{' '.join(DIRECTIONAL_LEVELS)} (directional)")
+    ap.add_argument("--currents-mA", nargs="+", type=float,
+                    help="amplitudes on the active contact in mA (negative = cathodic); "
+                         "default: 1 -3 (3389), 1 (directional)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preconditioner", default="local", choices=["local", "bddc"],
                     help="'local' (Jacobi; default). 'bddc' uses coarsetype=direct: "
                          "OSS-DBS' default BDDC/h1amg does not finish with floating contacts")
-    ap.add_argument("--lattice-n", type=int, default=61, help="lattice points per axis")
-    ap.add_argument("--lattice-mm", type=float, default=0.2, help="lattice spacing (mm)")
+    ap.add_argument("--lattice-n", type=int,
+                    help="lattice points per axis (default: 61 for 3389, 21 for directional)")
+    ap.add_argument("--lattice-mm", type=float,
+                    help="lattice spacing in mm (default: 0.2 for 3389, 0.5 for directional)")
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="per run")
     ap.add_argument("--workdir", help="keep run directories here (default: temp dir, removed)")
-    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument("--out", help="results JSON (default: benchmarks/results/ossdbs_3389.json "
+                                  "or ossdbs_directional.json)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows already in --out, replacing those with the same "
+                         "lead, level and current")
+    ap.add_argument("--no-geometry-check", action="store_true",
+                    help="directional case: skip building each electrode in the peer to "
+                         "check the active contact's position")
     args = ap.parse_args(argv)
+
+    directional = args.case == "directional"
+    if args.leads and not directional:
+        ap.error("--leads needs --case directional")
+    if args.levels is None:
+        args.levels = list(DIRECTIONAL_LEVELS if directional else DEFAULT_LEVELS)
+    if args.currents_mA is None:
+        args.currents_mA = [DIRECTIONAL_CURRENT_MA] if directional else [1.0, -3.0]
+    if args.lattice_n is None:
+        args.lattice_n = DIRECTIONAL_LATTICE[0] if directional else 61
+    if args.lattice_mm is None:
+        args.lattice_mm = DIRECTIONAL_LATTICE[1] if directional else 0.2
+    if args.out is None:
+        args.out = str(DEFAULT_OUT_DIRECTIONAL if directional else DEFAULT_OUT)
+    if directional:
+        names = ([n.strip() for a in args.leads for n in a.split(",") if n.strip()]
+                 if args.leads else list(DIRECTIONAL_LEADS))
+        leads = [directional_lead(n) for n in names]
+    else:
+        leads = [None]
 
     env = thread_env(args.threads)
     py = find_peer_python(args.peer_python)
@@ -298,69 +477,125 @@ def main(argv=None) -> int:
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="ossdbs_bench_"))
     work.mkdir(parents=True, exist_ok=True)
-    nifti = work / "tissue_0p2Spm.nii.gz"
-    # one label (1 = "Gray matter") on a 1 mm grid covering the sphere with 2 mm margin
-    half = DOMAIN_RADIUS_MM + 2.0
-    lo = [c - half for c in DOMAIN_CENTER_MM]
-    n = int(2 * half) + 1
-    subprocess.run([py, "-c", _NIFTI_CODE, str(nifti), *map(str, lo), str(n), "1.0"],
-                   check=True, env=env)
+
+    def make_nifti(center) -> Path:
+        # one label (1 = "Gray matter") on a 1 mm grid covering the sphere with 2 mm margin
+        tag = "" if center == DOMAIN_CENTER_MM else f"_z{center[2]:g}".replace(".", "p")
+        nifti = work / f"tissue_0p2Spm{tag}.nii.gz"
+        half = DOMAIN_RADIUS_MM + 2.0
+        lo = [c - half for c in center]
+        n = int(2 * half) + 1
+        subprocess.run([py, "-c", _NIFTI_CODE, str(nifti), *map(str, lo), str(n), "1.0"],
+                       check=True, env=env)
+        return nifti
 
     mach = machine_info()
+    out = Path(args.out)
+    old_rows = []
+    if args.merge and out.exists():
+        old_rows = json.loads(out.read_text())
     rows = []
     print(f"OSS-DBS {versions['ossdbs']}  NGSolve {versions['ngsolve']}  "
           f"threads={args.threads}  nproc={mach['nproc']}  {mach['cpu_model']}", flush=True)
-    for level in args.levels:
-        for cur in args.currents_mA:
-            tag = f"{level}_{cur:+g}mA".replace("+", "p").replace("-", "m")
-            run_dir = work / tag
-            run_dir.mkdir(exist_ok=True)
-            out_dir = run_dir / "Results"
-            settings = build_settings(str(out_dir), str(nifti), cur, level,
-                                      args.preconditioner, args.lattice_n, args.lattice_mm)
-            (run_dir / "settings.json").write_text(json.dumps(settings, indent=1))
-            rc, wall, mem = run_measured([py, "-m", "ossdbs.main", "settings.json"], env,
-                                         str(run_dir), str(run_dir / "ossdbs_stdout.log"),
-                                         args.timeout_s)
-            row = {"level": level, "description": LEVELS[level][0], "current_mA": cur,
-                   "contact": VTA_CONTACT_0BASED, "returncode": rc,
-                   "wall_s": round(wall, 3), "peak_mem_MB": round(mem, 1),
-                   "fem_order": settings["FEMOrder"],
-                   "preconditioner": args.preconditioner, "threads": args.threads,
-                   "ossdbs_version": versions["ossdbs"], "ngsolve_version": versions["ngsolve"],
-                   "netgen_version": versions["netgen"], **mach}
-            if rc == 0 and (out_dir / "VCM_report.json").exists():
-                row.update(parse_outputs(out_dir, args.lattice_mm))
-            else:
-                row["error"] = f"ossdbs exited with {rc}; see {run_dir / 'ossdbs_stdout.log'}"
-            rows.append(row)
-            print(f"  {tag:22s} rc={rc} dofs={row.get('dofs')} wall={wall:.1f}s "
-                  f"mem={mem:.0f}MB vta={row.get('vta_mm3')} "
-                  f"vta_lattice={row.get('vta_lattice_mm3')} Z={row.get('impedance_ohm')}",
-                  flush=True)
+    failed_check = False
+    for lead in leads:
+        lead_info = {}
+        if lead is None:
+            nifti = make_nifti(DOMAIN_CENTER_MM)
+        else:
+            nifti = make_nifti((0.0, 0.0, lead["center_z_mm"]))
+            lead_info = {"case": "directional", "lead": lead["lead"],
+                         "ossdbs_electrode": lead["ossdbs"], "vta_model": lead["vta_model"],
+                         "n_contacts": lead["n_contacts"],
+                         "active_contact_id": lead["active_contact_id"],
+                         "active_level": lead["active_level"],
+                         "active_level_center_z_mm": lead["center_z_mm"],
+                         "active_contact_z_range_mm": list(lead["z_range_mm"]),
+                         "domain_center_mm": [0.0, 0.0, lead["center_z_mm"]]}
+            print(f"{lead['lead']} ({lead['ossdbs']}): Contact_{lead['active_contact_id']} "
+                  f"of {lead['n_contacts']}, level {lead['active_level']}, "
+                  f"z {lead['z_range_mm'][0]:g}..{lead['z_range_mm'][1]:g} mm, "
+                  f"centre z = {lead['center_z_mm']:g} mm", flush=True)
+            if not args.no_geometry_check:
+                geo = peer_geometry(py, env, lead["ossdbs"], lead["active_contact_id"])
+                if geo is None:
+                    print("  geometry check: could not build the electrode in the peer",
+                          flush=True)
+                else:
+                    ok = (geo["n_contacts"] == lead["n_contacts"]
+                          and abs(geo["z_min"] - lead["z_range_mm"][0]) < 1e-6
+                          and abs(geo["z_max"] - lead["z_range_mm"][1]) < 1e-6
+                          and geo["off_axis_mm"] > 0.1)  # a segment, not a ring
+                    lead_info["active_contact_azimuth_deg"] = round(geo["azimuth_deg"], 3)
+                    print(f"  geometry check {'ok' if ok else 'FAILED'}: peer contact spans "
+                          f"z {geo['z_min']:.4f}..{geo['z_max']:.4f} mm, azimuth "
+                          f"{geo['azimuth_deg']:.1f} deg, {geo['n_contacts']} contacts",
+                          flush=True)
+                    if not ok:
+                        failed_check = True
+                        continue
+        for level in args.levels:
+            for cur in args.currents_mA:
+                tag = f"{level}_{cur:+g}mA".replace("+", "p").replace("-", "m")
+                if lead is not None:
+                    tag = f"{lead['ossdbs']}_{tag}"
+                run_dir = work / tag
+                run_dir.mkdir(exist_ok=True)
+                out_dir = run_dir / "Results"
+                settings = build_settings(str(out_dir), str(nifti), cur, level,
+                                          args.preconditioner, args.lattice_n, args.lattice_mm,
+                                          lead)
+                (run_dir / "settings.json").write_text(json.dumps(settings, indent=1))
+                rc, wall, mem = run_measured([py, "-m", "ossdbs.main", "settings.json"], env,
+                                             str(run_dir), str(run_dir / "ossdbs_stdout.log"),
+                                             args.timeout_s)
+                contact = (VTA_CONTACT_0BASED if lead is None
+                           else lead["active_contact_id"] - 1)
+                row = {"level": level, "description": LEVELS[level][0], "current_mA": cur,
+                       "contact": contact, "returncode": rc,
+                       "wall_s": round(wall, 3), "peak_mem_MB": round(mem, 1),
+                       "fem_order": settings["FEMOrder"],
+                       "preconditioner": args.preconditioner, "threads": args.threads,
+                       "ossdbs_version": versions["ossdbs"],
+                       "ngsolve_version": versions["ngsolve"],
+                       "netgen_version": versions["netgen"], **mach}
+                if lead is not None:
+                    row.update(lead_info, lattice_n=args.lattice_n, lattice_mm=args.lattice_mm)
+                if rc == 0 and (out_dir / "VCM_report.json").exists():
+                    row.update(parse_outputs(out_dir, args.lattice_mm))
+                else:
+                    row["error"] = f"ossdbs exited with {rc}; see {run_dir / 'ossdbs_stdout.log'}"
+                rows.append(row)
+                print(f"  {tag:22s} rc={rc} dofs={row.get('dofs')} wall={wall:.1f}s "
+                      f"mem={mem:.0f}MB vta={row.get('vta_mm3')} "
+                      f"vta_lattice={row.get('vta_lattice_mm3')} Z={row.get('impedance_ohm')}",
+                      flush=True)
+                if directional:  # several minutes per lead: keep what is done so far
+                    keys = {_row_key(r) for r in rows}
+                    _write_rows([r for r in old_rows if _row_key(r) not in keys] + rows, out)
 
-    hdr = (f"{'level':12s} {'I mA':>6s} {'DOFs':>9s} {'wall s':>8s} {'solve s':>8s} "
-           f"{'mem MB':>7s} {'VTA mm3':>9s} {'VTAlat':>8s} {'Z ohm':>8s}")
+    lead_col = max([len(r.get("ossdbs_electrode", "")) for r in rows] + [0])
+    hdr = (f"{'lead':{lead_col}s} " if lead_col else "") + (
+        f"{'level':12s} {'I mA':>6s} {'DOFs':>9s} {'wall s':>8s} {'solve s':>8s} "
+        f"{'mem MB':>7s} {'VTA mm3':>9s} {'VTAlat':>8s} {'Z ohm':>8s}")
     print("\n" + hdr + "\n" + "-" * len(hdr))
 
     def f(v, fmt):
         return format(v, fmt) if isinstance(v, (int, float)) else "-"
 
     for r in rows:
-        print(f"{r['level']:12s} {r['current_mA']:6.1f} {f(r.get('dofs'), '9d')} "
+        print((f"{r.get('ossdbs_electrode', ''):{lead_col}s} " if lead_col else "")
+              + f"{r['level']:12s} {r['current_mA']:6.1f} {f(r.get('dofs'), '9d')} "
               f"{r['wall_s']:8.1f} {f(r.get('solve_s'), '8.2f')} {r['peak_mem_MB']:7.0f} "
               f"{f(r.get('vta_mm3'), '9.3f')} {f(r.get('vta_lattice_mm3'), '8.3f')} "
               f"{f(r.get('impedance_ohm'), '8.1f')}")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rows, indent=2))
-    tmp.replace(out)
+    keys = {_row_key(r) for r in rows}
+    _write_rows([r for r in old_rows if _row_key(r) not in keys] + rows, out)
     print(f"\nwrote {out}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if all(r["returncode"] == 0 for r in rows) else 1
+    return 0 if rows and not failed_check and all(r["returncode"] == 0 for r in rows) else 1
 
 
 if __name__ == "__main__":

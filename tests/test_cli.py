@@ -162,6 +162,15 @@ def test_directional_lead_3d_run(tmp_path):
     assert np.nanmax(grid.cell_data["E_norm_V_per_mm"]) > 0.2
 
 
+def test_warmup_compiles_and_reports():
+    """`vta warmup` (run by `make setup`) goes through every kernel path and says so."""
+    proc = vta("warmup")
+    assert proc.returncode == 0, proc.stderr
+    for step in ("demo scene", "ring lead", "directional lead", "simplified axons"):
+        assert step in proc.stdout
+    assert "warm-up done" in proc.stdout
+
+
 def test_user_anatomy_run_reports_structure_coverage(tmp_path):
     """Tissue segmentation + label atlas with a TSV table: per-structure VTA overlap."""
     tissue = np.full((40, 40, 40), 2, np.uint8)  # WM

@@ -259,7 +259,7 @@ def test_size_expression_values():
     r = lead.radius_mm
     c3 = lead.contact(1)
     edge = math.radians(c3.angle_center_deg + 45.0)
-    assert size(r * math.cos(edge), r * math.sin(edge), 2.6) == pytest.approx(p.size_edge_mm)
+    assert size(r * math.cos(edge), r * math.sin(edge), 2.6) == pytest.approx(p.segment_edge_mm)
     assert size(r, 0.0, lead.contact(7).z_start_mm) == pytest.approx(p.size_edge_mm)
     assert size(r, 0.0, 0.5 * (lead.contact(7).z_start_mm + lead.contact(7).z_end_mm)) == pytest.approx(
         min(p.size_contact_mm, p.size_edge_mm + p.growth * 0.75))
@@ -442,16 +442,22 @@ def test_encapsulation_keeps_shaft_facets_inside_the_layer():
 def test_segment_edges_refined_only_on_directional_leads():
     """segment_edge_mm refines the edges of segments (axial edges and the circles at the
     ends of segmented levels), not ring or tip edges, and nothing on ring leads."""
-    from vta.fem.mesh_gmsh import _min, _segment_edge_terms
+    from vta.fem.mesh_gmsh import _contact_distances
 
     lead = get_lead("Boston Scientific Vercise Directed")
     p = PRESETS["default"]
     assert p.segment_edge_mm < p.size_edge_mm
-    expr = _min([_size_expression(lead, p, 40.0), *_segment_edge_terms(lead, p)])
     env = {"Min": np.minimum, "Max": np.maximum, "Sqrt": np.sqrt}
+    seg_edges = _contact_distances(lead)[2]
+    # as gmsh meshes it: the distance to the segment edges is a field ("F7"); here the
+    # analytic distance stands in for it
+    expr = _size_expression(lead, p, 40.0, segment_distance="F7")
+    assert "F7" in expr and len(expr) < 0.3 * len(_size_expression(lead, p, 40.0))
 
     def size(x, y, z):
-        return float(eval(expr, env, {"x": x, "y": y, "z": z}))  # noqa: S307 (our own string)
+        coords = {"x": x, "y": y, "z": z}
+        coords["F7"] = min(float(eval(d, env, coords)) for d in seg_edges)  # noqa: S307 (our own string)
+        return float(eval(expr, env, coords))  # noqa: S307 (our own string)
 
     r = lead.radius_mm
     seg = lead.contact(1)
@@ -462,13 +468,15 @@ def test_segment_edges_refined_only_on_directional_leads():
     assert size(r, 0.0, lead.contact(7).z_start_mm) == pytest.approx(p.size_edge_mm)  # ring edge
     assert size(r + 0.1, 0.0, seg.z_end_mm) == pytest.approx(p.segment_edge_mm + 0.1 * p.segment_edge_growth)
     for name in ("Medtronic 3389", "Medtronic 3387"):
-        assert _segment_edge_terms(get_lead(name), p) == []
+        assert _contact_distances(get_lead(name))[2] == []
+        assert _size_expression(get_lead(name), p, 40.0, segment_distance="F7") == _size_expression(
+            get_lead(name), p, 40.0)
     assert p.scaled(0.5).segment_edge_mm == pytest.approx(0.5 * p.segment_edge_mm)
 
 
 def test_directional_mesh_is_fine_at_segment_edges(mesh_directed):
     """The fast directional mesh has nodes within ~segment_edge_mm of a segment's axial edge."""
-    lead, _, lm = mesh_directed
+    lead, placement, lm = mesh_directed
     p = PRESETS["fast"]
     mesh = lm.mesh
     facets = lm.contact_facets(1)
@@ -478,3 +486,12 @@ def test_directional_mesh_is_fine_at_segment_edges(mesh_directed):
                               for i, j in ((0, 1), (1, 2), (0, 2))])
     assert lengths.min() < 2.5 * p.segment_edge_mm
     assert p.segment_edge_mm < p.size_edge_mm and lead.n_contacts == 8
+    # refined along the whole axial edge (gmsh's Distance field samples it densely),
+    # not only where it meets the arcs: nodes close to the edge's middle
+    seg = lead.contact(1)
+    nodes = placement.to_local(mesh.p[:, np.unique(f)].T)
+    ang = math.radians(seg.angle_center_deg + 0.5 * seg.arc_deg)
+    r = lead.radius_mm
+    d = np.hypot(nodes[:, 0] - r * math.cos(ang), nodes[:, 1] - r * math.sin(ang))
+    mid = np.abs(nodes[:, 2] - 0.5 * (seg.z_start_mm + seg.z_end_mm)) < 0.3
+    assert np.count_nonzero(mid & (d < 2 * p.segment_edge_mm)) >= 3

@@ -349,6 +349,17 @@ def test_block_multigrid_pcg_matches_direct(three_contacts):
         assert its[0] == 0 and np.all(np.asarray(its[1:]) < 40), its
         assert rel.max() <= 1e-10
         np.testing.assert_allclose(X, lu.solve(B), rtol=0, atol=1e-8 * np.abs(lu.solve(B)).max())
+    # the columns are independent: split over worker threads in blocks (4 + 4, 2 + 2,
+    # ...) they give bit for bit what one column at a time gives
+    from vta.fem import multigrid
+
+    for k in (2, 4, 8, 9):
+        B = rng.normal(size=(A.shape[0], k))
+        blocks = multigrid._column_blocks(k)
+        assert blocks[0][0] == 0 and blocks[-1][1] == k
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        one_by_one = np.column_stack([mg(B[:, [c]]) for c in range(k)])
+        np.testing.assert_array_equal(mg(B), one_by_one)
 
 
 def test_p1_embedding_is_exact_for_linear_functions(small_mesh):

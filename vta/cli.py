@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from importlib import resources
 
 from . import __version__
@@ -78,6 +79,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         summary = run(scene, args.out, progress=not args.quiet, extra=extra)
     _report(summary, args.out)
     return _exit_status(summary, args)
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from .warmup import warm_up
+
+    t0 = time.perf_counter()
+    timings = warm_up()
+    for name, seconds in timings.items():
+        print(f"  {name}: {seconds:.1f} s")
+    print(f"warm-up done in {time.perf_counter() - t0:.1f} s: kernels compiled and cached, default anatomy built")
+    return 0
 
 
 def _config_kinds(text: str) -> list[str]:
@@ -359,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_render.add_argument("--strict", action="store_true", help="exit with status 3 if the run has any warning")
     p_render.set_defaults(func=_cmd_render)
+
+    p_warm = sub.add_parser("warmup", help="compile the numerical kernels and build the default anatomy once "
+                                           "(after installing; makes the first real run as fast as later ones)")
+    p_warm.set_defaults(func=_cmd_warmup)
 
     p_leads = sub.add_parser("leads", help="list the lead catalogue (geometry in mm), or draw one lead")
     p_leads.add_argument("--json", action="store_true", help="machine-readable output")

@@ -129,7 +129,7 @@ def build_mesh(
     VtaError
         Lead outside the domain, unknown preset, invalid sizes or thickness.
     """
-    p = _resolve_preset(preset, scale)
+    p = _resolve_preset(preset, scale, segmented=not lead.is_axisymmetric)
     if not isinstance(domain, Domain):
         raise VtaError(f"domain must be a vta.fem.mesh.Domain, got {type(domain).__name__}")
     shell = 0.0 if encapsulation is None else encapsulation.thickness_mm

@@ -285,11 +285,30 @@ PRESETS: dict[str, MeshPreset] = {
 }
 
 
-def _resolve_preset(preset: str | MeshPreset, scale: float) -> MeshPreset:
+#: The presets for leads with segmented (directional) contacts. Their accuracy is set by
+#: the segment edges (isotropic tets, |E| ~ d^-1/2) and by the bulk size where the VTA
+#: boundary lies. One segment of each directional lead of the catalogue at 1 mA, 0.2 S/m,
+#: grounded 25 mm sphere, against a reference extrapolated from graded refinements
+#: (benchmarks/bench_directional_models.py, docs/benchmarks.md): with the ring-lead
+#: "default" sizes the impedance was 0.9-1.05 % low and the VTA 0.2-1.0 % low (0.3 %
+#: scatter between meshes of slightly moved domains, 0.8 % low on average). Finer edges,
+#: the segment edges grown more slowly (below), bring the impedance to 0.6-0.7 % low and
+#: the VTA to 0.2-0.5 % low (Vercise Directed), for 1.65x the DOFs; a finer bulk as well
+#: (size_contact_mm 0.12, growth 0.22) gains another 0.2 % of VTA for 2x the DOFs.
+SEGMENTED_PRESETS: dict[str, MeshPreset] = {
+    "fast": PRESETS["fast"],
+    "default": replace(PRESETS["default"], size_edge_mm=0.06, segment_edge_mm=0.015, segment_edge_growth=0.45),
+    "fine": PRESETS["fine"],
+}
+
+
+def _resolve_preset(preset: str | MeshPreset, scale: float, segmented: bool = False) -> MeshPreset:
+    """The preset named ``preset`` (from :data:`SEGMENTED_PRESETS` for a lead with
+    segmented contacts), or ``preset`` itself, scaled by ``scale``."""
     if isinstance(preset, MeshPreset):
         p = preset
     elif isinstance(preset, str) and preset in PRESETS:
-        p = PRESETS[preset]
+        p = (SEGMENTED_PRESETS if segmented else PRESETS)[preset]
     else:
         raise VtaError(f"unknown mesh preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     return p.scaled(scale)

@@ -51,6 +51,12 @@ def _gs_sweep(indptr, indices, data, dinv, X, B, forward):
                     s1 -= a * X[j, c0 + 1]
                     s2 -= a * X[j, c0 + 2]
                     s3 -= a * X[j, c0 + 3]
+            elif w == 2:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    a = data[p]
+                    s0 -= a * X[j, c0]
+                    s1 -= a * X[j, c0 + 1]
             else:
                 for p in range(indptr[i], indptr[i + 1]):
                     j = indices[p]
@@ -91,6 +97,12 @@ def _spmm(indptr, indices, data, X, out, B, sign):
                     s1 += a * X[j, c0 + 1]
                     s2 += a * X[j, c0 + 2]
                     s3 += a * X[j, c0 + 3]
+            elif w == 2:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    a = data[p]
+                    s0 += a * X[j, c0]
+                    s1 += a * X[j, c0 + 1]
             else:
                 for p in range(indptr[i], indptr[i + 1]):
                     j = indices[p]
@@ -199,10 +211,59 @@ class BlockMultigrid:
         return X
 
     def __call__(self, B: np.ndarray) -> np.ndarray:
-        """Approximate A^-1 B for B (n,) or (n, k)."""
+        """Approximate A^-1 B for B (n,) or (n, k).
+
+        The columns are split into one contiguous block per thread (the cycle is
+        independent per column and its kernels release the GIL), so two cores smooth two
+        blocks at once."""
         b = np.asarray(B, dtype=np.float64)
-        X = self._cycle(0, np.ascontiguousarray(b.reshape(b.shape[0], -1)))
+        b2 = b.reshape(b.shape[0], -1)
+        X = _by_column_blocks(lambda block: self._cycle(0, block), b2)
         return X.reshape(b.shape)
+
+
+def _column_blocks(k: int) -> list[tuple[int, int]]:
+    """Column ranges, one per worker thread (``NUMBA_NUM_THREADS``, at most the CPUs):
+    blocks of 4 columns (the kernels' widest fast path) when there are enough for every
+    thread, else equal blocks (2 columns each for 4 right-hand sides on 2 threads)."""
+    from .locate import _num_threads
+
+    threads = min(_num_threads(), k)
+    if threads <= 1:
+        return [(0, k)]
+    nblocks = max(threads, -(-k // 4)) if k >= 4 * threads else threads
+    bounds = [k * i // nblocks for i in range(nblocks + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(nblocks) if bounds[i + 1] > bounds[i]]
+
+
+def _by_column_blocks(fn, B: np.ndarray) -> np.ndarray:
+    """``fn`` applied to contiguous column blocks of B (n, k) on worker threads and the
+    results put side by side; ``fn`` works column by column (the blocks do not
+    interact) and releases the GIL in its kernels."""
+    blocks = _column_blocks(B.shape[1])
+    if len(blocks) == 1:
+        return fn(np.ascontiguousarray(B))
+    futures = [_POOL.submit(fn, np.ascontiguousarray(B[:, c0:c1])) for c0, c1 in blocks]
+    return np.concatenate([f.result() for f in futures], axis=1)
+
+
+class _LazyPool:
+    """A process-wide thread pool created on first use (worker threads of the solver)."""
+
+    def __init__(self) -> None:
+        self._pool = None
+
+    def submit(self, fn, *args):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from .locate import _num_threads
+
+            self._pool = ThreadPoolExecutor(_num_threads(), thread_name_prefix="vta-multigrid")
+        return self._pool.submit(fn, *args)
+
+
+_POOL = _LazyPool()
 
 
 def block_pcg(A: sp.spmatrix, B: np.ndarray, M, tol: float = 1e-8, maxiter: int = 500
@@ -238,7 +299,7 @@ def block_pcg(A: sp.spmatrix, B: np.ndarray, M, tol: float = 1e-8, maxiter: int 
     P = Z.copy()
     rz = np.einsum("ij,ij->j", R, Z)
     for it in range(1, maxiter + 1):
-        Q = _matmul(Ap, P)
+        Q = _by_column_blocks(lambda block: _matmul(Ap, block), P)
         pq = np.einsum("ij,ij->j", P, Q)
         ok = (pq > 0) & ~done
         alpha = np.where(ok, rz / np.where(ok, pq, 1.0), 0.0)

@@ -1,0 +1,240 @@
+"""Benchmark: every directional lead of the catalogue on one canonical case, the default
+preset against a converged reference of the same model.
+
+The case (the same for every model, and the one ``peer_ossdbs.py --case directional``
+gives OSS-DBS): tip at the origin pointing +z, rotation 0; the first segment of the most
+distal segmented level at 1 mA (current-controlled), every other contact floating;
+homogeneous 0.2 S/m, no encapsulation; a 25 mm sphere centred on the axis at the middle
+of the active level, outer boundary grounded; VTA = tissue with |E| >= 0.2 V/mm.
+
+The reference: :func:`reference_preset` at the refinements ``--ref-scales``; impedance
+and VTA extrapolated by
+Richardson from the last three levels (observed order), or, with two levels or a
+sequence that is not monotone, the finest value with the last increment as its
+uncertainty.
+
+Each model runs in its own process (a fresh interpreter: whole-process wall time), in
+order, and the JSON is rewritten after each model so that an interrupted run keeps what
+it finished; ``--resume`` skips models whose reference is stored.
+
+Run:  .venv/bin/python benchmarks/bench_directional_models.py [--models A,B] [--resume]
+      [--presets default] [--ref-scales 1,0.8,0.64] [--no-ref]
+Writes benchmarks/results/bench_directional_models.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import benchlib
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OUT = RESULTS / "bench_directional_models.json"
+CURRENT_MA = 1.0
+SIGMA_S_PER_M = 0.2
+RADIUS_MM = 25.0
+
+
+def directional_models() -> list[str]:
+    """The catalogue's leads with at least one segmented level."""
+    from vta.leads import lead_catalogue
+
+    return [name for name, lead in lead_catalogue().items() if any(c.arc_deg is not None for c in lead.contacts())]
+
+
+def canonical_case(model: str) -> tuple[dict, int, float]:
+    """The config dict of the canonical case for ``model``, the active contact index
+    (0-based) and the z (mm from the tip) of the active level's middle."""
+    from vta.leads import get_lead
+
+    lead = get_lead(model)
+    seg = min((c for c in lead.contacts() if c.arc_deg is not None), key=lambda c: (c.level, c.index))
+    zc = 0.5 * (seg.z_start_mm + seg.z_end_mm)
+    cfg = {
+        "lead": {"model": model, "tip_mm": [0.0, 0.0, 0.0], "entry_mm": [0.0, 0.0, 50.0], "rotation_deg": 0.0},
+        "domain": {"shape": "sphere", "radius_mm": RADIUS_MM, "center_mm": [0.0, 0.0, zc], "outer_boundary": "ground"},
+        "tissue": {"conductivity_S_per_m": SIGMA_S_PER_M},
+        "stimulation": {"mode": "current", "contacts": {str(seg.index): -CURRENT_MA}, "pulse_width_us": 60},
+        "vta": {"threshold_V_per_mm": 0.2},
+        "output": {"nifti": False},
+        "solver": {"method": "3d"},
+    }
+    return cfg, seg.index, zc
+
+
+def reference_preset(scale: float):
+    """The reference family at refinement ``scale`` (1 = the coarsest level): "fine" with
+    every element size times ``scale`` and the contact-edge sizes (0.015 mm at 1) times
+    ``scale**2``. The potential is singular at the edges (~ d^1/2); refining them only
+    in step with the rest converges at first order (measured: order ~0.9 on SenSight),
+    grading them faster restores second order."""
+    from dataclasses import replace
+
+    from vta.fem.mesh_domain import PRESETS
+
+    base = replace(PRESETS["fine"], size_edge_mm=0.015, edge_growth=0.35, segment_edge_mm=0.015,
+                   segment_edge_growth=0.35)
+    p = base.scaled(scale)
+    return replace(p, name=f"reference*{scale:g}", size_edge_mm=base.size_edge_mm * scale ** 2,
+                   segment_edge_mm=base.segment_edge_mm * scale ** 2)
+
+
+def _child(model: str, preset: str, scale: float) -> dict:
+    """Run one case in this process (the child side of :func:`run_case`)."""
+    t0 = time.perf_counter()
+    import vta
+    from vta.fem.mesh_domain import PRESETS
+    import vta.scene as scene_mod
+
+    cfg, index, zc = canonical_case(model)
+    custom = None
+    if preset == "reference":
+        custom, mesh_scale = reference_preset(scale), 1.0
+    else:
+        mesh_scale = scale
+    cfg["solver"]["preset"] = "default" if custom is not None else preset
+    original = scene_mod.build_mesh
+
+    def build_mesh(*args, **kwargs):
+        if custom is not None:
+            kwargs["preset"] = custom
+        return original(*args, **kwargs, scale=mesh_scale)
+
+    scene_mod.build_mesh = build_mesh
+    t_import = time.perf_counter() - t0
+    scene = vta.Scene.from_dict(cfg, method="3d")
+    sim = scene.simulate()
+    basis = scene.basis
+    assert preset in PRESETS or custom is not None
+    return {
+        "model": model, "preset": preset, "scale": scale, "active_contact": index, "level_center_z_mm": zc,
+        "dofs": int(basis.mesh_info["dofs"]), "tets": int(basis.mesh_info["elements"]),
+        "import_s": round(t_import, 3),
+        "mesh_s": round(float(basis.timings.get("mesh", math.nan)), 3),
+        "solve_s": round(float(basis.timings.get("total", math.nan)), 3),
+        "impedance_ohm": float(sim.state.impedance_ohm), "vta_mm3": float(sim.vta_volume_mm3),
+    }
+
+
+def run_case(model: str, preset: str, scale: float = 1.0) -> dict:
+    """One case in a fresh process; adds the whole-process wall time and peak RSS."""
+    env = dict(os.environ, VTA_CACHE_DIR="off", PYTHONPATH=f"{HERE}{os.pathsep}{benchlib.ROOT}")
+    code = ("import json, sys, bench_directional_models as b; "
+            f"print('RESULT', json.dumps(b._child({model!r}, {preset!r}, {scale!r})))")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=HERE)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"{model} {preset}*{scale}: exit {proc.returncode}\n{err[-2000:]}")
+    row = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
+    row["wall_s"] = round(wall, 3)
+    return row
+
+
+def reference(levels: list[dict]) -> dict:
+    """Extrapolated impedance and VTA (with uncertainty) from the reference levels."""
+    from bench_directional import richardson
+
+    h = [r["scale"] for r in levels]
+    out = {"levels": levels}
+    for key in ("impedance_ohm", "vta_mm3"):
+        v = [r[key] for r in levels]
+        if len(v) >= 3:
+            value, order = richardson(h, v)
+        else:
+            value, order = v[-1], None
+        spread = abs(value - v[-1]) if order is not None else (abs(v[-1] - v[-2]) if len(v) > 1 else math.nan)
+        out[key] = value
+        out[key.replace("_ohm", "").replace("_mm3", "") + "_order"] = order
+        out[key.replace("_ohm", "").replace("_mm3", "") + "_uncertainty_pct"] = 100 * spread / abs(value)
+    return out
+
+
+def run_ossdbs(model: str, levels: list[str], ref: dict | None) -> dict:
+    """OSS-DBS v2 on the same case (``peer_ossdbs.py --case directional``), each level a
+    whole process; rows with their errors against this model's reference."""
+    out = RESULTS / "ossdbs_directional_side_by_side.json"
+    cmd = [sys.executable, str(HERE / "peer_ossdbs.py"), "--case", "directional", "--leads", model,
+           "--levels", *levels, "--threads", "2", "--lattice-n", "21", "--lattice-mm", "0.5", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"OSS-DBS on {model}: exit {proc.returncode}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    rows = {}
+    for r in json.loads(out.read_text()):
+        if r.get("vta_model") != model or r.get("level") not in levels:
+            continue
+        row = {k: r.get(k) for k in ("level", "dofs", "wall_s", "solve_s", "peak_mem_MB", "impedance_ohm", "vta_mm3",
+                                     "ossdbs_version", "ngsolve_version")}
+        if ref:
+            row["impedance_err_pct"] = 100 * (row["impedance_ohm"] / ref["impedance_ohm"] - 1)
+            row["vta_err_pct"] = 100 * (row["vta_mm3"] / ref["vta_mm3"] - 1)
+        rows[r["level"]] = row
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="", help="comma-separated models (default: every directional model)")
+    ap.add_argument("--presets", default="default")
+    ap.add_argument("--ref-scales", default="1,0.8,0.64")
+    ap.add_argument("--resume", action="store_true", help="keep stored references")
+    ap.add_argument("--no-ref", action="store_true", help="presets only, against the stored references")
+    ap.add_argument("--with-ossdbs", default="", metavar="LEVELS",
+                    help="also run OSS-DBS (benchmarks/peer_ossdbs.py, its own venv) at these levels, "
+                         "e.g. default,hp,hp_p3, right after vta on each model: side by side in one run")
+    args = ap.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or directional_models()
+    stored = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result = {"case": __doc__.split("\n\n")[1], "machine": benchlib.machine(), "models": stored.get("models", {})}
+    scales = [float(s) for s in args.ref_scales.split(",")]
+    for model in models:
+        entry = result["models"].setdefault(model, {})
+        if not (args.no_ref or (args.resume and "reference" in entry)):
+            levels = []
+            for s in scales:
+                row = run_case(model, "reference", s)
+                levels.append(row)
+                print(f"  {model} reference*{s:g}: {row['dofs']} DOFs, {row['wall_s']:.1f} s, "
+                      f"Z {row['impedance_ohm']:.3f} ohm, VTA {row['vta_mm3']:.4f} mm^3", flush=True)
+            entry["reference"] = reference(levels)
+        ref = entry.get("reference")
+        entry["presets"] = {}
+        for preset in args.presets.split(","):
+            row = run_case(model, preset)
+            if ref:
+                row["impedance_err_pct"] = 100 * (row["impedance_ohm"] / ref["impedance_ohm"] - 1)
+                row["vta_err_pct"] = 100 * (row["vta_mm3"] / ref["vta_mm3"] - 1)
+            entry["presets"][preset] = row
+        if args.with_ossdbs:
+            entry["ossdbs"] = run_ossdbs(model, args.with_ossdbs.split(","), ref)
+        OUT.parent.mkdir(exist_ok=True)
+        OUT.write_text(json.dumps(result, indent=1) + "\n")
+        print_table({model: entry})
+    print(f"wrote {OUT}")
+    return 0
+
+
+def print_table(models: dict) -> None:
+    for model, entry in models.items():
+        ref = entry.get("reference", {})
+        rows = [(f"vta {p}", r) for p, r in entry.get("presets", {}).items()]
+        rows += [(f"OSS-DBS {lv}", r) for lv, r in entry.get("ossdbs", {}).items()]
+        for preset, row in rows:
+            print(f"{model:<38} {preset:>15} {row['dofs']:>8} {row['wall_s']:>6.2f} s  "
+                  f"Z {row['impedance_ohm']:>8.2f} ({row.get('impedance_err_pct', math.nan):+.2f} %)  "
+                  f"VTA {row['vta_mm3']:>7.3f} ({row.get('vta_err_pct', math.nan):+.2f} %)  "
+                  f"ref Z {ref.get('impedance_ohm', math.nan):.2f} VTA {ref.get('vta_mm3', math.nan):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
