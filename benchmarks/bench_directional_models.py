@@ -189,12 +189,16 @@ def main() -> int:
     ap.add_argument("--ref-scales", default="1,0.8,0.64")
     ap.add_argument("--resume", action="store_true", help="keep stored references")
     ap.add_argument("--no-ref", action="store_true", help="presets only, against the stored references")
+    ap.add_argument("--markdown", action="store_true", help="print the stored results as a Markdown table and exit")
     ap.add_argument("--with-ossdbs", default="", metavar="LEVELS",
                     help="also run OSS-DBS (benchmarks/peer_ossdbs.py, its own venv) at these levels, "
                          "e.g. default,hp,hp_p3, right after vta on each model: side by side in one run")
     args = ap.parse_args()
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or directional_models()
     stored = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if args.markdown:
+        print(markdown(stored.get("models", {})))
+        return 0
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or directional_models()
     result = {"case": __doc__.split("\n\n")[1], "machine": benchlib.machine(), "models": stored.get("models", {})}
     scales = [float(s) for s in args.ref_scales.split(",")]
     for model in models:
@@ -216,12 +220,38 @@ def main() -> int:
                 row["vta_err_pct"] = 100 * (row["vta_mm3"] / ref["vta_mm3"] - 1)
             entry["presets"][preset] = row
         if args.with_ossdbs:
-            entry["ossdbs"] = run_ossdbs(model, args.with_ossdbs.split(","), ref)
+            try:
+                entry["ossdbs"] = run_ossdbs(model, args.with_ossdbs.split(","), ref)
+            except RuntimeError as exc:  # e.g. a model OSS-DBS does not ship
+                entry["ossdbs"] = {}
+                entry["ossdbs_error"] = str(exc).splitlines()[0]
+                print(f"  OSS-DBS: {entry['ossdbs_error']}", flush=True)
         OUT.parent.mkdir(exist_ok=True)
         OUT.write_text(json.dumps(result, indent=1) + "\n")
         print_table({model: entry})
     print(f"wrote {OUT}")
     return 0
+
+
+def markdown(models: dict) -> str:
+    """One row per model and tool/level: DOFs, whole-process wall time, impedance and VTA
+    errors against the model's reference (with the reference and its uncertainty)."""
+    lines = ["| model | reference Z Ω / VTA mm³ (±) | tool, level | DOFs | wall s | Z err | VTA err |",
+             "|---|---|---|---|---|---|---|"]
+    for model, entry in models.items():
+        ref = entry.get("reference")
+        if not ref:
+            continue
+        ref_txt = (f"{ref['impedance_ohm']:.1f} / {ref['vta_mm3']:.3f} (±{ref['impedance_uncertainty_pct']:.2f} % / "
+                   f"±{ref['vta_uncertainty_pct']:.2f} %)")
+        rows = [(f"vta {p}", r) for p, r in entry.get("presets", {}).items()]
+        rows += [(f"OSS-DBS {lv}", r) for lv, r in entry.get("ossdbs", {}).items()]
+        for i, (name, r) in enumerate(rows):
+            bold = "**" if name == "vta default" else ""
+            lines.append(f"| {model if i == 0 else ''} | {ref_txt if i == 0 else ''} | {bold}{name}{bold} | "
+                         f"{r['dofs']:,} | {r['wall_s']:.1f} | {r['impedance_err_pct']:+.2f} % | "
+                         f"{r['vta_err_pct']:+.2f} % |")
+    return "\n".join(lines)
 
 
 def print_table(models: dict) -> None:
