@@ -17,7 +17,7 @@ Sections and keys
     Instead of ``tip_mm``: ``target`` (a preset such as ``"NAc_R"``: tip in the NAc,
     trajectory through the ALIC; ``align = "tip"`` or ``"span"``), or
     ``leaddbs_reconstruction`` (path to ``ea_reconstruction.mat``) with ``side``
-    (``"right"``/``"left"``) and ``space`` (``"mni"``/``"native"``).
+    (``"right"``/``"left"``) and ``space`` (``"mni"``, ``"native"`` or ``"scrf"``).
 ``[lead.custom]`` (only with ``model = "custom"``)
     ``levels`` (list of 1/3), ``contact_length_mm``, ``gaps_mm`` (float or list),
     ``diameter_mm``, ``tip_length_mm``, ``tip_is_contact`` (bool), ``name``.
@@ -27,7 +27,9 @@ Sections and keys
     ``labels_nifti`` + ``label_table`` (+ ``structures`` list), ``probabilistic_nifti`` +
     ``probabilistic_names``, ``t1_nifti``, ``allow_different_grids``; and optionally
     ``dti_nifti`` (6 components), ``dti_order`` (``"fsl"``/``"mrtrix"``/``"lower"``),
-    ``dti_mapping`` (``"normalized"``/``"tuch"``). Paths are relative to the config file.
+    ``dti_mapping`` (``"normalized"``/``"tuch"``); ``space`` (``"mni"``, ``"native"``,
+    ``"scrf"``; the default atlas is MNI) names the files' coordinate space, which a Lead-DBS
+    reconstruction must match. Paths are relative to the config file.
 ``[domain]`` (required without anatomy; with anatomy it defaults to a 30 mm sphere
     centred on the middle of the contacts, outer boundary grounded)
     ``shape`` (``"sphere"``/``"box"``), ``radius_mm`` (sphere), ``size_mm`` (box, 3 floats),
@@ -238,6 +240,12 @@ class LeadSpec:
     rotation_deg: float | None = None
 
 
+#: Coordinate spaces of Lead-DBS reconstructions and anatomy: the MNI template, the
+#: patient's native (preoperative MRI) space, and Lead-DBS's scrf (native, corrected for
+#: brain shift).
+COORDINATE_SPACES = ("mni", "native", "scrf")
+
+
 @dataclass(frozen=True)
 class AnatomyConfig:
     """Where the anatomy comes from (loaded by :class:`vta.scene.Scene`)."""
@@ -245,6 +253,7 @@ class AnatomyConfig:
     atlas: str | None
     files: dict[str, Any]
     dti: dict[str, Any] | None
+    space: str | None = None
 
     @property
     def is_default(self) -> bool:
@@ -394,7 +403,7 @@ def _parse_lead(sec: _Section, base: Path) -> LeadSpec:
     if sources[0] == "leaddbs_reconstruction":
         path = _path(sec, "leaddbs_reconstruction", base)
         side = sec.choice("side", ("right", "left"), "right")
-        space = sec.choice("space", ("mni", "native"), "mni")
+        space = sec.choice("space", COORDINATE_SPACES, "mni")
         model = _parse_model(sec, sec.raw("model")) if sec.has("model") else None
         sec.finish()
         return LeadSpec(model, reconstruction=path, side=side, space=space, rotation_deg=rotation)
@@ -475,8 +484,14 @@ def _parse_anatomy(sec: _Section | None, base: Path) -> "AnatomyConfig | None":
             "order": sec.choice("dti_order", ("fsl", "mrtrix", "lower"), "fsl"),
             "mapping": sec.choice("dti_mapping", ("normalized", "tuch"), "normalized"),
         }
+    space = sec.choice("space", COORDINATE_SPACES, "mni") if sec.has("space") else None
+    if atlas is not None:
+        if space not in (None, "mni"):
+            raise ConfigError(sec.key("space"), f"the default anatomy is in MNI space, not {space!r}; give user "
+                                                "files (tissue_nifti, ...) for anatomy in another space")
+        space = "mni"
     sec.finish()
-    return AnatomyConfig(atlas, files, dti)
+    return AnatomyConfig(atlas, files, dti, space)
 
 
 def _parse_custom_lead(sec: _Section) -> LeadModel:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .io import OutputTransaction, nifti_bytes, os_error
 from .notices import collecting
-from .scene import Scene, Simulation
+from .scene import Scene, Simulation, coordinate_spaces
 
 __all__ = ["run", "write", "peak_memory_mb"]
 
@@ -54,12 +54,14 @@ def _write_files(sim: Simulation, tx: OutputTransaction, out_dir: Path) -> list[
         outputs.append("tracts.csv")
     if sim.vta_grid is not None:
         affine = sim.vta_grid.grid.affine
+        # 4: MNI template space; 2: aligned to the anatomy's (or the lead's) world space
+        xform_code = coordinate_spaces(sim.scene.config)["nifti_xform_code"]
         images = [("efield_norm.nii.gz", sim.vta_grid.field_norm_V_per_mm), ("vta.nii.gz", sim.vta_grid.mask.astype(np.uint8))]
         if sim.af_grid is not None:
             images += [("activating_function.nii.gz", sim.af_grid.field_norm_V_per_mm),
                        ("vta_af.nii.gz", sim.af_grid.mask.astype(np.uint8))]
         for name, data in images:
-            blob = nifti_bytes(data, affine, 2)  # 2: aligned to the anatomy's world space
+            blob = nifti_bytes(data, affine, xform_code)
             try:
                 with open(tx.path(name), "wb") as fh:
                     fh.write(blob)

@@ -375,6 +375,7 @@ def _resolve_lead(config: RunConfig, anatomy) -> LeadConfig:
         except VtaError as exc:
             raise ConfigError("lead.target", str(exc)) from None
         return LeadConfig(spec.model, placement)
+    _check_spaces(spec.space, config.anatomy)
     placement, name = load_leaddbs_reconstruction(spec.reconstruction, side=spec.side, space=spec.space,
                                                   lead=spec.model)
     model = spec.model
@@ -385,6 +386,39 @@ def _resolve_lead(config: RunConfig, anatomy) -> LeadConfig:
     if spec.rotation_deg is not None:
         placement = LeadPlacement(placement.tip_mm, placement.direction, spec.rotation_deg)
     return LeadConfig(model, placement)
+
+
+#: The template of the default anatomy (nilearn's MNI152 2009 files).
+DEFAULT_TEMPLATE = "MNI152 ICBM 2009a symmetric (nilearn)"
+
+
+def _check_spaces(lead_space: str, anatomy) -> None:
+    """A reconstruction must be in the anatomy's coordinate space: native or scrf
+    coordinates against the MNI default anatomy would put the lead somewhere else in the
+    brain (silently: the VTA lands in whatever structure lies there)."""
+    anatomy_space = None if anatomy is None else anatomy.space
+    if anatomy_space is not None and anatomy_space != lead_space:
+        where = "the default anatomy" if anatomy.is_default else "[anatomy] (space = ...)"
+        raise ConfigError("lead.space", f"the Lead-DBS reconstruction is read in {lead_space} space but "
+                                        f"{where} is in {anatomy_space} space; use space = \"{anatomy_space}\" "
+                                        f"or give anatomy files in {lead_space} space")
+
+
+def coordinate_spaces(config: RunConfig) -> dict:
+    """The coordinate space of every input and output of a run (summary.json
+    ``coordinate_space``): ``"mni"``, ``"native"``, ``"scrf"`` or ``"unspecified"`` (user
+    anatomy without ``space``, or a homogeneous domain in the lead's own frame)."""
+    anatomy = config.anatomy
+    anatomy_space = None if anatomy is None else anatomy.space
+    lead_space = config.lead.space if config.lead.reconstruction is not None else anatomy_space
+    space = anatomy_space or lead_space or "unspecified"
+    return {
+        "anatomy": None if anatomy is None else (anatomy_space or "unspecified"),
+        "template": DEFAULT_TEMPLATE if anatomy is not None and anatomy.is_default else None,
+        "lead": lead_space or "unspecified",
+        "outputs": space,
+        "nifti_xform_code": 4 if space == "mni" else 2,
+    }
 
 
 def _check_lead_in_anatomy(lead: LeadConfig, anatomy) -> None:
@@ -560,6 +594,7 @@ class Simulation:
             "mesh": {**basis.mesh_info, **({"solver": solver_info} if solver_info else {})},
             "timings_s": {**numeric, **self.timings_s},
             "config": scene.resolved(),
+            "coordinate_space": coordinate_spaces(scene.config),
             "warnings": list(self.warnings),
         }
 
