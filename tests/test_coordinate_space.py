@@ -92,3 +92,24 @@ def test_outputs_carry_the_space(tmp_path):
         code = 4 if space == "mni" else 2
         assert int(img.header["sform_code"]) == code and int(img.header["qform_code"]) == code
         assert json.loads((out / "summary.json").read_text())["coordinate_space"]["outputs"] == space
+
+
+def test_single_props_entry_serves_both_sides(tmp_path):
+    """A reconstruction with one reco.props entry and markers for both sides: the left
+    lead takes the model of props(1), as Lead-DBS does."""
+    import numpy as np
+    import scipy.io
+
+    from test_targets import LEFT
+    from vta.anatomy.leaddbs import load_leaddbs_reconstruction
+
+    path = write_reco(tmp_path / "two.mat", [("Boston Scientific Vercise Directed", RIGHT),
+                                             ("Boston Scientific Vercise Directed", LEFT)])
+    m = scipy.io.loadmat(str(path), squeeze_me=False)
+    reco = m["reco"][0, 0]
+    fields = {name: reco[name] for name in reco.dtype.names}
+    fields["props"] = fields["props"][:, :1]
+    scipy.io.savemat(str(tmp_path / "one.mat"), {"reco": fields})
+    pl, name = load_leaddbs_reconstruction(tmp_path / "one.mat", side="left")
+    assert name == "Boston Scientific Vercise Directed"
+    np.testing.assert_allclose(pl.tip_mm, LEFT.tip_mm, atol=1e-6)

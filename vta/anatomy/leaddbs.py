@@ -206,7 +206,8 @@ def load_leaddbs_reconstruction(path: str | Path, side: str | int = "right", spa
             raise VtaError(f"{what}: no reco.{space} (has {', '.join(have) or 'no coordinate spaces'})")
         coords_all, markers_all = reco[space].get("coords_mm"), reco[space].get("markers")
         props = _as_list(reco.get("props"))
-        elmodel = _field(props[si] if si < len(props) else None, "elmodel")
+        # one props entry for both sides: Lead-DBS then takes props(1) for either side
+        elmodel = _field(props[si] if si < len(props) else (props[0] if props else None), "elmodel")
     elif "markers" in mat or "coords_mm" in mat:
         log.info("%s: old-style file without 'reco'; reading top-level markers (space unknown)", what)
         coords_all, markers_all = mat.get("coords_mm"), mat.get("markers")
