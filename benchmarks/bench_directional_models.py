@@ -91,7 +91,6 @@ def _child(model: str, preset: str, scale: float) -> dict:
     """Run one case in this process (the child side of :func:`run_case`)."""
     t0 = time.perf_counter()
     import vta
-    from vta.fem.mesh_domain import PRESETS
     import vta.scene as scene_mod
 
     cfg, index, zc = canonical_case(model)
@@ -113,7 +112,6 @@ def _child(model: str, preset: str, scale: float) -> dict:
     scene = vta.Scene.from_dict(cfg, method="3d")
     sim = scene.simulate()
     basis = scene.basis
-    assert preset in PRESETS or custom is not None
     return {
         "model": model, "preset": preset, "scale": scale, "active_contact": index, "level_center_z_mm": zc,
         "dofs": int(basis.mesh_info["dofs"]), "tets": int(basis.mesh_info["elements"]),
@@ -147,16 +145,13 @@ def reference(levels: list[dict]) -> dict:
 
     h = [r["scale"] for r in levels]
     out = {"levels": levels}
-    for key in ("impedance_ohm", "vta_mm3"):
+    for key, name in (("impedance_ohm", "impedance"), ("vta_mm3", "vta")):
         v = [r[key] for r in levels]
-        if len(v) >= 3:
-            value, order = richardson(h, v)
-        else:
-            value, order = v[-1], None
+        value, order = richardson(h, v) if len(v) >= 3 else (v[-1], None)
         spread = abs(value - v[-1]) if order is not None else (abs(v[-1] - v[-2]) if len(v) > 1 else math.nan)
         out[key] = value
-        out[key.replace("_ohm", "").replace("_mm3", "") + "_order"] = order
-        out[key.replace("_ohm", "").replace("_mm3", "") + "_uncertainty_pct"] = 100 * spread / abs(value)
+        out[f"{name}_order"] = order
+        out[f"{name}_uncertainty_pct"] = 100 * spread / abs(value)
     return out
 
 

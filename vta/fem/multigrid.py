@@ -231,7 +231,7 @@ def _column_blocks(k: int) -> list[tuple[int, int]]:
     threads = min(_num_threads(), k)
     if threads <= 1:
         return [(0, k)]
-    nblocks = max(threads, -(-k // 4)) if k >= 4 * threads else threads
+    nblocks = -(-k // 4) if k >= 4 * threads else threads
     bounds = [k * i // nblocks for i in range(nblocks + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(nblocks) if bounds[i + 1] > bounds[i]]
 
