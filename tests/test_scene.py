@@ -237,13 +237,14 @@ def test_cache_key_covers_the_code_that_shapes_a_basis(tmp_path):
 
 LAYERS = {
     "errors": 0, "notices": 0, "threads": 0, "io": 0, "caching": 0,
-    "config": 1, "leads": 1,
+    "config": 1, "leads": 1, "leaddbs_export": 1,
     "anatomy": 2,
     "fem": 3,
     "activation": 4,
     "scene": 5, "outputs": 5,
     "studies": 6, "views": 6,
-    "cli": 7, "__main__": 7, "__init__": 7, "warmup": 7,
+    "plan": 7,
+    "cli": 8, "__main__": 8, "__init__": 8, "warmup": 8,
 }
 
 

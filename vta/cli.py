@@ -81,6 +81,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _exit_status(summary, args)
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import tomllib
+
+    try:
+        from .plan.app import serve
+    except ImportError as exc:
+        raise VtaError(f"vta plan needs the web app packages ({exc.name}): pip install 'vta[plan]'") from None
+    from .plan.session import PlanSession
+
+    if args.config is None:
+        text = resources.files("vta").joinpath("data/demo.toml").read_text(encoding="utf-8")
+        session = PlanSession(tomllib.loads(text), "vta/data/demo.toml")
+    else:
+        session = PlanSession.from_toml(args.config)
+    serve(session, port=args.port, host=args.host, open_browser=not args.no_browser, save_dir=args.save_dir)
+    return 0
+
+
 def _cmd_warmup(args: argparse.Namespace) -> int:
     from .warmup import warm_up
 
@@ -317,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--no-render", action="store_true", help="skip the PNG/HTML views")
     p_demo.add_argument("--strict", action="store_true", help="exit with status 3 if the run has any warning")
     p_demo.set_defaults(func=_cmd_demo)
+
+    p_plan = sub.add_parser("plan", help="the live targeting app in the browser (default: the demo scene)")
+    p_plan.add_argument("config", nargs="?", default=None, help="TOML configuration file (default: the bundled demo)")
+    p_plan.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p_plan.add_argument("--host", default="localhost", help="interface to listen on (default localhost)")
+    p_plan.add_argument("--no-browser", action="store_true", help="do not open a browser window")
+    p_plan.add_argument("--save-dir", default="plan_out", help="default folder of 'save plan' (default plan_out)")
+    p_plan.set_defaults(func=_cmd_plan)
 
     p_sweep = sub.add_parser("sweep", help="sweep contacts, amplitudes and pulse widths on one solved basis")
     p_sweep.add_argument("config", help="TOML configuration file (lead, anatomy, tissue, threshold)")

@@ -68,7 +68,10 @@ Sections and keys
     ``"direct"``).
 ``[output]``
     ``grid_spacing_mm`` (mm, default 0.25), ``grid_margin_mm`` (mm or ``"auto"``),
-    ``nifti`` (bool), ``vtu`` (bool, the 3D mesh with the field).
+    ``nifti`` (bool), ``vtu`` (bool, the 3D mesh with the field); ``leaddbs`` (a Lead-DBS
+    patient folder: also write its ``stimulations/MNI152NLin2009bAsym/<leaddbs_label>/``
+    files, MNI-space runs only), ``leaddbs_label``, ``leaddbs_model``, ``leaddbs_legacy``
+    (see :mod:`vta.leaddbs_export`).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, VtaError, did_you_mean
+from .leaddbs_export import check_space, parse_output_keys
 from .leads import LeadModel, LeadPlacement, custom_lead, get_lead
 
 __all__ = [
@@ -360,6 +364,10 @@ class OutputConfig:
     grid_margin_mm: float | None
     nifti: bool
     vtu: bool
+    leaddbs: str | None = None  # a Lead-DBS patient folder (absolute); see vta.leaddbs_export
+    leaddbs_label: str = "vta"
+    leaddbs_model: str = "vta"
+    leaddbs_legacy: bool = False
 
 
 @dataclass(frozen=True)
@@ -682,7 +690,7 @@ def _parse_solver(sec: _Section | None) -> SolverConfig:
     return SolverConfig(preset, int(order), method, linear)
 
 
-def _parse_output(sec: _Section | None) -> OutputConfig:
+def _parse_output(sec: _Section | None, base: Path) -> OutputConfig:
     sec = sec or _Section({}, "output")
     spacing = sec.number("grid_spacing_mm", 0.25, positive=True)
     if spacing < 0.02:
@@ -694,8 +702,9 @@ def _parse_output(sec: _Section | None) -> OutputConfig:
         margin = sec.number("grid_margin_mm", positive=True)
     nifti = sec.boolean("nifti", True)
     vtu = sec.boolean("vtu", False)
+    leaddbs = parse_output_keys(sec, base, nifti)
     sec.finish()
-    return OutputConfig(spacing, margin, nifti, vtu)
+    return OutputConfig(spacing, margin, nifti, vtu, **leaddbs)
 
 
 def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
@@ -719,8 +728,10 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
     vta = _parse_vta(root.sub("vta"), stim)
     tracts = _parse_tracts(root.sub("tracts"), anatomy, base)
     solver = _parse_solver(root.sub("solver"))
-    output = _parse_output(root.sub("output"))
+    output = _parse_output(root.sub("output"), base)
     root.finish()
+    if output.leaddbs is not None:
+        check_space(anatomy.space if anatomy is not None else None, lead.space if lead.reconstruction else None)
     return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source, tracts)
 
 

@@ -3,6 +3,13 @@
 :func:`write` publishes everything as one run (:class:`vta.io.OutputTransaction`);
 :func:`run` is `vta run`: resolve nothing new, simulate the scene's setting and write.
 summary.json is output only: nothing in vta reads it back.
+
+With ``[output] leaddbs`` the VTA and |E| also go into a Lead-DBS stimulation folder
+(:mod:`vta.leaddbs_export`, listed in summary.json as ``leaddbs_export``). Those files
+are renamed into place just before the output folder is published, and put back as they
+were if publishing fails, so a run leaves both folders complete or both as before (a
+process killed between the two renames leaves the new Lead-DBS files and the previous
+output folder; the next run replaces them).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .io import OutputTransaction, nifti_bytes, os_error
+from .leaddbs_export import LeadDbsExport
 from .notices import collecting
 from .scene import Scene, Simulation, coordinate_spaces
 
@@ -84,16 +92,53 @@ def write(sim: Simulation, out_dir: str | Path, extra: ExtraWriter | None = None
     dict
         The summary written to ``out_dir/summary.json``.
     """
-    with collecting() as messages, OutputTransaction(out_dir) as tx:
-        return _write_into(sim, tx, Path(out_dir), messages, extra, time.perf_counter())
+    started = time.perf_counter()
+    with collecting() as messages:
+        return _publish(lambda: sim, out_dir, messages, extra, started)
+
+
+def _publish(simulate: Callable[[], Simulation], out_dir: str | Path, messages: list[str],
+             extra: ExtraWriter | None, started: float) -> dict:
+    """Simulate and write inside one output transaction; the Lead-DBS export (if any) is
+    committed just before the transaction publishes and undone if that fails."""
+    export: list[LeadDbsExport] = []
+    try:
+        with OutputTransaction(out_dir) as tx:
+            summary = _write_into(simulate(), tx, Path(out_dir), messages, extra, started, export)
+            for e in export:
+                e.commit()
+    except BaseException:
+        for e in export:
+            e.rollback()
+        raise
+    for e in export:
+        e.finish()
+    return summary
+
+
+def _leaddbs_export(sim: Simulation) -> LeadDbsExport | None:
+    """Prepare the Lead-DBS files of ``[output] leaddbs`` (temporary names), or None."""
+    out = sim.scene.config.output
+    if out.leaddbs is None or sim.vta_grid is None:
+        return None
+    spec = sim.scene.config.lead
+    # a reconstruction knows its side; otherwise the side of the distal contact (MNI x > 0: right)
+    hemisphere = ("R" if spec.side == "right" else "L") if spec.reconstruction is not None else sim.scene.lead.hemisphere
+    grid = sim.vta_grid
+    return LeadDbsExport.prepare(out.leaddbs, out.leaddbs_label, out.leaddbs_model, hemisphere, grid.grid.affine,
+                                 grid.mask, grid.field_norm_V_per_mm, legacy=out.leaddbs_legacy)
 
 
 def _write_into(sim: Simulation, tx: OutputTransaction, out_dir: Path, messages: list[str],
-                extra: ExtraWriter | None, started: float) -> dict:
+                extra: ExtraWriter | None, started: float, export: list[LeadDbsExport]) -> dict:
     t_write = time.perf_counter()
     messages.extend(m for m in sim.warnings if m not in messages)
     summary = sim.summary()
     outputs = _write_files(sim, tx, out_dir)
+    prepared = _leaddbs_export(sim)
+    if prepared is not None:
+        export.append(prepared)  # the caller commits it, or rolls it back
+        summary["leaddbs_export"] = prepared.describe()
     summary["timings_s"]["write"] = time.perf_counter() - t_write
     if extra is not None:
         names, seconds = extra(sim, tx)
@@ -129,6 +174,5 @@ def run(scene: Scene, out_dir: str | Path, progress: bool = False, extra: ExtraW
         The summary written to ``out_dir/summary.json``.
     """
     t0 = time.perf_counter()
-    with collecting() as messages, OutputTransaction(out_dir) as tx:
-        sim = scene.simulate(progress=progress)
-        return _write_into(sim, tx, Path(out_dir), messages, extra, t0)
+    with collecting() as messages:
+        return _publish(lambda: scene.simulate(progress=progress), out_dir, messages, extra, t0)

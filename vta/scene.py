@@ -164,6 +164,15 @@ class Scene:
         """Validate and resolve a configuration mapping (as TOML would give it)."""
         return cls(parse_config(data, source), method=method)
 
+    def with_config(self, data: dict) -> "Scene":
+        """The scene of another configuration mapping (same source), keeping this
+        scene's solved basis when the new one would be the same (a changed setting,
+        pulse width or threshold): no re-solve, no cache read."""
+        scene = Scene.from_dict(data, self.config.source, method=self.method)
+        if "basis" in self.__dict__ and scene.basis_key() == self.basis_key():
+            scene.__dict__["basis"] = self.__dict__["basis"]
+        return scene
+
     # ------------------------------------------------------------------ facts
     @property
     def mesh_domain(self) -> Domain:

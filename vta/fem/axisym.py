@@ -339,6 +339,19 @@ class AxisymmetricBasis:
         pts = grid_points(origin_mm, spacing_mm, shape)
         return self.field_at(pts, weights_V).reshape(tuple(int(n) for n in shape) + (3,))
 
+    def field_probe(self, points_mm: np.ndarray) -> "UnitFieldProbe":
+        """Fixed points: the unit fields stored there, E for any setting
+        (:mod:`vta.fem.probes`)."""
+        from .probes import UnitFieldProbe
+
+        return UnitFieldProbe(self, points_mm)
+
+    def volume_probe(self) -> "PlainVolumeProbe":
+        """The VTA volume of any setting (the (r, z) integral is already fast)."""
+        from .probes import PlainVolumeProbe
+
+        return PlainVolumeProbe(self)
+
     def mesh_arrays(self) -> tuple[np.ndarray, np.ndarray, str]:
         """The meridian half-plane in world mm: the (r, z) triangles placed along the
         lead's local +x axis (N, 3), triangles (M, 3) and ``"triangle"``; it holds the

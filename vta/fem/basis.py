@@ -72,6 +72,16 @@ class FieldBasis(Protocol):
         """Largest |E| (V/mm) on the outer boundary of the domain."""
         ...
 
+    def field_probe(self, points_mm: np.ndarray):
+        """Fixed world points (N, 3) mm prepared once: ``probe.field(weights_V)`` (N, 3)
+        V/mm and ``probe.norm(weights_V)`` for any setting (:mod:`vta.fem.probes`)."""
+        ...
+
+    def volume_probe(self):
+        """``probe.volume_mm3(weights_V, threshold)`` equal to :meth:`vta_volume_mm3`,
+        prepared for many settings (:mod:`vta.fem.probes`)."""
+        ...
+
     def mesh_arrays(self) -> tuple[np.ndarray, np.ndarray, str]:
         """World vertices (N, 3) mm, cells (M, 3 or 4) and the cell kind
         (``"triangle"``: the meridian half-plane of an axisymmetric basis, or

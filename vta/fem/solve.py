@@ -48,6 +48,7 @@ from .field import (
     volume_samples,
 )
 from .locate import TetLocator
+from .probes import BoundedVolumeProbe, LocatedFieldProbe
 from .multigrid import (
     BlockMultigrid,
     _csr_parts,
@@ -305,6 +306,15 @@ class TetFieldBasis:
         left out). Sorted once, they give the VTA of every amplitude of a setting."""
         return volume_samples(self.dofmap.element_dofs, self.grad_lambda, self.element_volumes,
                               self.combined(weights_V), self.order, min_norm_V_per_mm, level)
+
+    def field_probe(self, points_mm: np.ndarray) -> "LocatedFieldProbe":
+        """Fixed points located once: E there for any setting (:mod:`vta.fem.probes`)."""
+        return LocatedFieldProbe(self, points_mm)
+
+    def volume_probe(self) -> "BoundedVolumeProbe":
+        """The VTA volume of any setting, visiting only elements that can reach the
+        threshold (:mod:`vta.fem.probes`); equal to :meth:`vta_volume_mm3`."""
+        return BoundedVolumeProbe(self)
 
     def mesh_arrays(self) -> tuple[np.ndarray, np.ndarray, str]:
         """World vertices (N, 3) mm, tetrahedra (M, 4) and ``"tetra"``."""

@@ -32,6 +32,14 @@ finished subjects were kept. LocalCluster workers ignore SIGINT, so a Ctrl-C in 
 terminal (sent to the whole process group) is handled by the batch alone; while the
 LocalCluster starts (a second or so), Ctrl-C is ignored.
 
+Lead-DBS export: with ``[output] leaddbs`` in the template, every subject's ``vta run``
+also writes its Lead-DBS stimulation folder (``true``: into the row's
+``leaddbs_folder``; a folder path: into ``<path>/sub-<subject>/``; see
+:mod:`vta.studies.manifest` and :mod:`vta.leaddbs_export`). Those files are part of the
+subject's result: a subject whose summary lists Lead-DBS files that are gone is run
+again, and a subject's export is renamed into place only together with its outputs.
+Other stimulations in the patient folders are never touched.
+
 A failing subject (malformed manifest row, bad configuration, solver error, a worker
 that keeps dying) is recorded in ``errors.csv`` and in ``group.csv`` with its one-line
 error; the others go on.
@@ -163,8 +171,16 @@ class BatchInterrupted(KeyboardInterrupt):
 # ----------------------------------------------------------------------------- hashing
 
 
+#: ``[output]`` keys of the Lead-DBS export, left out of the hash while there is no
+#: export, so that summaries written before these keys existed still match.
+_LEADDBS_KEYS = ("leaddbs", "leaddbs_label", "leaddbs_model", "leaddbs_legacy")
+
+
 def _canonical_config(resolved: dict) -> str:
     """Canonical JSON of a resolved configuration as it is stored in summary.json."""
+    output = resolved.get("output") if isinstance(resolved, dict) else None
+    if isinstance(output, dict) and output.get("leaddbs") is None:
+        resolved = {**resolved, "output": {k: v for k, v in output.items() if k not in _LEADDBS_KEYS}}
     return canonical_json(resolved)
 
 
@@ -200,7 +216,12 @@ def _missing_outputs(subject_dir: Path, summary: dict) -> list[str]:
     if journal and (subject_dir / journal).exists():
         return ["(publication under way)"]
     names = summary.get("outputs") or []
-    return [n for n in names if isinstance(n, str) and "/" not in n and not (subject_dir / n).is_file()]
+    missing = [n for n in names if isinstance(n, str) and "/" not in n and not (subject_dir / n).is_file()]
+    export = summary.get("leaddbs_export")  # the subject's Lead-DBS files, in the patient folder
+    if isinstance(export, dict) and isinstance(export.get("folder"), str):
+        missing += [str(Path(export["folder"]) / n) for n in export.get("files") or []
+                    if isinstance(n, str) and not (Path(export["folder"]) / n).is_file()]
+    return missing
 
 
 # ----------------------------------------------------------------------------- the task

@@ -35,6 +35,15 @@ Any column whose name contains a dot
     ``"fast"`` or ``fast``, ``[1, 2, 3]``, ``true``). In TOML manifests the same goes into
     an ``overrides`` table (deep-merged into the template).
 
+Lead-DBS export (``[output] leaddbs`` in the template, or an ``output.leaddbs`` column):
+``true`` writes each subject's Lead-DBS stimulation folder into the row's own
+``leaddbs_folder`` (a row without one fails with a clear error); a folder path (relative
+to the template) writes into ``<path>/sub-<subject>/`` (the subject id as the manifest
+gives it, ``sub-`` added unless it starts with it; that folder must exist, as in a
+Lead-DBS dataset's ``derivatives/leaddbs``); ``false`` writes none. Both hemispheres of
+a subject go into the same stimulation folder (``hemi-R``/``hemi-L`` files); see
+:mod:`vta.leaddbs_export`.
+
 Empty CSV cells mean "not given". Relative paths in the manifest (``leaddbs_folder``,
 ``template``) are relative to the manifest file; paths inside the template and in
 overrides are relative to the template file.
@@ -75,6 +84,7 @@ from typing import Any
 
 from ..config import read_toml
 from ..errors import ConfigError, VtaError, did_you_mean
+from ..leaddbs_export import patient_folder
 
 __all__ = ["Manifest", "SubjectSpec", "load_manifest", "parse_contacts"]
 
@@ -171,7 +181,30 @@ class SubjectSpec:
         data = copy.deepcopy(self.data)
         if self.leaddbs_folder is not None:
             data["lead"]["leaddbs_reconstruction"] = str(_find_reconstruction(self.leaddbs_folder, self.label))
+        self._leaddbs_output(data)
         return data
+
+    def _leaddbs_output(self, data: dict) -> None:
+        """Turn the batch forms of ``[output] leaddbs`` into this subject's patient folder:
+        ``true`` -> the row's ``leaddbs_folder``; a path -> ``<path>/sub-<subject>``;
+        ``false`` -> no export (see the module docstring)."""
+        out = data.get("output")
+        if not isinstance(out, dict) or "leaddbs" not in out:
+            return
+        value = out["leaddbs"]
+        if value is False:
+            for key in ("leaddbs", "leaddbs_label", "leaddbs_model", "leaddbs_legacy"):
+                out.pop(key, None)
+        elif value is True:
+            if self.leaddbs_folder is None:
+                raise VtaError(f"{self.label}: [output] leaddbs = true writes into the row's Lead-DBS folder, "
+                               "but the row has no leaddbs_folder (give one, or a folder path in leaddbs)")
+            out["leaddbs"] = str(patient_folder(self.leaddbs_folder))
+        elif isinstance(value, str) and value.strip():
+            root = Path(value).expanduser()
+            root = root if root.is_absolute() else Path(self.source).parent / root
+            sub = self.subject if self.subject.startswith("sub-") else f"sub-{self.subject}"
+            out["leaddbs"] = str(root / sub)
 
     def scene(self):
         """Validate and resolve into a :class:`vta.scene.Scene`.
@@ -194,8 +227,9 @@ class SubjectSpec:
             where = f"column '{column}'" if column else f"config key '{exc.key}'"
             message = str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc)
             raise VtaError(f"{self.label}: {where}: {message}") from None
-        except VtaError as exc:
-            raise VtaError(f"{self.label}: {exc}") from None
+        except VtaError as exc:  # (the errors of config_data() name the row already)
+            text = str(exc)
+            raise VtaError(text if text.startswith(f"{self.label}: ") else f"{self.label}: {text}") from None
 
 
 @dataclass(frozen=True)

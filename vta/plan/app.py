@@ -1,0 +1,405 @@
+"""`vta plan`: the live targeting app (trame, Vuetify 3, server-side VTK rendering).
+
+Left: the controls (lead model, target preset or tip/entry with ±0.5 mm and ±1°
+nudges, rotation; per-contact amplitude and polarity; mode; pulse width; threshold or
+fibre diameter; "Save plan"). Right: the 3D view (structures, lead with labelled
+contacts, VTA, |E| plane, fibres), three orthogonal slices through the active contacts
+with mm coordinates, and the readouts (VTA volume, coverage of NAc/ALIC and the other
+structures, spill, impedance, contact currents with charge-density and Shannon
+warnings, tract activation once the full simulation has confirmed the setting).
+
+A setting change is answered by :class:`vta.plan.live.LiveResponse` within the request
+(``last_update_ms`` shows how long it took); a lead move is solved on a worker thread
+while the page stays live and shows ``solving``. Every state variable the page shows
+is a trame state key (see :func:`build_app`), which the browser test reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..anatomy.targets import TARGET_PRESETS
+from ..errors import VtaError
+from ..leads import lead_catalogue
+from ..scene import coordinate_spaces
+from .session import PlanSession
+from .slices_svg import SliceRenderer
+from .view3d import PlanView3D
+
+__all__ = ["build_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def _fmt(v: float, digits: int = 1) -> str:
+    return f"{v:.{digits}f}"
+
+
+class PlanApp:
+    """Binds a :class:`PlanSession` to a trame server."""
+
+    def __init__(self, session: PlanSession, server, save_dir: Path):
+        self.session = session
+        self.server = server
+        self.state, self.ctrl = server.state, server.controller
+        self.view = PlanView3D()
+        self.slices = SliceRenderer()
+        self.save_dir = save_dir
+        self._shown_generation = None
+        self._shown_simulation = None
+        self._init_state()
+
+    # ------------------------------------------------------------------ state
+    def _init_state(self) -> None:
+        s, st = self.session, self.state
+        lead = s.scene.lead
+        st.lead_models = list(lead_catalogue())
+        st.targets = ["(tip/entry)"] + list(TARGET_PRESETS)
+        st.lead_model = lead.model.name
+        st.target = s.data["lead"].get("target") or "(tip/entry)"
+        st.update(self._placement_state())
+        stim = s.scene.config.stimulation
+        st.mode = stim.mode
+        st.pulse_width_us = float(stim.pulse_width_us)
+        vta = s.scene.config.vta
+        st.threshold_kind = "fibre diameter (um)" if vta.fiber_diameter_um is not None else "threshold (V/mm)"
+        st.threshold_value = float(vta.fiber_diameter_um if vta.fiber_diameter_um is not None
+                                   else vta.threshold_V_per_mm)
+        self._contacts_state()
+        st.status = s.status
+        st.status_message = s.message
+        st.error = ""
+        st.vta_volume = "-"
+        st.vta_volume_mm3 = None
+        st.readouts = []
+        st.contact_rows = []
+        st.tract_rows = []
+        st.warnings = []
+        st.last_update_ms = None
+        st.exact = False
+        st.slice_axial = st.slice_coronal = st.slice_sagittal = st.slice_legend = ""
+        st.save_dir = str(self.save_dir)
+        st.saved = ""
+        st.caption = ""
+
+    def _placement_state(self) -> dict:
+        p = self.session.scene.lead.placement
+        tip = np.asarray(p.tip_mm, float)
+        entry = tip + 40.0 * np.asarray(p.direction, float)
+        return {**{f"tip_{a}": round(float(v), 2) for a, v in zip("xyz", tip)},
+                **{f"entry_{a}": round(float(v), 2) for a, v in zip("xyz", entry)},
+                "rotation_deg": round(float(p.rotation_deg), 1)}
+
+    def _contacts_state(self) -> None:
+        s, st = self.session, self.state
+        amps = s.scene.config.stimulation.contacts
+        n = s.scene.lead.model.n_contacts
+        st.n_contacts = n
+        for k in range(n):
+            a = float(amps.get(k, 0.0))
+            st[f"amp_{k}"] = abs(a)
+            st[f"pol_{k}"] = "-" if a < 0 else "+" if a > 0 else "off"
+
+    def contacts_from_state(self) -> dict[int, float]:
+        st, out = self.state, {}
+        for k in range(int(st.n_contacts)):
+            pol, amp = st[f"pol_{k}"], float(st[f"amp_{k}"] or 0.0)
+            if pol != "off" and amp:
+                out[k] = -amp if pol == "-" else amp
+        return out
+
+    # ------------------------------------------------------------------ updates
+    def push(self) -> None:
+        """Show the session's current result (called on the server loop)."""
+        s, st = self.session, self.state
+        st.status, st.status_message = s.status, s.message
+        st.error = s.error or ""
+        live, result = s.live, s.result
+        if live is None or result is None:
+            return
+        t0 = time.perf_counter()
+        if self._shown_generation is not live:
+            self.view.set_scene(live, result)
+            self._shown_generation = live
+            st.update(self._placement_state())
+        else:
+            self.view.update(result)
+        svgs = self.slices.render(live, result)
+        st.slice_axial, st.slice_coronal, st.slice_sagittal = svgs["axial"], svgs["coronal"], svgs["sagittal"]
+        st.slice_legend = self.slices.legend_html(live)
+        self._readouts(result)
+        sim = s.simulation
+        st.exact = sim is not None
+        if sim is not None and sim is not self._shown_simulation:
+            self._shown_simulation = sim
+            self.view.show_fibres(sim)
+            st.tract_rows = [{"tract": r.placed.name, **{k: (round(v, 3) if isinstance(v, float) else v)
+                                                          for k, v in r.summary(s.scene.config.tracts).items()
+                                                          if isinstance(v, (int, float, str))}}
+                             for r in sim.tracts]
+            st.warnings = list(dict.fromkeys(list(st.warnings) + list(sim.warnings)))
+        self.ctrl.view_update()
+        log.debug("view refreshed in %.0f ms", 1000 * (time.perf_counter() - t0))
+
+    def _readouts(self, result) -> None:
+        s, st = self.session, self.state
+        st.vta_volume_mm3 = result.vta_volume_mm3
+        st.vta_volume = f"{result.vta_volume_mm3:.2f}"
+        rows = [{"structure": name, "overlap_mm3": round(v["overlap_mm3"], 1), "percent": round(100 * v["fraction"], 1)}
+                for name, v in result.structures.items() if v["overlap_mm3"] > 0 or name in s.live.targets]
+        rows.sort(key=lambda r: (r["structure"] not in s.live.targets, -r["overlap_mm3"]))
+        rows.append({"structure": "spill (outside targets)", "overlap_mm3": round(result.spill_mm3, 1), "percent": None})
+        st.readouts = rows
+        unit = "mA" if result.setting.mode == "current" else "V"
+        st.contact_rows = [{"contact": r["label"], "setting": "" if r["amplitude"] is None else f"{r['amplitude']:+g} {unit}",
+                            "current_mA": round(r["current_mA"], 3), "density": round(r["charge_density_uC_per_cm2"], 2),
+                            "flags": ", ".join(f for f, on in (("> 30 uC/cm2", r["exceeds_30uC_cm2"]),
+                                                                ("Shannon", r["exceeds_shannon"])) if on)}
+                           for r in result.contacts]
+        warnings = []
+        for r in result.contacts:
+            if r["exceeds_shannon"] or r["exceeds_30uC_cm2"]:
+                warnings.append(f"{r['label']}: charge density {r['charge_density_uC_per_cm2']:.1f} uC/cm2 "
+                                f"exceeds the {'Shannon (1992) limit' if r['exceeds_shannon'] else '30 uC/cm2 limit'}")
+        if result.clipped_by_domain:
+            warnings.append("the VTA reaches the model domain's boundary: volumes are cut off")
+        if result.grid_touched:
+            warnings.append("the VTA reaches the edge of the planning grid: the 3D surface is cut off there "
+                            "(volume and coverage are not)")
+        st.warnings = warnings
+        st.impedance = f"{result.impedance_ohm:.0f}"
+        st.return_text = "case +" if s.scene.domain.outer_grounded else "no case return (bipolar)"
+        p = s.scene.lead.placement
+        centre = s.live.active_centre_mm(result.state)
+        spaces = coordinate_spaces(s.scene.config)
+        space = {"mni": "MNI mm", "native": "native mm", "scrf": "scrf mm"}.get(spaces["outputs"], "mm")
+        template = (f"; template anatomy ({spaces['template']}), not patient MRI" if spaces["template"] else "")
+        st.caption = (f"tip ({', '.join(_fmt(v) for v in p.tip_mm)}), active centre "
+                      f"({', '.join(_fmt(v) for v in centre)}) {space}{template}")
+        st.last_update_ms = round(1000 * result.elapsed_s, 1)
+
+    # ------------------------------------------------------------------ handlers
+    def on_setting(self, **_) -> None:
+        st = self.state
+        try:
+            kwargs = {"contacts": self.contacts_from_state(), "mode": st.mode,
+                      "pulse_width_us": float(st.pulse_width_us)}
+            if st.threshold_kind.startswith("fibre"):
+                kwargs["fiber_diameter_um"] = float(st.threshold_value)
+            else:
+                kwargs["threshold_V_per_mm"] = float(st.threshold_value)
+            t0 = time.perf_counter()
+            self.session.set_setting(**kwargs)
+            st.error = ""
+        except (VtaError, ValueError, TypeError) as exc:
+            st.error = str(exc)
+            return
+        self.push()
+        st.last_update_ms = round(1000 * (time.perf_counter() - t0), 1)
+
+    def on_lead(self, **changes) -> None:
+        try:
+            self.session.move_lead(**changes)
+            self.state.error = ""
+        except VtaError as exc:
+            self.state.error = str(exc)
+        self.state.status, self.state.status_message = self.session.status, self.session.message
+
+    def on_nudge(self, what: str, step: float) -> None:
+        axis = {"x": 0, "y": 1, "z": 2}
+        try:
+            if what in axis:
+                shift = [0.0, 0.0, 0.0]
+                shift[axis[what]] = step
+                self.session.nudge(shift_mm=tuple(shift))
+            elif what == "depth":
+                self.session.nudge(depth_mm=step)
+            elif what == "tilt_x":
+                self.session.nudge(tilt_deg=(step, 0.0))
+            elif what == "tilt_y":
+                self.session.nudge(tilt_deg=(0.0, step))
+            elif what == "rotate":
+                self.session.nudge(rotate_deg=step)
+            self.state.error = ""
+        except VtaError as exc:
+            self.state.error = str(exc)
+        self.state.status, self.state.status_message = self.session.status, self.session.message
+
+    def on_apply_placement(self) -> None:
+        st = self.state
+        if st.target and st.target != "(tip/entry)":
+            self.on_lead(target=st.target, rotation_deg=float(st.rotation_deg), model=st.lead_model)
+        else:
+            self.on_lead(tip_mm=[float(st[f"tip_{a}"]) for a in "xyz"],
+                         entry_mm=[float(st[f"entry_{a}"]) for a in "xyz"],
+                         rotation_deg=float(st.rotation_deg), model=st.lead_model)
+
+    async def on_save(self) -> None:
+        st = self.state
+        folder = Path(st.save_dir).expanduser()
+        st.saved = f"saving to {folder} ..."
+        st.flush()
+        try:
+            summary = await asyncio.to_thread(self.session.save, folder)
+            st.saved = f"saved: {folder} (VTA {summary['vta_volume_mm3']:.2f} mm3)"
+        except VtaError as exc:
+            st.saved = f"not saved: {exc}"
+        st.flush()
+
+
+def build_app(session: PlanSession, server=None, save_dir: str | Path = "plan_out"):
+    """The trame server of a session (not started). Returns ``(server, app)``."""
+    from trame.app import get_server
+    from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+    from trame.widgets import html, vtk as vtk_widgets, vuetify3 as v3
+
+    server = server or get_server(f"vta-plan-{id(session)}", client_type="vue3")
+    app = PlanApp(session, server, Path(save_dir))
+    st, ctrl = server.state, server.controller
+
+    def when_changed(*names):
+        def decorate(fn):
+            st.change(*names)(lambda **kw: fn())
+            return fn
+        return decorate
+
+    setting_keys = ["mode", "pulse_width_us", "threshold_kind", "threshold_value"]
+    for k in range(session.scene.lead.model.n_contacts):
+        setting_keys += [f"amp_{k}", f"pol_{k}"]
+    when_changed(*setting_keys)(app.on_setting)
+    ctrl.nudge = app.on_nudge
+    ctrl.apply_placement = app.on_apply_placement
+    ctrl.save = app.on_save
+
+    with SinglePageWithDrawerLayout(server, full_height=True) as layout:
+        layout.title.set_text("vta plan")
+        with layout.toolbar:
+            v3.VSpacer()
+            v3.VChip("{{ status_message }}", id="status", color=("status === 'ready' ? 'green' : "
+                                                                 "status === 'error' ? 'red' : 'orange'",),
+                     classes="mr-2")
+            v3.VProgressCircular(indeterminate=True, v_if="status === 'solving'", size=20, classes="mr-4")
+            html.Span("VTA {{ vta_volume }} mm³", id="vta-volume", classes="mr-2 text-h6")
+            html.Span("{{ exact ? '(confirmed)' : '(live)' }}", id="exact", classes="mr-4 text-caption")
+            html.Span("{{ last_update_ms }} ms", id="latency", classes="text-caption mr-2")
+        with layout.drawer as drawer:
+            drawer.width = 380
+            with v3.VContainer(classes="pa-2"):
+                html.Div("Lead", classes="text-subtitle-1")
+                v3.VSelect(label="model", v_model=("lead_model",), items=("lead_models",), density="compact",
+                           id="lead-model")
+                v3.VSelect(label="target preset", v_model=("target",), items=("targets",), density="compact")
+                with v3.VRow(dense=True):
+                    for a in "xyz":
+                        with v3.VCol(cols=4):
+                            v3.VTextField(label=f"tip {a} (mm)", v_model=(f"tip_{a}",), type="number",
+                                          density="compact", id=f"tip-{a}", hide_details=True)
+                with v3.VRow(dense=True):
+                    for a in "xyz":
+                        with v3.VCol(cols=4):
+                            v3.VTextField(label=f"entry {a} (mm)", v_model=(f"entry_{a}",), type="number",
+                                          density="compact", hide_details=True)
+                v3.VTextField(label="rotation (deg)", v_model=("rotation_deg",), type="number", density="compact",
+                              hide_details=True)
+                v3.VBtn("apply lead", click=ctrl.apply_placement, size="small", id="apply-lead", classes="my-1")
+                with html.Div(classes="d-flex flex-wrap"):
+                    for what, step, text in (("x", -0.5, "x −0.5"), ("x", 0.5, "x +0.5"), ("y", -0.5, "y −0.5"),
+                                             ("y", 0.5, "y +0.5"), ("z", -0.5, "z −0.5"), ("z", 0.5, "z +0.5"),
+                                             ("depth", 0.5, "deeper 0.5"), ("depth", -0.5, "back 0.5"),
+                                             ("tilt_x", 1.0, "tilt x +1°"), ("tilt_x", -1.0, "tilt x −1°"),
+                                             ("tilt_y", 1.0, "tilt y +1°"), ("tilt_y", -1.0, "tilt y −1°"),
+                                             ("rotate", 15.0, "rot +15°"), ("rotate", -15.0, "rot −15°")):
+                        v3.VBtn(text, size="x-small", classes="ma-1", click=(ctrl.nudge, f"['{what}', {step}]"),
+                                id=f"nudge-{what}-{'p' if step > 0 else 'm'}", disabled=("status === 'solving'",))
+                html.Div("Stimulation", classes="text-subtitle-1 mt-2")
+                v3.VSelect(label="mode", v_model=("mode",), items=("['current', 'voltage']",), density="compact")
+                for k in range(session.scene.lead.model.n_contacts):
+                    with v3.VRow(dense=True, align="center"):
+                        with v3.VCol(cols=3):
+                            html.Span(f"C{k}")
+                        with v3.VCol(cols=4):
+                            v3.VSelect(v_model=(f"pol_{k}",), items=("['-', 'off', '+']",), density="compact",
+                                       hide_details=True, id=f"pol-{k}")
+                        with v3.VCol(cols=5):
+                            v3.VTextField(v_model_number=(f"amp_{k}",), type="number", step=0.1, min=0,
+                                          density="compact", hide_details=True, id=f"amp-{k}",
+                                          suffix=("mode === 'current' ? 'mA' : 'V'",))
+                v3.VTextField(label="pulse width (us)", v_model_number=("pulse_width_us",), type="number",
+                              density="compact", hide_details=True, classes="mt-2")
+                v3.VSelect(label="activation", v_model=("threshold_kind",),
+                           items=("['threshold (V/mm)', 'fibre diameter (um)']",), density="compact",
+                           hide_details=True, classes="mt-2")
+                v3.VTextField(label="value", v_model_number=("threshold_value",), type="number", step=0.05,
+                              density="compact", hide_details=True)
+                html.Div("Save", classes="text-subtitle-1 mt-3")
+                v3.VTextField(label="folder", v_model=("save_dir",), density="compact", hide_details=True,
+                              id="save-dir")
+                v3.VBtn("save plan", click=ctrl.save, size="small", id="save", classes="my-1")
+                html.Div("{{ saved }}", id="saved", classes="text-caption")
+                html.Div("{{ error }}", id="error", classes="text-caption text-red")
+        with layout.content:
+            with v3.VContainer(fluid=True, classes="pa-1"):
+                with v3.VRow(dense=True):
+                    with v3.VCol(cols=7):
+                        with html.Div(style="height: 480px; position: relative"):
+                            view = vtk_widgets.VtkRemoteView(app.view.render_window, interactive_ratio=1,
+                                                             still_quality=90)
+                            ctrl.view_update = view.update
+                        html.Div("{{ caption }}", classes="text-caption", id="caption")
+                        html.Div("{{ return_text }}; impedance {{ impedance }} ohm", classes="text-caption")
+                    with v3.VCol(cols=5):
+                        v3.VDataTable(headers=("[{title: 'structure', key: 'structure'}, {title: 'mm³', key: "
+                                               "'overlap_mm3'}, {title: '%', key: 'percent'}]",),
+                                      items=("readouts",), density="compact", items_per_page=-1, hide_default_footer=True,
+                                      id="coverage")
+                        v3.VDataTable(items=("contact_rows",), density="compact", items_per_page=-1,
+                                      hide_default_footer=True)
+                        v3.VDataTable(items=("tract_rows",), density="compact", items_per_page=-1,
+                                      hide_default_footer=True, v_if="tract_rows.length")
+                        with html.Div(v_for="w in warnings", classes="text-caption text-orange"):
+                            html.Span("⚠ {{ w }}")
+                html.Div(v_html=("slice_legend",), classes="text-caption")
+                with v3.VRow(dense=True):
+                    for plane in ("axial", "coronal", "sagittal"):
+                        with v3.VCol(cols=4):
+                            html.Div(v_html=(f"slice_{plane}",), id=f"slice-{plane}")
+    if session.status == "ready":
+        app.push()
+
+    def poll() -> None:
+        """Pick up background results (lead solves, confirmations) on the server loop."""
+        s = app.session
+        if (s.live is not app._shown_generation or s.simulation is not app._shown_simulation
+                or st.status != s.status or st.status_message != s.message):
+            with st:
+                app.push()
+                st.status, st.status_message = s.status, s.message
+
+    @ctrl.add("on_server_ready")
+    def start_polling(**_):
+        async def loop():
+            while True:
+                try:
+                    poll()
+                except Exception:  # keep the page alive; the error is logged
+                    log.exception("refreshing the plan view failed")
+                await asyncio.sleep(0.1)
+        asyncio.get_event_loop().create_task(loop())
+
+    return server, app
+
+
+def serve(session: PlanSession, port: int = 8080, host: str = "localhost", open_browser: bool = True,
+          save_dir: str | Path = "plan_out") -> None:
+    """Serve a session's app on ``http://host:port`` and block until stopped (Ctrl-C)."""
+    server, _ = build_app(session, save_dir=save_dir)
+    log.info("vta plan on http://%s:%d", host, port)
+    try:
+        server.start(port=port, host=host, open_browser=open_browser, show_connection_info=False)
+    finally:
+        session.close()

@@ -1,0 +1,227 @@
+"""Axial, coronal and sagittal slices through the active contacts, as SVG for the app.
+
+Each panel: the T1 (when the anatomy has one) with the structures tinted and outlined,
+|E| iso-lines (0.5x, 1x = the VTA outline, 2x and 4x the threshold), the lead projected
+onto the plane with contacts C0..Cn coloured by polarity and labelled with their
+amplitude, mm tick labels in the anatomy's world coordinates, orientation letters
+(neurological convention: the patient's left on the left) and a 5 mm scale bar.
+
+The field is evaluated exactly on the slice points (0.25 mm) with a field probe located
+once per lead position and slice centre; the image part is rebuilt only when those
+change, so a new setting costs the iso-lines only.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..views.view_scene import COLORS, _structure_colours
+from .live import LiveResponse, LiveResult
+
+__all__ = ["SliceRenderer", "PLANES"]
+
+#: plane name -> (normal axis, horizontal axis, vertical axis, letters (left, right, bottom, top))
+PLANES = {
+    "axial": (2, 0, 1, ("L", "R", "P", "A")),
+    "coronal": (1, 0, 2, ("L", "R", "I", "S")),
+    "sagittal": (0, 1, 2, ("P", "A", "I", "S")),
+}
+HALF_WIDTH_MM = 15.0
+STEP_MM = 0.25
+PANEL_PX = 360
+MARGIN_PX = 34
+ISO_FACTORS = (0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class _Prepared:
+    centre: np.ndarray
+    axes: dict
+    background: dict
+    outlines: dict
+    probes: dict
+
+
+def _png_data_uri(rgb: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _contours(values: np.ndarray, level: float) -> list[np.ndarray]:
+    """Iso-lines of ``values`` (rows = v, columns = u) in pixel-grid coordinates."""
+    import contourpy
+
+    gen = contourpy.contour_generator(z=values, line_type="Separate")
+    return [line for line in gen.lines(level) if len(line) > 1]
+
+
+class SliceRenderer:
+    """SVG slices for :class:`vta.plan.live.LiveResponse` results."""
+
+    def __init__(self):
+        self._prepared: _Prepared | None = None
+        self._key = None
+
+    def _prepare(self, live: LiveResponse, centre: np.ndarray) -> _Prepared:
+        key = (id(live), tuple(np.round(centre / STEP_MM).astype(int)))
+        if self._key == key and self._prepared is not None:
+            return self._prepared
+        from scipy.ndimage import map_coordinates
+
+        scene = live.scene
+        n = int(round(2 * HALF_WIDTH_MM / STEP_MM)) + 1
+        offs = np.linspace(-HALF_WIDTH_MM, HALF_WIDTH_MM, n)
+        axes, background, outlines, probes = {}, {}, {}, {}
+        anatomy = scene.anatomy
+        side = scene.lead.hemisphere
+        names = [s for s in scene.structures if s.lower().endswith(f"_{side.lower()}") or "_" not in s]
+        colours = _structure_colours(names)
+        for plane, (normal, hu, hv, _) in PLANES.items():
+            uu, vv = np.meshgrid(centre[hu] + offs, centre[hv] + offs)   # rows: v, columns: u
+            pts = np.zeros(uu.shape + (3,))
+            pts[..., normal] = centre[normal]
+            pts[..., hu], pts[..., hv] = uu, vv
+            flat = pts.reshape(-1, 3)
+            axes[plane] = (centre[hu] + offs, centre[hv] + offs)
+            rgb = np.zeros(uu.shape + (3,), float)
+            if anatomy is not None and anatomy.t1 is not None:
+                ijk = anatomy.t1.world_to_voxel(flat).T
+                t1 = map_coordinates(np.asarray(anatomy.t1.data, float), ijk, order=1, mode="constant").reshape(uu.shape)
+                lo, hi = np.percentile(t1[t1 > 0], [1, 99.5]) if (t1 > 0).any() else (0.0, 1.0)
+                g = np.clip((t1 - lo) / max(hi - lo, 1e-9), 0, 1)
+                rgb[:] = g[..., None]
+            else:
+                rgb[:] = 0.12
+            lines = []
+            for name, (colour, _) in colours.items():
+                inside = scene.structures[name].contains(flat).reshape(uu.shape)
+                if not inside.any():
+                    continue
+                c = np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+                rgb[inside] = 0.7 * rgb[inside] + 0.3 * c
+                for line in _contours(inside.astype(float), 0.5):
+                    lines.append((name, colour, line))
+            background[plane] = _png_data_uri((255 * rgb[::-1]).astype(np.uint8))  # image rows: top = high v
+            outlines[plane] = lines
+            probes[plane] = live.basis.field_probe(flat)
+        self._prepared = _Prepared(centre, axes, background, outlines, probes)
+        self._key = key
+        return self._prepared
+
+    def legend_html(self, live: LiveResponse) -> str:
+        """Colour key of the slices: structures, VTA outline, |E| iso-lines, polarity."""
+        side = live.scene.lead.hemisphere
+        names = [s for s in live.scene.structures if s.lower().endswith(f"_{side.lower()}") or "_" not in s]
+        items = [(colour, name) for name, (colour, _) in _structure_colours(names).items()]
+        items += [(COLORS["vta"], f"VTA (|E| = {live.scene.threshold_V_per_mm:.3g} V/mm)"),
+                  ("#ffd27f", "|E| 0.5x, 2x, 4x threshold (dashed)"),
+                  (COLORS["cathode"], "cathode"), (COLORS["anode"], "anode"), (COLORS["inactive"], "inactive")]
+        chips = "".join(f'<span style="margin-right:10px"><span style="display:inline-block;width:10px;height:10px;'
+                        f'background:{c};margin-right:3px"></span>{t}</span>' for c, t in items)
+        return f"<div>{chips} &middot; neurological convention (patient's left on the left)</div>"
+
+    def render(self, live: LiveResponse, result: LiveResult) -> dict[str, str]:
+        """SVG text per plane (``axial``, ``coronal``, ``sagittal``)."""
+        centre = live.active_centre_mm(result.state)
+        prep = self._prepare(live, centre)
+        return {plane: self._svg(live, result, prep, plane) for plane in PLANES}
+
+    def _svg(self, live: LiveResponse, result: LiveResult, prep: _Prepared, plane: str) -> str:
+        normal, hu, hv, letters = PLANES[plane]
+        u_mm, v_mm = prep.axes[plane]
+        n = len(u_mm)
+        scale = PANEL_PX / (n - 1)                         # px per sample step
+        px_per_mm = scale / STEP_MM
+        W = H = PANEL_PX + 2 * MARGIN_PX
+
+        def xy(ui: float, vi: float) -> tuple[float, float]:   # sample-grid index -> svg px
+            return MARGIN_PX + ui * scale, MARGIN_PX + (n - 1 - vi) * scale
+
+        def mm(u: float, v: float) -> tuple[float, float]:
+            return xy((u - u_mm[0]) / STEP_MM, (v - v_mm[0]) / STEP_MM)
+
+        out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="100%" '
+               f'class="vta-slice" data-plane="{plane}" font-family="sans-serif">',
+               f'<rect width="{W}" height="{H}" fill="#0c0f14"/>',
+               f'<image href="{prep.background[plane]}" x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
+               f'height="{PANEL_PX}" preserveAspectRatio="none"/>']
+        for _, colour, line in prep.outlines[plane]:
+            out.append(_path(line, xy, colour, 1.2))
+        norm = prep.probes[plane].norm(result.state.potentials_V).reshape(n, n)
+        thr = result.threshold_V_per_mm
+        for f in ISO_FACTORS:
+            width, colour = (2.6, COLORS["vta"]) if f == 1.0 else (0.9, "#ffd27f")
+            lines = _contours(norm, f * thr)
+            for line in lines:
+                out.append(_path(line, xy, colour, width, dash=None if f == 1.0 else "4 3"))
+            if lines and f != 1.0:
+                longest = max(lines, key=len)
+                x, y = xy(*longest[len(longest) // 2])
+                out.append(f'<text x="{x:.1f}" y="{y:.1f}" fill="#ffd27f" font-size="9">{f * thr:.2g}</text>')
+        out += self._lead(live, result, plane, mm, px_per_mm)
+        # ticks every 5 mm, letters, scale bar, title
+        for value in np.arange(np.ceil(u_mm[0] / 5) * 5, u_mm[-1] + 1e-9, 5.0):
+            x, _ = mm(value, v_mm[0])
+            out.append(f'<line x1="{x:.1f}" y1="{MARGIN_PX + PANEL_PX}" x2="{x:.1f}" y2="{MARGIN_PX + PANEL_PX + 4}" '
+                       f'stroke="#ccc"/><text x="{x:.1f}" y="{MARGIN_PX + PANEL_PX + 15}" fill="#ccc" font-size="10" '
+                       f'text-anchor="middle">{value:g}</text>')
+        for value in np.arange(np.ceil(v_mm[0] / 5) * 5, v_mm[-1] + 1e-9, 5.0):
+            _, y = mm(u_mm[0], value)
+            out.append(f'<line x1="{MARGIN_PX - 4}" y1="{y:.1f}" x2="{MARGIN_PX}" y2="{y:.1f}" stroke="#ccc"/>'
+                       f'<text x="{MARGIN_PX - 6}" y="{y + 3:.1f}" fill="#ccc" font-size="10" '
+                       f'text-anchor="end">{value:g}</text>')
+        left, right, bottom, top = letters
+        mid = MARGIN_PX + PANEL_PX / 2
+        for text, x, y in ((left, MARGIN_PX + 8, mid), (right, MARGIN_PX + PANEL_PX - 8, mid),
+                           (bottom, mid, MARGIN_PX + PANEL_PX - 6), (top, mid, MARGIN_PX + 16)):
+            out.append(f'<text x="{x:.1f}" y="{y:.1f}" fill="#fff" font-size="15" font-weight="bold" '
+                       f'text-anchor="middle">{text}</text>')
+        x0, y0 = MARGIN_PX + PANEL_PX - 12 - 5 * px_per_mm, MARGIN_PX + PANEL_PX - 12
+        out.append(f'<line x1="{x0:.1f}" y1="{y0}" x2="{x0 + 5 * px_per_mm:.1f}" y2="{y0}" stroke="#fff" '
+                   f'stroke-width="3"/><text x="{x0 + 2.5 * px_per_mm:.1f}" y="{y0 - 5}" fill="#fff" font-size="10" '
+                   f'text-anchor="middle">5 mm</text>')
+        axis_name = "xyz"[normal]
+        out.append(f'<text x="{MARGIN_PX}" y="{MARGIN_PX - 10}" fill="#fff" font-size="12">{plane} '
+                   f'{axis_name} = {prep.centre[normal]:.1f} mm ({"xyz"[hu]}, {"xyz"[hv]} in mm)</text>')
+        out.append("</svg>")
+        return "".join(out)
+
+    def _lead(self, live: LiveResponse, result: LiveResult, plane: str, mm, px_per_mm: float) -> list[str]:
+        _, hu, hv, _ = PLANES[plane]
+        scene = live.scene
+        lead, placement = scene.lead.model, scene.lead.placement
+        tip, d = np.asarray(placement.tip_mm, float), np.asarray(placement.direction, float)
+        top = tip + 60.0 * d
+        width = max(lead.diameter_mm * px_per_mm, 2.0)
+        x0, y0 = mm(tip[hu], tip[hv])
+        x1, y1 = mm(top[hu], top[hv])
+        out = [f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{COLORS["shaft"]}" '
+               f'stroke-opacity="0.8" stroke-width="{width:.1f}" stroke-linecap="round"/>']
+        amps = result.setting.amplitudes
+        unit = "mA" if result.setting.mode == "current" else "V"
+        for c in lead.contacts():
+            a = placement.to_world(np.array([[0.0, 0.0, max(c.z_start_mm, 0.0)]]))[0]
+            b = placement.to_world(np.array([[0.0, 0.0, c.z_end_mm]]))[0]
+            amp = amps.get(c.index, 0.0)
+            pol = "cathode" if amp < 0 else "anode" if amp > 0 else "inactive"
+            (xa, ya), (xb, yb) = mm(a[hu], a[hv]), mm(b[hu], b[hv])
+            out.append(f'<line x1="{xa:.1f}" y1="{ya:.1f}" x2="{xb:.1f}" y2="{yb:.1f}" stroke="{COLORS[pol]}" '
+                       f'stroke-width="{width:.1f}"/>')
+            label = f"C{c.index}" + (f" {amp:+g} {unit}" if amp else "")
+            xm, ym = 0.5 * (xa + xb), 0.5 * (ya + yb)
+            out.append(f'<text x="{xm + width / 2 + 4:.1f}" y="{ym + 3:.1f}" fill="#fff" font-size="10" '
+                       f'class="contact-label">{label}</text>')
+        return out
+
+
+def _path(line: np.ndarray, xy, colour: str, width: float, dash: str | None = None) -> str:
+    pts = " ".join("{:.1f},{:.1f}".format(*xy(u, v)) for u, v in line)
+    dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+    return f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="{width}"{dash_attr}/>'
