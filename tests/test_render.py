@@ -270,8 +270,8 @@ def test_cli_render_end_to_end(rendering, small_config_path, anatomy_run, tmp_pa
                "--size", "640x480", "-q")
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert names == ["efield_norm.nii.gz", "render_anterior.png", "render_trajectory.png", "scene.html", "summary.json",
-                     "vta.nii.gz"]   # everything `vta run` writes, plus the views
+    assert names == ["efield_norm.nii.gz", "render_anterior.png", "render_slices.png", "render_trajectory.png",
+                     "scene.html", "summary.json", "vta.nii.gz"]   # everything `vta run` writes, plus the views
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["outputs"]) == names
     assert summary["vta_volume_mm3"] == pytest.approx(anatomy_run.vta_volume_mm3, rel=1e-9)
@@ -279,6 +279,8 @@ def test_cli_render_end_to_end(rendering, small_config_path, anatomy_run, tmp_pa
     for name in ("render_anterior.png", "render_trajectory.png"):
         img = load_png(out / name)
         assert img.shape == (480, 640, 3) and vta_pixels(img).sum() > 500
+    # the planning slices keep their own print layout (not --size)
+    assert load_png(out / "render_slices.png").shape == (render.SLICES_SIZE[1], render.SLICES_SIZE[0], 3)
     assert "written to" in proc.stdout
 
 

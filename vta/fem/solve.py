@@ -135,6 +135,7 @@ class TetFieldBasis:
             "preset": preset,
         }
         self._locator: TetLocator | None = None
+        self._last_combined: tuple[bytes, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ storage
     #: bump when the array layout of :meth:`to_arrays` changes
@@ -243,7 +244,13 @@ class TetFieldBasis:
         w = np.asarray(weights_V, dtype=np.float64).reshape(-1)
         if w.shape[0] != self.n_contacts:
             raise ValueError(f"weights_V needs {self.n_contacts} values, got {w.shape[0]}")
-        return self.unit_solutions @ w
+        key = w.tobytes()
+        last = self._last_combined
+        if last is not None and last[0] == key:  # one setting, many evaluations (the live app)
+            return last[1]
+        u = self.unit_solutions @ w
+        self._last_combined = (key, u)
+        return u
 
     def _located(self, points_mm: np.ndarray, sort_queries: bool | None = None):
         pts = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)

@@ -174,10 +174,8 @@ class LiveResponse:
         return rows
 
     def active_centre_mm(self, state: ContactState) -> np.ndarray:
-        """Current-weighted centre (mm) of the contacts that carry current (all contacts'
-        centre when none does): where the slices go."""
-        currents = np.abs(np.asarray(state.currents_mA, float))
+        """Centre (mm) of the contacts that carry current (of all contacts when none
+        does): where the slices go. Unweighted, so that amplitude changes leave it
+        (and the slices' image part) in place."""
         idx = carrying_contacts(state.currents_mA)
-        if len(idx) == 0 or currents[idx].sum() <= 0:
-            return self.contact_centres_mm.mean(axis=0)
-        return np.average(self.contact_centres_mm[idx], axis=0, weights=currents[idx])
+        return self.contact_centres_mm[idx].mean(axis=0)

@@ -49,6 +49,7 @@ class PlanView3D:
         self._lead: list = []
         self._fibres: list = []
         self._live: LiveResponse | None = None
+        self._polarity: tuple[str, ...] = ()
 
     @property
     def render_window(self):
@@ -59,6 +60,7 @@ class PlanView3D:
         p = self.plotter
         p.clear_actors()
         self._dynamic, self._lead, self._fibres = [], [], []
+        self._polarity = ()
         self._live = live
         scene = live.scene
         centre = live.contact_centres_mm.mean(axis=0)
@@ -76,21 +78,13 @@ class PlanView3D:
         live, p, pv = self._live, self.plotter, self.pv
         if live is None:
             return
-        for name in self._dynamic + self._lead:
-            p.remove_actor(name)
-        self._dynamic, self._lead = [], []
         scene = live.scene
-        lead_view = SimpleNamespace(lead=scene.lead.model, placement=scene.lead.placement,
-                                    polarity=polarity_of(result, scene.lead.model.n_contacts))
-        for i, (mesh, colour, kind) in enumerate(lead_meshes(lead_view)):
-            name = f"lead-{i}"
-            p.add_mesh(mesh, color=colour, smooth_shading=True, specular=0.5 if kind != "shaft" else 0.2, name=name)
-            self._lead.append(name)
-        labels = [f"C{k}" for k in range(len(live.contact_centres_mm))]
-        offset = _label_offset(scene.lead.placement.direction)
-        p.add_point_labels(live.contact_centres_mm + offset, labels, font_size=14, text_color="white",
-                           shape_opacity=0.0, show_points=False, name="contact-labels", always_visible=True)
-        self._lead.append("contact-labels")
+        polarity = polarity_of(result, scene.lead.model.n_contacts)
+        for name in self._dynamic:
+            p.remove_actor(name)
+        self._dynamic = []
+        if polarity != self._polarity or not self._lead:
+            self._draw_lead(live, polarity)
         g = live.grid
         img = pv.ImageData(dimensions=g.shape, spacing=(g.spacing_mm,) * 3, origin=tuple(g.origin_mm))
         img.point_data["E"] = np.asarray(result.field_norm_V_per_mm, float).ravel(order="F")
@@ -110,6 +104,23 @@ class PlanView3D:
             self._dynamic.append("efield-plane")
         if reset_camera:
             self._aim(centre, scene.lead.placement.direction)
+
+    def _draw_lead(self, live: LiveResponse, polarity: tuple[str, ...]) -> None:
+        """The lead with contacts coloured by polarity, and the C0..Cn labels."""
+        p, scene = self.plotter, live.scene
+        for name in self._lead:
+            p.remove_actor(name)
+        self._lead, self._polarity = [], polarity
+        lead_view = SimpleNamespace(lead=scene.lead.model, placement=scene.lead.placement, polarity=polarity)
+        for i, (mesh, colour, kind) in enumerate(lead_meshes(lead_view)):
+            name = f"lead-{i}"
+            p.add_mesh(mesh, color=colour, smooth_shading=True, specular=0.5 if kind != "shaft" else 0.2, name=name)
+            self._lead.append(name)
+        labels = [f"C{k}" for k in range(len(live.contact_centres_mm))]
+        offset = _label_offset(scene.lead.placement.direction)
+        p.add_point_labels(live.contact_centres_mm + offset, labels, font_size=14, text_color="white",
+                           shape_opacity=0.0, show_points=False, name="contact-labels", always_visible=True)
+        self._lead.append("contact-labels")
 
     def show_fibres(self, simulation) -> None:
         """Fibres of the confirmed simulation: activated ones in magenta."""

@@ -5,8 +5,10 @@ plane through the lead axis that faces the camera, and its far half is drawn; on
 plane the field just outside the VTA is drawn as a log colour map, so the view shows
 the lead, the VTA's extent, and how fast the field falls off. The T1 planes are
 backdrops just behind the VTA (coronal for the anterior view, sagittal for the lateral
-view) and under it (axial), so they never hide the lead or the VTA. A title, notes, a
-legend and orientation axes are drawn over the image.
+view) and under it (axial), so they never hide the lead or the VTA. A title, notes
+(with the tip and active-contact coordinates), a legend, orientation axes and the
+contact labels (``C0..Cn``, with the amplitude of the active contacts) are drawn over
+the image.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..errors import VtaError
 from .draw import _camera, _populate
 from .gl import _pyvista
 from .meshes import field_slice_mesh
-from .view_scene import CAMERAS, COLORS, FIELD_CMAP, FIELD_RANGE, ViewScene
+from .view_scene import CAMERAS, COLORS, FIELD_CMAP, FIELD_RANGE, ViewScene, spread
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ def render_png(scene: ViewScene, path: str | Path, camera: str = "anterior", siz
         p0, px, py, pz = _world_to_pixels(plotter, np.array([f, f + (1, 0, 0), f + (0, 1, 0), f + (0, 0, 1)]), height)
         linear = np.column_stack([px - p0, py - p0, pz - p0])
         world_to_px = np.column_stack([linear, p0 - linear @ f])
+        _contact_labels(plotter, scene, camera, world_to_px, width, height)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.png")
         try:
@@ -189,13 +192,116 @@ def _decorate(plotter, scene: ViewScene, camera: str, legend, planes: Sequence[s
     info = [view, f"field of view {scene.fov_mm:.0f} mm"]
     if planes:
         info.append("T1: " + ", ".join(planes))
+    info += list(scene.coordinates)
     size = int(14 * scale)
     for i, line in enumerate(reversed(info)):
         _text(plotter, line, pad, pad + i * int(1.4 * size), size, "#c8c8c8", top=False)
     if legend:
         _legend(plotter, legend, width, height, scale)
+    y0 = min((pad + len(info) * 1.4 * size + 4) / height, 0.6)  # the axes widget above the notes
     plotter.add_axes(xlabel="R", ylabel="A", zlabel="S", line_width=3, color=COLORS["text"],
-                     viewport=(0.0, 0.1, 0.11, 0.25))
+                     viewport=(0.0, y0, 0.11, y0 + 0.15))
+
+
+# --- contact labels ------------------------------------------------------------------------
+
+
+def _contact_labels(plotter, scene: ViewScene, camera: str, world_to_px: np.ndarray, width: int,
+                    height: int) -> list[str]:
+    """``C0..Cn`` labels with leader lines, in a column beside the lead and the VTA (or,
+    looking down the lead, around the contacts of the level it is cut at).
+
+    Returns the label texts drawn.
+    """
+    if not scene.contact_labels:
+        return []
+    from pyvista import _vtk
+
+    lead, placement = scene.lead, scene.placement
+    scale = max(max(width, height) / 1400.0, 0.75)
+    font = max(int(15 * scale), 8)
+    indices = list(range(lead.n_contacts))
+    if camera == "trajectory":  # only the contacts at the level the view cuts across
+        z = float(placement.to_local(scene.field_slices["trajectory"].center_mm)[2])
+        indices = [c.index for c in lead.contacts() if c.z_start_mm - 1e-9 <= z <= c.z_end_mm + 1e-9]
+    if not indices:
+        return []
+    anchors = _project(world_to_px, np.array([placement.contact_center_mm(lead, k) for k in indices]))
+    actors = []
+    for k in indices:
+        actor = _vtk.vtkTextActor()
+        actor.SetInput(scene.contact_labels[k])
+        prop = actor.GetTextProperty()
+        prop.SetFontSize(font)
+        prop.SetColor(*_rgb(COLORS["text"]))
+        prop.SetBold(scene.polarity[k] != "inactive")
+        prop.SetBackgroundColor(*_rgb("#1b2028"))
+        prop.SetBackgroundOpacity(0.8)
+        prop.SetVerticalJustificationToCentered()
+        actors.append(actor)
+    widths = []
+    for actor in actors:
+        bbox = [0.0, 0.0, 0.0, 0.0]
+        actor.GetBoundingBox(plotter.renderer, bbox)
+        widths.append(bbox[1] - bbox[0])
+    label_w = max(widths)
+    mm_px = float(np.linalg.norm(world_to_px[:, :3], axis=1).max())
+    r_px = lead.radius_mm * mm_px
+    gap = 18 * scale
+    if camera == "trajectory":
+        axis_px = _project(world_to_px, placement.tip_mm)[0]
+        positions = []
+        for a, k in zip(anchors, indices):
+            d = a - axis_px
+            d = d / np.linalg.norm(d) if np.linalg.norm(d) > 0.2 * r_px else np.array([1.0, 0.0])
+            x, y = a + d * (0.6 * r_px + gap)
+            positions.append((x if d[0] >= 0 else x - widths[len(positions)], y))
+    else:
+        # a column on the side of the lead and the VTA with more room, clear of the legend
+        left, right = anchors[:, 0].min() - r_px, anchors[:, 0].max() + r_px
+        if scene.vta.mask.any():
+            g = scene.vta.grid
+            ijk = np.argwhere(scene.vta.mask)
+            cols = _project(world_to_px, g.origin_mm + g.spacing_mm * ijk)[:, 0]
+            left, right = min(left, float(cols.min())), max(right, float(cols.max()))
+        x_right, x_left = right + gap, left - gap - label_w
+        fits_right = x_right + label_w <= 0.86 * width
+        x = x_right if fits_right or x_left < 0.12 * width else x_left
+        order = np.argsort(anchors[:, 1])
+        rows = spread(anchors[order, 1], 1.45 * font, 0.12 * height, 0.88 * height)
+        positions = [None] * len(indices)
+        for j, i in enumerate(order):
+            positions[i] = (x, rows[j])
+    for (x, row), a, actor, w in zip(positions, anchors, actors, widths):
+        y = height - 1 - row
+        actor.SetPosition(x, y)
+        end = x if abs(x - a[0]) <= abs(x + w - a[0]) else x + w
+        _line(plotter, (end, y), (a[0], height - 1 - a[1]), "#e6e6e6", 1.5 * scale)
+        plotter.renderer.AddActor(actor)
+    return [scene.contact_labels[k] for k in indices]
+
+
+def _line(plotter, p0: tuple[float, float], p1: tuple[float, float], colour: str, width: float) -> None:
+    """A line in window pixels (origin lower left)."""
+    from pyvista import _vtk
+
+    points = _vtk.vtkPoints()
+    points.InsertNextPoint(p0[0], p0[1], 0.0)
+    points.InsertNextPoint(p1[0], p1[1], 0.0)
+    cells = _vtk.vtkCellArray()
+    cells.InsertNextCell(2)
+    cells.InsertCellPoint(0)
+    cells.InsertCellPoint(1)
+    poly = _vtk.vtkPolyData()
+    poly.SetPoints(points)
+    poly.SetLines(cells)
+    mapper = _vtk.vtkPolyDataMapper2D()
+    mapper.SetInputData(poly)
+    actor = _vtk.vtkActor2D()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*_rgb(colour))
+    actor.GetProperty().SetLineWidth(width)
+    plotter.renderer.AddActor(actor)
 
 
 def _text(plotter, text: str, x: float, y: float, size: int, colour: str, bold: bool = False, top: bool = True):

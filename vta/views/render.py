@@ -10,6 +10,9 @@ adds them to :func:`vta.outputs.run`. The work is done by:
 - :mod:`vta.views.meshes`: the scene's pyvista geometry;
 - :mod:`vta.views.draw`: the scene in a pyvista plotter (shared by PNG and HTML);
 - :mod:`vta.views.png`: offscreen cutaway PNGs, :func:`render_png`;
+- :mod:`vta.views.slices` (+ :mod:`vta.views.slice_data`): the 2D planning figure,
+  axial/coronal/sagittal slices through the active contacts (matplotlib),
+  :func:`render_slices`;
 - :mod:`vta.views.html`: a self-contained interactive page (vtk.js embedded, nothing
   fetched at view time), :func:`render_html`.
 
@@ -28,6 +31,7 @@ from .html import render_html
 from .meshes import (field_slice_mesh, fibre_meshes, lead_cross_section, lead_meshes, structure_surface, t1_planes,
                      vta_surface)
 from .png import RenderInfo, parse_cameras, parse_size, render_png
+from .slices import SLICES_SIZE, SliceFigure, render_slices
 from .view_scene import (CAMERAS, COLORS, ELEVATION_DEG, FIELD_CMAP, FIELD_RANGE, MAX_FIBRES_DRAWN,
                          SLICE_SPACING_MM, STRUCTURE_COLORS, FieldSlice, ViewScene, camera_frame, cut_plane,
                          fibres_from_tracts, view_from_simulation)
@@ -43,6 +47,8 @@ __all__ = [
     "STRUCTURE_COLORS",
     "FieldSlice",
     "RenderInfo",
+    "SLICES_SIZE",
+    "SliceFigure",
     "ViewScene",
     "camera_frame",
     "check_rendering",
@@ -57,6 +63,7 @@ __all__ = [
     "render",
     "render_html",
     "render_png",
+    "render_slices",
     "structure_surface",
     "t1_planes",
     "view_from_simulation",
@@ -72,7 +79,7 @@ def views_writer(cameras: Sequence[str] = CAMERAS, size: Sequence[int] = (1400, 
     """An ``extra`` writer for :func:`vta.outputs.run`: the targeting views of the run.
 
     ``run(scene, out, extra=views_writer())`` writes ``render_<camera>.png`` for each
-    camera and ``scene.html`` next to the run's other outputs, in the same
+    camera, ``render_slices.png`` and ``scene.html`` next to the run's other outputs, in the same
     all-or-nothing transaction. Call :func:`check_rendering` first.
     """
     import time
@@ -86,9 +93,11 @@ def views_writer(cameras: Sequence[str] = CAMERAS, size: Sequence[int] = (1400, 
 
 
 def write_views(sim, path_of, cameras: Sequence[str] = CAMERAS, size: Sequence[int] = (1400, 1000),
-                write_html: bool = True) -> list[str]:
-    """Render the views of a simulation: ``render_<camera>.png`` per camera and
-    ``scene.html``, each at ``path_of(name)``; returns the names written."""
+                write_html: bool = True, slices: bool = True) -> list[str]:
+    """Render the views of a simulation: ``render_<camera>.png`` per camera, the
+    planning slices ``render_slices.png`` (its own print layout, :data:`SLICES_SIZE`;
+    ``size`` is the 3D views') and ``scene.html``, each at ``path_of(name)``; returns
+    the names written."""
     fibres, activation = fibres_from_tracts(sim.tracts)  # the [tracts] axons near the lead, if any
     view = view_from_simulation(sim, fibres, activation)
     written = []
@@ -96,6 +105,10 @@ def write_views(sim, path_of, cameras: Sequence[str] = CAMERAS, size: Sequence[i
         log.info("rendering the %s view", camera)
         render_png(view, path_of(f"render_{camera}.png"), camera, size)
         written.append(f"render_{camera}.png")
+    if slices:
+        log.info("drawing the planning slices")
+        render_slices(sim, path_of("render_slices.png"), view=view)
+        written.append("render_slices.png")
     if write_html:
         log.info("writing the interactive scene")
         render_html(view, path_of("scene.html"))
@@ -112,7 +125,7 @@ def render(sim, out_dir: str | Path, cameras: Sequence[str] = CAMERAS, size: Seq
     Returns
     -------
     list of Path
-        The PNGs (and ``scene.html``) written.
+        The PNGs (the 3D views and ``render_slices.png``) and ``scene.html`` written.
     """
     from ..io import OutputTransaction
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import VtaError
+from ..scene import coordinate_spaces
 
 #: Camera presets: from the front, from the side of the lead's hemisphere, and along
 #: the lead from the entry point towards the tip.
@@ -131,6 +132,12 @@ class ViewScene:
         Activation of each fibre in [0, 1] (>= 0.5 counts as activated).
     title : list of str
         Title lines (lead; setting; VTA volume; structure overlaps).
+    contact_labels : tuple of str
+        Per contact: ``"C<k>"``, with the setting's amplitude for the active ones
+        (e.g. ``"C2 −2.0 mA"``); empty for a scene built by hand.
+    coordinates : list of str
+        Caption lines with the tip and the active-contact coordinates (mm, in the
+        anatomy's space).
     """
 
     lead: object
@@ -147,6 +154,8 @@ class ViewScene:
     fibres: list[np.ndarray] = field(default_factory=list)
     fibre_activation: np.ndarray | None = None
     title: list[str] = field(default_factory=list)
+    contact_labels: tuple[str, ...] = ()
+    coordinates: list[str] = field(default_factory=list)
 
     @property
     def axis(self) -> np.ndarray:
@@ -176,6 +185,106 @@ def _structure_colours(names: Sequence[str]) -> dict[str, tuple[str, float]]:
         else:
             out[name] = (_EXTRA_COLORS[extra % len(_EXTRA_COLORS)], _DEFAULT_STRUCTURE_OPACITY)
             extra += 1
+    return out
+
+
+# --- contact labels and coordinates (shared by the 3D views and the slice figure) -------
+
+
+def signed(value: float, digits: int = 1) -> str:
+    """A number with an explicit sign and a typographic minus (``"+1.5"``, ``"−2.0"``)."""
+    text = f"{value:+.{digits}f}"
+    if float(text) == 0.0:
+        text = f"{0.0:.{digits}f}"
+    return text.replace("-", "\u2212")
+
+
+def format_mm(point_mm: Sequence[float]) -> str:
+    """A world point as ``"(+10.8, +9.6, −9.4)"`` (mm, one decimal)."""
+    return "(" + ", ".join(signed(float(v)) for v in point_mm) + ")"
+
+
+def space_name(config) -> str:
+    """The display name of a run's output coordinate space (``"MNI"``, ``"native"``,
+    ``"scrf"``) or ``""`` when unspecified (a homogeneous domain in the lead's frame)."""
+    space = coordinate_spaces(config)["outputs"]
+    return {"mni": "MNI", "native": "native", "scrf": "scrf"}.get(space, "")
+
+
+def contact_label_texts(sim) -> tuple[str, ...]:
+    """Per contact: ``"C<k>"``, plus the setting's amplitude for the active contacts.
+
+    Examples: ``"C0"`` (inactive), ``"C2 −2.0 mA"`` (current mode), ``"C0 −3.0 V"``
+    (voltage mode).
+    """
+    unit = "mA" if sim.setting.mode == "current" else "V"
+    active = sim.setting.amplitudes
+    return tuple(f"C{k} {signed(float(active[k]))} {unit}" if k in active else f"C{k}"
+                 for k in range(sim.scene.lead.model.n_contacts))
+
+
+def case_return_text(sim) -> str | None:
+    """``"case +"`` (or ``"case −"``) when the outer boundary (the case) returns current
+    (monopolar); None when the contacts carry all the current (bipolar)."""
+    currents = np.asarray(sim.state.currents_mA, float)
+    if not sim.basis.outer_grounded or len(currents) == 0:
+        return None
+    net = float(currents.sum())
+    if abs(net) <= 1e-6 * max(float(np.abs(currents).max()), 1e-12):
+        return None
+    return "case +" if net < 0 else "case \u2212"
+
+
+def active_centre_mm(sim) -> np.ndarray:
+    """Current-weighted centre of the contacts carrying current (world mm).
+
+    Weights are |I_k| (mA); contacts carrying less than 1e-6 of the largest current
+    count as carrying none. Without any current, the mean of the active contacts (or
+    of all contacts).
+    """
+    lead, placement = sim.scene.lead.model, sim.scene.lead.placement
+    currents = np.abs(np.asarray(sim.state.currents_mA, float))
+    centres = np.array([placement.contact_center_mm(lead, k) for k in range(lead.n_contacts)])
+    if currents.size and currents.max() > 0:
+        w = np.where(currents >= 1e-6 * currents.max(), currents, 0.0)
+        return (w[:, None] * centres).sum(0) / w.sum()
+    active = list(sim.setting.amplitudes) or list(range(lead.n_contacts))
+    return centres[active].mean(0)
+
+
+def coordinate_lines(sim) -> list[str]:
+    """Caption lines: the tip and the active contacts' centres (world mm, in the
+    anatomy's space)."""
+    lead, placement = sim.scene.lead.model, sim.scene.lead.placement
+    space = space_name(sim.scene.config)
+    unit = f"mm {space}" if space else "mm"
+    active = sorted(sim.setting.amplitudes)
+    parts = [f"C{k} {format_mm(placement.contact_center_mm(lead, k))}" for k in active]
+    return [f"tip {format_mm(placement.tip_mm)} {unit}",
+            f"active {', '.join(parts)} {unit}" if parts else "no active contact"]
+
+
+def spread(y: Sequence[float], step: float, lo: float, hi: float) -> np.ndarray:
+    """Label positions near sorted positions ``y``, at least ``step`` apart, within [lo, hi].
+
+    Neighbours closer than ``step`` are pushed apart symmetrically; the whole set is
+    then shifted back inside [lo, hi] (labels in a column beside the lead).
+    """
+    out = np.clip(np.asarray(y, float).copy(), lo, hi)
+    for _ in range(100):
+        moved = False
+        for i in range(1, len(out)):
+            if out[i] - out[i - 1] < step - 1e-9:
+                push = 0.5 * (step - (out[i] - out[i - 1]))
+                out[i - 1] -= push
+                out[i] += push
+                moved = True
+        if len(out) and out[0] < lo:
+            out += lo - out[0]
+        if len(out) and out[-1] > hi:
+            out -= out[-1] - hi
+        if not moved:
+            break
     return out
 
 
@@ -425,6 +534,8 @@ def view_from_simulation(
         fibres=fib,
         fibre_activation=act,
         title=_title(sim, shown, act),
+        contact_labels=contact_label_texts(sim),
+        coordinates=coordinate_lines(sim),
     )
 
 
