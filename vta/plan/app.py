@@ -138,10 +138,13 @@ class PlanApp:
         if sim is not None and sim is not self._shown_simulation:
             self._shown_simulation = sim
             self.view.show_fibres(sim)
-            st.tract_rows = [{"tract": r.placed.name, **{k: (round(v, 3) if isinstance(v, float) else v)
-                                                          for k, v in r.summary(s.scene.config.tracts).items()
-                                                          if isinstance(v, (int, float, str))}}
-                             for r in sim.tracts]
+            st.tract_rows = []
+            for r in sim.tracts:
+                info = r.summary(s.scene.config.tracts)
+                st.tract_rows.append({"tract": r.placed.name, "activated": info["n_activated"],
+                                      "of fibres": info["n_fibres"],
+                                      "percent": round(100 * info["fraction_activated"], 1),
+                                      "axon model": f"{info['axon_model']} {info['fiber_diameter_um']:g} um"})
             st.warnings = list(dict.fromkeys(list(st.warnings) + list(sim.warnings)))
         self.ctrl.view_update()
         log.debug("view refreshed in %.0f ms", 1000 * (time.perf_counter() - t0))

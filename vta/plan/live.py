@@ -62,7 +62,8 @@ class LiveResult:
     spill_mm3 : float
         VTA volume outside the target structures (mm^3).
     field_norm_V_per_mm : ndarray
-        |E| on :attr:`LiveResponse.grid` (0 outside tissue).
+        |E| on :attr:`LiveResponse.grid` (0 outside tissue, and 0 in elements whose
+        bound stays below the threshold: exact at and above the threshold).
     contacts : list of dict
         Per contact: index, label, amplitude, potential_V, current_mA, charge_per_phase_uC,
         charge_density_uC_per_cm2, exceeds_30uC_cm2, exceeds_shannon.
@@ -146,7 +147,9 @@ class LiveResponse:
             structures[name] = {"overlap_mm3": overlap, "fraction": overlap / total if total > 0 else 0.0,
                                 "volume_mm3": total}
         in_targets = sum(structures[t]["overlap_mm3"] for t in self.targets if t in structures)
-        norm = self._grid.norm(w).reshape(self.grid.shape).astype(np.float32)
+        # the grid is for the VTA surface: points in elements that cannot reach the
+        # threshold read 0 (they are below it) and are not evaluated
+        norm = self._grid.norm(w, mask).reshape(self.grid.shape).astype(np.float32)
         m = norm >= thr
         touched = bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any() or m[:, :, 0].any()
                        or m[:, :, -1].any())

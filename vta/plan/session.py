@@ -33,7 +33,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import read_toml
-from ..errors import VtaError
 from .toml_out import toml_text
 from ..scene import Scene, Simulation
 from .live import LiveResponse, LiveResult
@@ -112,6 +111,7 @@ class PlanSession:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vta-plan")
         self._confirm_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vta-plan-confirm")
         self._generation = 0
+        self._closed = False
         self._lock = threading.RLock()
         self._pending: Future | None = self._pool.submit(self._solve, self.scene, 0)
 
@@ -250,10 +250,14 @@ class PlanSession:
             setting = scene.setting()
 
         def run() -> None:
+            with self._lock:
+                if self._closed or self.scene is not scene:
+                    return  # superseded by a later edit before it started
             try:
                 sim = scene.simulate(setting)
             except Exception:
-                log.exception("the full simulation failed")
+                if not self._closed:
+                    log.exception("the full simulation failed")
                 return
             with self._lock:
                 if generation != self._generation or self.scene is not scene:
@@ -288,5 +292,7 @@ class PlanSession:
         return run(scene, folder, progress=progress, extra=extra)
 
     def close(self) -> None:
+        """Stop the worker threads (a running solve or simulation is abandoned)."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._confirm_pool.shutdown(wait=False, cancel_futures=True)

@@ -19,17 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..views.slice_data import PANELS, PanelData, SlicePlane, _sample, _sample_structures, slice_planes
 from ..views.view_scene import COLORS, _structure_colours
 from .live import LiveResponse, LiveResult
 
-__all__ = ["SliceRenderer", "PLANES"]
+__all__ = ["SliceRenderer"]
 
-#: plane name -> (normal axis, horizontal axis, vertical axis, letters (left, right, bottom, top))
-PLANES = {
-    "axial": (2, 0, 1, ("L", "R", "P", "A")),
-    "coronal": (1, 0, 2, ("L", "R", "I", "S")),
-    "sagittal": (0, 1, 2, ("P", "A", "I", "S")),
-}
 HALF_WIDTH_MM = 15.0
 STEP_MM = 0.25
 PANEL_PX = 360
@@ -39,10 +34,9 @@ ISO_FACTORS = (0.5, 1.0, 2.0, 4.0)
 
 @dataclass
 class _Prepared:
-    centre: np.ndarray
-    axes: dict
-    background: dict
-    outlines: dict
+    planes: dict[str, SlicePlane]
+    background: dict[str, str]
+    outlines: dict[str, list]
     probes: dict
 
 
@@ -73,53 +67,41 @@ class SliceRenderer:
         key = (id(live), tuple(np.round(centre / STEP_MM).astype(int)))
         if self._key == key and self._prepared is not None:
             return self._prepared
-        from scipy.ndimage import map_coordinates
-
         scene = live.scene
-        n = int(round(2 * HALF_WIDTH_MM / STEP_MM)) + 1
-        offs = np.linspace(-HALF_WIDTH_MM, HALF_WIDTH_MM, n)
-        axes, background, outlines, probes = {}, {}, {}, {}
         anatomy = scene.anatomy
-        side = scene.lead.hemisphere
-        names = [s for s in scene.structures if s.lower().endswith(f"_{side.lower()}") or "_" not in s]
-        colours = _structure_colours(names)
-        for plane, (normal, hu, hv, _) in PLANES.items():
-            uu, vv = np.meshgrid(centre[hu] + offs, centre[hv] + offs)   # rows: v, columns: u
-            pts = np.zeros(uu.shape + (3,))
-            pts[..., normal] = centre[normal]
-            pts[..., hu], pts[..., hv] = uu, vv
-            flat = pts.reshape(-1, 3)
-            axes[plane] = (centre[hu] + offs, centre[hv] + offs)
-            rgb = np.zeros(uu.shape + (3,), float)
+        planes = slice_planes(centre, 2 * HALF_WIDTH_MM, STEP_MM, anatomical=anatomy is not None)
+        panels = {name: PanelData(field=np.zeros(0), vta=None, structures={}) for name in planes}
+        if anatomy is not None:
+            _sample_structures(anatomy, planes, panels)
+        colours = _structure_colours(_lead_side_structures(live))
+        background, outlines, probes = {}, {}, {}
+        for name, plane in planes.items():
+            flat = plane.points().reshape(-1, 3)
+            shape = (len(plane.v_mm), len(plane.h_mm))
+            rgb = np.full(shape + (3,), 0.12)
             if anatomy is not None and anatomy.t1 is not None:
-                ijk = anatomy.t1.world_to_voxel(flat).T
-                t1 = map_coordinates(np.asarray(anatomy.t1.data, float), ijk, order=1, mode="constant").reshape(uu.shape)
+                t1 = _sample(anatomy.t1.data, anatomy.t1.world_to_voxel(flat)).reshape(shape)
                 lo, hi = np.percentile(t1[t1 > 0], [1, 99.5]) if (t1 > 0).any() else (0.0, 1.0)
-                g = np.clip((t1 - lo) / max(hi - lo, 1e-9), 0, 1)
-                rgb[:] = g[..., None]
-            else:
-                rgb[:] = 0.12
+                rgb[:] = np.clip((t1 - lo) / max(hi - lo, 1e-9), 0, 1)[..., None]
             lines = []
-            for name, (colour, _) in colours.items():
-                inside = scene.structures[name].contains(flat).reshape(uu.shape)
-                if not inside.any():
+            for sname, (colour, _) in colours.items():
+                smooth = panels[name].structures.get(sname)
+                if smooth is None:
                     continue
                 c = np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+                inside = smooth >= 0.5
                 rgb[inside] = 0.7 * rgb[inside] + 0.3 * c
-                for line in _contours(inside.astype(float), 0.5):
-                    lines.append((name, colour, line))
-            background[plane] = _png_data_uri((255 * rgb[::-1]).astype(np.uint8))  # image rows: top = high v
-            outlines[plane] = lines
-            probes[plane] = live.basis.field_probe(flat)
-        self._prepared = _Prepared(centre, axes, background, outlines, probes)
+                lines += [(sname, colour, line) for line in _contours(smooth, 0.5)]
+            background[name] = _png_data_uri((255 * rgb[::-1]).astype(np.uint8))  # image rows: top = high v
+            outlines[name] = lines
+            probes[name] = live.basis.field_probe(flat)
+        self._prepared = _Prepared(planes, background, outlines, probes)
         self._key = key
         return self._prepared
 
     def legend_html(self, live: LiveResponse) -> str:
         """Colour key of the slices: structures, VTA outline, |E| iso-lines, polarity."""
-        side = live.scene.lead.hemisphere
-        names = [s for s in live.scene.structures if s.lower().endswith(f"_{side.lower()}") or "_" not in s]
-        items = [(colour, name) for name, (colour, _) in _structure_colours(names).items()]
+        items = [(colour, name) for name, (colour, _) in _structure_colours(_lead_side_structures(live)).items()]
         items += [(COLORS["vta"], f"VTA (|E| = {live.scene.threshold_V_per_mm:.3g} V/mm)"),
                   ("#ffd27f", "|E| 0.5x, 2x, 4x threshold (dashed)"),
                   (COLORS["cathode"], "cathode"), (COLORS["anode"], "anode"), (COLORS["inactive"], "inactive")]
@@ -131,11 +113,11 @@ class SliceRenderer:
         """SVG text per plane (``axial``, ``coronal``, ``sagittal``)."""
         centre = live.active_centre_mm(result.state)
         prep = self._prepare(live, centre)
-        return {plane: self._svg(live, result, prep, plane) for plane in PLANES}
+        return {plane: self._svg(live, result, prep, plane) for plane in PANELS}
 
-    def _svg(self, live: LiveResponse, result: LiveResult, prep: _Prepared, plane: str) -> str:
-        normal, hu, hv, letters = PLANES[plane]
-        u_mm, v_mm = prep.axes[plane]
+    def _svg(self, live: LiveResponse, result: LiveResult, prep: _Prepared, name: str) -> str:
+        plane = prep.planes[name]
+        u_mm, v_mm = plane.h_mm, plane.v_mm
         n = len(u_mm)
         scale = PANEL_PX / (n - 1)                         # px per sample step
         px_per_mm = scale / STEP_MM
@@ -148,13 +130,16 @@ class SliceRenderer:
             return xy((u - u_mm[0]) / STEP_MM, (v - v_mm[0]) / STEP_MM)
 
         out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="100%" '
-               f'class="vta-slice" data-plane="{plane}" font-family="sans-serif">',
+               f'class="vta-slice" data-plane="{name}" font-family="sans-serif">',
                f'<rect width="{W}" height="{H}" fill="#0c0f14"/>',
-               f'<image href="{prep.background[plane]}" x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
+               f'<image href="{prep.background[name]}" x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
                f'height="{PANEL_PX}" preserveAspectRatio="none"/>']
-        for _, colour, line in prep.outlines[plane]:
+        clip = f"vta-clip-{name}"
+        out.append(f'<clipPath id="{clip}"><rect x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
+                   f'height="{PANEL_PX}"/></clipPath><g clip-path="url(#{clip})">')
+        for _, colour, line in prep.outlines[name]:
             out.append(_path(line, xy, colour, 1.2))
-        norm = prep.probes[plane].norm(result.state.potentials_V).reshape(n, n)
+        norm = prep.probes[name].norm(result.state.potentials_V).reshape(n, n)
         thr = result.threshold_V_per_mm
         for f in ISO_FACTORS:
             width, colour = (2.6, COLORS["vta"]) if f == 1.0 else (0.9, "#ffd27f")
@@ -166,18 +151,19 @@ class SliceRenderer:
                 x, y = xy(*longest[len(longest) // 2])
                 out.append(f'<text x="{x:.1f}" y="{y:.1f}" fill="#ffd27f" font-size="9">{f * thr:.2g}</text>')
         out += self._lead(live, result, plane, mm, px_per_mm)
+        out.append("</g>")
         # ticks every 5 mm, letters, scale bar, title
         for value in np.arange(np.ceil(u_mm[0] / 5) * 5, u_mm[-1] + 1e-9, 5.0):
             x, _ = mm(value, v_mm[0])
             out.append(f'<line x1="{x:.1f}" y1="{MARGIN_PX + PANEL_PX}" x2="{x:.1f}" y2="{MARGIN_PX + PANEL_PX + 4}" '
                        f'stroke="#ccc"/><text x="{x:.1f}" y="{MARGIN_PX + PANEL_PX + 15}" fill="#ccc" font-size="10" '
-                       f'text-anchor="middle">{value:g}</text>')
+                       f'text-anchor="middle">{value + 0.0:g}</text>')
         for value in np.arange(np.ceil(v_mm[0] / 5) * 5, v_mm[-1] + 1e-9, 5.0):
             _, y = mm(u_mm[0], value)
             out.append(f'<line x1="{MARGIN_PX - 4}" y1="{y:.1f}" x2="{MARGIN_PX}" y2="{y:.1f}" stroke="#ccc"/>'
                        f'<text x="{MARGIN_PX - 6}" y="{y + 3:.1f}" fill="#ccc" font-size="10" '
-                       f'text-anchor="end">{value:g}</text>')
-        left, right, bottom, top = letters
+                       f'text-anchor="end">{value + 0.0:g}</text>')
+        left, right, top, bottom = plane.edge_letters
         mid = MARGIN_PX + PANEL_PX / 2
         for text, x, y in ((left, MARGIN_PX + 8, mid), (right, MARGIN_PX + PANEL_PX - 8, mid),
                            (bottom, mid, MARGIN_PX + PANEL_PX - 6), (top, mid, MARGIN_PX + 16)):
@@ -187,14 +173,14 @@ class SliceRenderer:
         out.append(f'<line x1="{x0:.1f}" y1="{y0}" x2="{x0 + 5 * px_per_mm:.1f}" y2="{y0}" stroke="#fff" '
                    f'stroke-width="3"/><text x="{x0 + 2.5 * px_per_mm:.1f}" y="{y0 - 5}" fill="#fff" font-size="10" '
                    f'text-anchor="middle">5 mm</text>')
-        axis_name = "xyz"[normal]
-        out.append(f'<text x="{MARGIN_PX}" y="{MARGIN_PX - 10}" fill="#fff" font-size="12">{plane} '
-                   f'{axis_name} = {prep.centre[normal]:.1f} mm ({"xyz"[hu]}, {"xyz"[hv]} in mm)</text>')
+        out.append(f'<text x="{MARGIN_PX}" y="{MARGIN_PX - 10}" fill="#fff" font-size="12">{name} '
+                   f'{"xyz"[plane.normal_axis]} = {plane.coordinate_mm:.1f} mm ({"xyz"[plane.h_axis]}, '
+                   f'{"xyz"[plane.v_axis]} in mm)</text>')
         out.append("</svg>")
         return "".join(out)
 
-    def _lead(self, live: LiveResponse, result: LiveResult, plane: str, mm, px_per_mm: float) -> list[str]:
-        _, hu, hv, _ = PLANES[plane]
+    def _lead(self, live: LiveResponse, result: LiveResult, plane: SlicePlane, mm, px_per_mm: float) -> list[str]:
+        hu, hv = plane.h_axis, plane.v_axis
         scene = live.scene
         lead, placement = scene.lead.model, scene.lead.placement
         tip, d = np.asarray(placement.tip_mm, float), np.asarray(placement.direction, float)
@@ -216,9 +202,15 @@ class SliceRenderer:
                        f'stroke-width="{width:.1f}"/>')
             label = f"C{c.index}" + (f" {amp:+g} {unit}" if amp else "")
             xm, ym = 0.5 * (xa + xb), 0.5 * (ya + yb)
-            out.append(f'<text x="{xm + width / 2 + 4:.1f}" y="{ym + 3:.1f}" fill="#fff" font-size="10" '
+            out.append(f'<text x="{xm + width / 2 + 4:.1f}" y="{ym + 4:.1f}" fill="#fff" font-size="13" font-weight="bold" '
                        f'class="contact-label">{label}</text>')
         return out
+
+
+def _lead_side_structures(live: LiveResponse) -> list[str]:
+    """Structures on the lead's side (and those without a side)."""
+    side = live.scene.lead.hemisphere.lower()
+    return [s for s in live.scene.structures if s.lower().endswith(f"_{side}") or "_" not in s]
 
 
 def _path(line: np.ndarray, xy, colour: str, width: float, dash: str | None = None) -> str:
