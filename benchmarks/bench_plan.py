@@ -5,8 +5,9 @@ structure overlaps, planning grid, charge checks) plus the view refresh the page
 with it (3D view update, the three SVG slices), timed in-process over a series of
 amplitude edits. Lead move: a 0.5 mm nudge until the new scene is live (mesh, solve,
 live preparation; the basis cache is off so that every move really solves). Page load:
-a real headless Chromium opening the running app until the first VTA volume shows
-(skipped without chromium/chromedriver).
+a real headless Chromium opening the running app until the first VTA volume shows;
+and the round trip a user sees: typing an amplitude in the page until the new VTA volume
+is on screen (skipped without chromium/chromedriver).
 
     python benchmarks/bench_plan.py            # the NAc/ALIC demo scene (tracts off)
 
@@ -79,11 +80,28 @@ def session_latencies(n_edits: int = 20) -> dict:
     }
 
 
-def page_load_s() -> float | None:
+_EDIT_JS = """
+const value = arguments[0], done = arguments[arguments.length - 1];
+const input = document.getElementById('amp-0');
+const shown = () => document.getElementById('vta-volume').textContent;
+const before = shown();
+const t0 = performance.now();
+input.value = value;
+input.dispatchEvent(new Event('input', {bubbles: true}));
+const poll = () => {
+  if (shown() !== before) { done(performance.now() - t0); return; }
+  if (performance.now() - t0 > 5000) { done(null); return; }
+  requestAnimationFrame(poll);
+};
+poll();
+"""
+
+
+def browser_latencies(n_edits: int = 10) -> tuple[float | None, list[float]]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not (browser and driver_path):
-        return None
+        return None, []
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -111,15 +129,25 @@ def page_load_s() -> float | None:
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
         t0 = time.perf_counter()
         driver.get(f"http://127.0.0.1:{port}/index.html")
+        load = None
         while time.perf_counter() - t0 < 120:
             try:
                 text = driver.find_element(By.ID, "vta-volume").text.split()
                 if len(text) > 1 and text[1] != "-":
-                    return time.perf_counter() - t0
+                    load = time.perf_counter() - t0
+                    break
             except Exception:
                 pass
             time.sleep(0.05)
-        return None
+        round_trips = []
+        for i in range(n_edits):
+            # type a new amplitude into C0's field and wait (in the page) for the VTA
+            # volume on screen to change: browser -> server -> browser, as a user sees it
+            ms = driver.execute_async_script(_EDIT_JS, f"{2.0 + 0.1 * (i % 10):.1f}")
+            if ms is not None:
+                round_trips.append(ms)
+            time.sleep(1.0)   # let the background confirmation run, as between a user's clicks
+        return load, round_trips
     finally:
         if driver is not None:
             driver.quit()
@@ -130,13 +158,18 @@ def page_load_s() -> float | None:
 def main() -> int:
     result = {"machine": machine(), "case": "NAc/ALIC demo scene, SceneRay SR1242, default anatomy"}
     result.update(session_latencies())
-    result["page_load_s"] = page_load_s()
+    result["page_load_s"], trips = browser_latencies()
+    result["browser_setting_change_ms_median"] = statistics.median(trips) if trips else None
+    result["browser_setting_change_ms_p90"] = sorted(trips)[int(0.9 * len(trips)) - 1] if trips else None
     rows = [("first solve (cache off)", f"{result['first_solve_s']:.1f} s"),
             ("setting change, live numbers", f"{result['live_numbers_ms_median']:.0f} ms (median)"),
             ("setting change, numbers + 3D + slices", f"{result['setting_change_ms_median']:.0f} ms (median), "
                                                       f"{result['setting_change_ms_p90']:.0f} ms (p90)"),
             ("lead move 0.5 mm (mesh + solve + live)", f"{result['lead_move_s_median']:.1f} s"),
-            ("page load to first VTA", "n/a" if result["page_load_s"] is None else f"{result['page_load_s']:.1f} s")]
+            ("page load to first VTA", "n/a" if result["page_load_s"] is None else f"{result['page_load_s']:.1f} s"),
+            ("setting change in the browser (type -> new VTA shown)",
+             "n/a" if not trips else f"{result['browser_setting_change_ms_median']:.0f} ms (median), "
+                                     f"{result['browser_setting_change_ms_p90']:.0f} ms (p90)")]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -6,7 +6,7 @@ fibre diameter; "Save plan"). Right: the 3D view (structures, lead with labelled
 contacts, VTA, |E| plane, fibres), three orthogonal slices through the active contacts
 with mm coordinates, and the readouts (VTA volume, coverage of NAc/ALIC and the other
 structures, spill, impedance, contact currents with charge-density and Shannon
-warnings, tract activation once the full simulation has confirmed the setting).
+warnings, and the tract activation, computed with the axon models once the edits pause).
 
 A setting change is answered by :class:`vta.plan.live.LiveResponse` within the request
 (``last_update_ms`` shows how long it took); a lead move is solved on a worker thread
@@ -28,7 +28,7 @@ from ..errors import VtaError
 from ..leads import lead_catalogue
 from ..scene import coordinate_spaces
 from .session import PlanSession
-from .slices_svg import SliceRenderer
+from .slices_svg import SliceRenderer, background_box_percent
 from .view3d import PlanView3D
 
 __all__ = ["build_app", "serve"]
@@ -51,7 +51,8 @@ class PlanApp:
         self.slices = SliceRenderer()
         self.save_dir = save_dir
         self._shown_generation = None
-        self._shown_simulation = None
+        self._shown_confirmed = None
+        self._view_pending = False
         self._init_state()
 
     # ------------------------------------------------------------------ state
@@ -83,6 +84,7 @@ class PlanApp:
         st.last_update_ms = None
         st.exact = False
         st.slice_axial = st.slice_coronal = st.slice_sagittal = st.slice_legend = ""
+        st.slice_bg_axial = st.slice_bg_coronal = st.slice_bg_sagittal = ""
         st.save_dir = str(self.save_dir)
         st.saved = ""
         st.caption = ""
@@ -115,29 +117,31 @@ class PlanApp:
 
     # ------------------------------------------------------------------ updates
     def push(self) -> None:
-        """Show the session's current result (called on the server loop)."""
+        """Show the session's current result: numbers and slices, then the 3D view."""
+        if self.push_numbers():
+            self.refresh_view()
+
+    def push_numbers(self) -> bool:
+        """Readouts, slices, status (cheap: the live answer of a setting); False while
+        there is nothing to show yet."""
         s, st = self.session, self.state
         st.status, st.status_message = s.status, s.message
         st.error = s.error or ""
         live, result = s.live, s.result
         if live is None or result is None:
-            return
-        t0 = time.perf_counter()
+            return False
         if self._shown_generation is not live:
-            self.view.set_scene(live, result)
-            self._shown_generation = live
             st.update(self._placement_state())
-        else:
-            self.view.update(result)
-        svgs = self.slices.render(live, result)
+        svgs = self.slices.render(live, result, embed_background=False)
         st.slice_axial, st.slice_coronal, st.slice_sagittal = svgs["axial"], svgs["coronal"], svgs["sagittal"]
+        for plane, uri in self.slices.backgrounds(live, result).items():
+            if st[f"slice_bg_{plane}"] != uri:  # sent again only when it changes
+                st[f"slice_bg_{plane}"] = uri
         st.slice_legend = self.slices.legend_html(live)
         self._readouts(result)
-        sim = s.simulation
+        sim = s.confirmed
         st.exact = sim is not None
-        if sim is not None and sim is not self._shown_simulation:
-            self._shown_simulation = sim
-            self.view.show_fibres(sim)
+        if sim is not None and sim is not self._shown_confirmed:
             st.tract_rows = []
             for r in sim.tracts:
                 info = r.summary(s.scene.config.tracts)
@@ -146,8 +150,40 @@ class PlanApp:
                                       "percent": round(100 * info["fraction_activated"], 1),
                                       "axon model": f"{info['axon_model']} {info['fiber_diameter_um']:g} um"})
             st.warnings = list(dict.fromkeys(list(st.warnings) + list(sim.warnings)))
+        return True
+
+    def refresh_view(self) -> None:
+        """Redraw the 3D view for the session's current scene, result and tract activation and
+        send the new image (software rendering: ~0.1 s)."""
+        self._view_pending = False
+        s = self.session
+        live, result, sim = s.live, s.result, s.confirmed
+        if live is None or result is None:
+            return
+        t0 = time.perf_counter()
+        if self._shown_generation is not live:
+            self.view.set_scene(live, result)
+            self._shown_generation = live
+        else:
+            self.view.update(result)
+        if sim is not None and sim is not self._shown_confirmed:
+            self._shown_confirmed = sim
+            self.view.show_fibres(sim)
         self.ctrl.view_update()
-        log.debug("view refreshed in %.0f ms", 1000 * (time.perf_counter() - t0))
+        log.debug("3D view refreshed in %.0f ms", 1000 * (time.perf_counter() - t0))
+
+    def schedule_view(self) -> None:
+        """Refresh the 3D view after the numbers have gone out (one pending refresh at a
+        time: a burst of edits redraws once, with the last setting)."""
+        if self._view_pending:
+            return
+        self._view_pending = True
+
+        def run() -> None:
+            with self.state:
+                self.refresh_view()
+
+        asyncio.get_event_loop().call_later(0.08, run)
 
     def _readouts(self, result) -> None:
         s, st = self.session, self.state
@@ -202,8 +238,10 @@ class PlanApp:
         except (VtaError, ValueError, TypeError) as exc:
             st.error = str(exc)
             return
-        self.push()
+        self.push_numbers()
         st.last_update_ms = round(1000 * (time.perf_counter() - t0), 1)
+        st.flush()
+        self.schedule_view()
 
     def on_lead(self, **changes) -> None:
         try:
@@ -288,7 +326,7 @@ def build_app(session: PlanSession, server=None, save_dir: str | Path = "plan_ou
                      classes="mr-2")
             v3.VProgressCircular(indeterminate=True, v_if="status === 'solving'", size=20, classes="mr-4")
             html.Span("VTA {{ vta_volume }} mm³", id="vta-volume", classes="mr-2 text-h6")
-            html.Span("{{ exact ? '(confirmed)' : '(live)' }}", id="exact", classes="mr-4 text-caption")
+            html.Span("{{ exact ? '' : '(tracts updating)' }}", id="exact", classes="mr-4 text-caption")
             html.Span("{{ last_update_ms }} ms", id="latency", classes="text-caption mr-2")
         with layout.drawer as drawer:
             drawer.width = 380
@@ -368,16 +406,22 @@ def build_app(session: PlanSession, server=None, save_dir: str | Path = "plan_ou
                             html.Span("⚠ {{ w }}")
                 html.Div(v_html=("slice_legend",), classes="text-caption")
                 with v3.VRow(dense=True):
+                    left, top, size = background_box_percent()
                     for plane in ("axial", "coronal", "sagittal"):
                         with v3.VCol(cols=4):
-                            html.Div(v_html=(f"slice_{plane}",), id=f"slice-{plane}")
+                            with html.Div(style="position: relative; background: #0c0f14", id=f"slice-{plane}"):
+                                html.Img(src=(f"slice_bg_{plane}",), v_if=f"slice_bg_{plane}",
+                                         style=f"position: absolute; left: {left:.3f}%; top: {top:.3f}%; "
+                                               f"width: {size:.3f}%; aspect-ratio: 1")
+                                html.Div(v_html=(f"slice_{plane}",), style="position: relative")
     if session.status == "ready":
         app.push()
 
     def poll() -> None:
         """Pick up background results (lead solves, confirmations) on the server loop."""
         s = app.session
-        if (s.live is not app._shown_generation or s.simulation is not app._shown_simulation
+        confirmed = s.confirmed is not None and s.confirmed is not app._shown_confirmed
+        if (s.live is not app._shown_generation or confirmed
                 or st.status != s.status or st.status_message != s.message):
             with st:
                 app.push()

@@ -15,8 +15,8 @@ width, threshold) then costs a few array operations:
 - impedance, contact currents, charge per phase and density with the Shannon (1992)
   and 30 uC/cm^2 flags, and whether the domain clips the VTA.
 
-Tract activation needs the axon models and is left to the full simulation
-(:meth:`vta.scene.Scene.simulate`), which the planning session runs in the background.
+Tract activation needs the axon models (seconds); the planning session runs it in the
+background (:class:`vta.plan.session.PlanSession`).
 
 Units: mm, V, mA, V/mm, mm^3, us.
 """

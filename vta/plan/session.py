@@ -5,8 +5,8 @@ resolves to. Two kinds of edits:
 
 - **setting edits** (amplitude and polarity per contact, mode, pulse width, threshold
   or fibre diameter) are answered at once by the scene's :class:`~vta.plan.live.LiveResponse`
-  (tens of milliseconds), then confirmed by the full simulation (tract activation with
-  the axon models) in the background;
+  (tens of milliseconds, the numbers of ``vta run``); the tract activation (axon
+  models, seconds) follows in the background once the edits pause (:attr:`confirmed`);
 - **lead edits** (model, target preset, tip/entry, rotation, nudges) need a new field
   basis: :meth:`PlanSession.move_lead` validates the new configuration at once (a bad
   placement is an error there and then) and solves it on a worker thread; the session's
@@ -21,12 +21,14 @@ Units: mm, degrees, V or mA, us, V/mm, um.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,12 +36,16 @@ import numpy as np
 
 from ..config import read_toml
 from .toml_out import toml_text
-from ..scene import Scene, Simulation
+from ..notices import collecting
+from ..scene import Scene
 from .live import LiveResponse, LiveResult
 
-__all__ = ["PlanSession", "PATH_KEYS"]
+__all__ = ["PlanSession", "Confirmed", "PATH_KEYS", "CONFIRM_DELAY_S"]
 
 log = logging.getLogger(__name__)
+
+#: Quiet time (s) after a setting edit before its tract activation starts.
+CONFIRM_DELAY_S = 0.6
 
 #: Configuration keys that hold file paths (relative to the config file): made absolute
 #: when a plan is saved elsewhere.
@@ -48,6 +54,15 @@ PATH_KEYS = {
                 "dti_nifti"),
     "lead": ("leaddbs_reconstruction",),
 }
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """What the background work adds to a live setting: the tract activation results
+    (:class:`vta.activation.tract_activation.TractResult`) and their warnings."""
+
+    tracts: list
+    warnings: list
 
 
 def _absolute_paths(data: dict, base: Path) -> dict:
@@ -91,8 +106,16 @@ class PlanSession:
     source : str or Path
         Where it came from; relative paths in it are relative to this file's folder.
     on_change : callable, optional
-        Called (from a worker thread) whenever :attr:`status`, the live scene or the
-        confirmed simulation changes.
+        Called (from a worker thread) whenever :attr:`status`, the live scene or
+        :attr:`confirmed` changes.
+
+    Attributes
+    ----------
+    result : LiveResult or None
+        The live answer of the current setting.
+    confirmed : Confirmed or None
+        The tract activation of the current setting (immediately, with no tracts
+        configured); None while it is being computed.
     """
 
     def __init__(self, data: dict, source: str | Path = "<plan>", on_change: Callable[[], None] | None = None):
@@ -103,7 +126,7 @@ class PlanSession:
         self.scene = Scene.from_dict(self.data, self.source)
         self.live: LiveResponse | None = None
         self.result: LiveResult | None = None
-        self.simulation: Simulation | None = None
+        self.confirmed: Confirmed | None = None
         self.status = "solving"
         self.message = "solving the field basis"
         self.error: str | None = None
@@ -240,32 +263,47 @@ class PlanSession:
         scene = self.scene
         stim = scene.config.stimulation
         self.result = self.live.evaluate(scene.setting(), scene.threshold_V_per_mm, stim.pulse_width_us)
-        self.simulation = None
+        self.confirmed = Confirmed([], []) if scene.config.tracts is None else None
         return self.result
 
     def _confirm(self) -> None:
-        """The full simulation of the current setting (tracts included), in the background."""
+        """The tract activation of the current setting, in the background, once the edits
+        pause (nothing to do without tracts)."""
         with self._lock:
-            scene, generation = self.scene, self._generation
-            setting = scene.setting()
+            if self.confirmed is not None:
+                return
+            scene, result = self.scene, self.result
 
         def run() -> None:
+            from ..activation.tract_activation import tract_activation
+
             with self._lock:
-                if self._closed or self.scene is not scene:
+                if self._closed or self.scene is not scene or self.result is not result:
                     return  # superseded by a later edit before it started
             try:
-                sim = scene.simulate(setting)
+                with collecting() as messages:
+                    tracts = tract_activation(scene.tract_setup(), scene.basis, result.state,
+                                              scene.config.stimulation.pulse_width_us)
             except Exception:
                 if not self._closed:
-                    log.exception("the full simulation failed")
+                    log.exception("the tract activation failed")
                 return
             with self._lock:
-                if generation != self._generation or self.scene is not scene:
+                if self.scene is not scene or self.result is not result:
                     return
-                self.simulation = sim
+                self.confirmed = Confirmed(tracts, list(messages))
             self.on_change()
 
-        self._confirm_pool.submit(run)
+        # debounced: a burst of edits (a slider drag) runs the axon models once, for its
+        # last setting, and the live answers of the burst do not compete with them
+        def start() -> None:
+            if not self._closed:
+                with contextlib.suppress(RuntimeError):  # the pool was shut down meanwhile
+                    self._confirm_pool.submit(run)
+
+        timer = threading.Timer(CONFIRM_DELAY_S, start)
+        timer.daemon = True
+        timer.start()
 
     # ------------------------------------------------------------------ save
     def config_text(self) -> str:

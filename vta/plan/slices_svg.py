@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..views.slice_data import PANELS, PanelData, SlicePlane, _sample, _sample_s
 from ..views.view_scene import COLORS, _structure_colours
 from .live import LiveResponse, LiveResult
 
-__all__ = ["SliceRenderer"]
+__all__ = ["SliceRenderer", "background_box_percent"]
 
 HALF_WIDTH_MM = 15.0
 STEP_MM = 0.25
@@ -38,6 +38,7 @@ class _Prepared:
     background: dict[str, str]
     outlines: dict[str, list]
     probes: dict
+    outline_svg: dict[str, str] = field(default_factory=dict)
 
 
 def _png_data_uri(rgb: np.ndarray) -> str:
@@ -109,13 +110,24 @@ class SliceRenderer:
                         f'background:{c};margin-right:3px"></span>{t}</span>' for c, t in items)
         return f"<div>{chips} &middot; neurological convention (patient's left on the left)</div>"
 
-    def render(self, live: LiveResponse, result: LiveResult) -> dict[str, str]:
-        """SVG text per plane (``axial``, ``coronal``, ``sagittal``)."""
+    def render(self, live: LiveResponse, result: LiveResult, embed_background: bool = True) -> dict[str, str]:
+        """SVG text per plane (``axial``, ``coronal``, ``sagittal``).
+
+        Without ``embed_background`` the T1/structure image is left out (transparent
+        panel), for a page that shows :meth:`backgrounds` under the SVG and need not
+        resend the image with every setting."""
         centre = live.active_centre_mm(result.state)
         prep = self._prepare(live, centre)
-        return {plane: self._svg(live, result, prep, plane) for plane in PANELS}
+        return {plane: self._svg(live, result, prep, plane, embed_background) for plane in PANELS}
 
-    def _svg(self, live: LiveResponse, result: LiveResult, prep: _Prepared, name: str) -> str:
+    def backgrounds(self, live: LiveResponse, result: LiveResult) -> dict[str, str]:
+        """The panels' T1/structure images as PNG data URIs (they change only when the
+        lead or the set of active contacts does)."""
+        prep = self._prepare(live, live.active_centre_mm(result.state))
+        return dict(prep.background)
+
+    def _svg(self, live: LiveResponse, result: LiveResult, prep: _Prepared, name: str,
+             embed_background: bool = True) -> str:
         plane = prep.planes[name]
         u_mm, v_mm = plane.h_mm, plane.v_mm
         n = len(u_mm)
@@ -131,14 +143,17 @@ class SliceRenderer:
 
         out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="100%" '
                f'class="vta-slice" data-plane="{name}" font-family="sans-serif">',
-               f'<rect width="{W}" height="{H}" fill="#0c0f14"/>',
-               f'<image href="{prep.background[name]}" x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
-               f'height="{PANEL_PX}" preserveAspectRatio="none"/>']
+               ]
+        if embed_background:
+            out += [f'<rect width="{W}" height="{H}" fill="#0c0f14"/>',
+                    f'<image href="{prep.background[name]}" x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
+                    f'height="{PANEL_PX}" preserveAspectRatio="none"/>']
         clip = f"vta-clip-{name}"
         out.append(f'<clipPath id="{clip}"><rect x="{MARGIN_PX}" y="{MARGIN_PX}" width="{PANEL_PX}" '
                    f'height="{PANEL_PX}"/></clipPath><g clip-path="url(#{clip})">')
-        for _, colour, line in prep.outlines[name]:
-            out.append(_path(line, xy, colour, 1.2))
+        if name not in prep.outline_svg:  # static per lead position: formatted once
+            prep.outline_svg[name] = "".join(_path(line, xy, colour, 1.2) for _, colour, line in prep.outlines[name])
+        out.append(prep.outline_svg[name])
         norm = prep.probes[name].norm(result.state.potentials_V).reshape(n, n)
         thr = result.threshold_V_per_mm
         for f in ISO_FACTORS:
@@ -205,6 +220,13 @@ class SliceRenderer:
             out.append(f'<text x="{xm + width / 2 + 4:.1f}" y="{ym + 4:.1f}" fill="#fff" font-size="13" font-weight="bold" '
                        f'class="contact-label">{label}</text>')
         return out
+
+
+def background_box_percent() -> tuple[float, float, float]:
+    """(offset, offset, size) of the image inside a panel, in % of the panel's width:
+    where a page puts :meth:`SliceRenderer.backgrounds` under the SVG."""
+    total = PANEL_PX + 2 * MARGIN_PX
+    return 100.0 * MARGIN_PX / total, 100.0 * MARGIN_PX / total, 100.0 * PANEL_PX / total
 
 
 def _lead_side_structures(live: LiveResponse) -> list[str]:

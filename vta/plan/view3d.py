@@ -4,7 +4,7 @@ Per lead position (:meth:`PlanView3D.set_scene`): the structures near the lead (
 ALIC, caudate, putamen and any user structures on the lead's side), the lead with its
 contacts coloured by polarity and labelled C0..Cn. Per setting (:meth:`PlanView3D.update`):
 the VTA isosurface and an |E| plane through the active contacts (axial), from the
-live planning grid. Per confirmed simulation (:meth:`PlanView3D.show_fibres`): the
+live planning grid. Per tract activation (:meth:`PlanView3D.show_fibres`): the
 fibres, activated ones highlighted. Colours are those of ``vta render``.
 """
 
@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..views.meshes import lead_meshes, structure_surface
+from ..views.meshes import _sample_image, lead_meshes, structure_surface
 from ..views.view_scene import COLORS, _structure_colours, fibres_from_tracts
 from .live import LiveResponse, LiveResult
 
@@ -50,6 +50,8 @@ class PlanView3D:
         self._fibres: list = []
         self._live: LiveResponse | None = None
         self._polarity: tuple[str, ...] = ()
+        self._plane_key = None
+        self._plane = None
 
     @property
     def render_window(self):
@@ -66,12 +68,32 @@ class PlanView3D:
         centre = live.contact_centres_mm.mean(axis=0)
         box = np.array([centre - 25.0, centre + 25.0])
         side = scene.lead.hemisphere
+        self._t1_backdrop(live, centre)
         names = [n for n in scene.structures if _shown(n, side)]
         for name, (colour, opacity) in _structure_colours(names).items():
             surf = structure_surface(scene.structures[name].mask(), box)
             if surf is not None:
                 p.add_mesh(surf, color=colour, opacity=opacity, smooth_shading=True, name=f"structure-{name}")
         self.update(result, reset_camera=True)
+
+    def _t1_backdrop(self, live: LiveResponse, centre: np.ndarray, half_mm: float = 25.0, step_mm: float = 0.5) -> None:
+        """A coronal T1 plane behind the contacts (the camera looks from anterior)."""
+        t1 = live.scene.anatomy.t1 if live.scene.anatomy is not None else None
+        if t1 is None:
+            return
+        pv, p = self.pv, self.plotter
+        lo = live.contact_centres_mm.min(axis=0) - 6.0
+        ex, ey, ez = np.eye(3)
+        t = np.arange(-half_mm, half_mm + 1e-9, step_mm)
+        for name, origin, u, v in (("t1-coronal", np.array([centre[0], lo[1], centre[2]]), ex, ez),):
+            pts = origin + t[:, None, None] * u + t[None, :, None] * v
+            grid = pv.StructuredGrid(pts[..., 0], pts[..., 1], pts[..., 2])
+            values = _sample_image(t1, pts)
+            grid.point_data["T1"] = values.ravel(order="F")
+            positive = values[values > 0]
+            lo_v, hi_v = (np.percentile(positive, [1, 99.5]) if positive.size else (0.0, 1.0))
+            p.add_mesh(grid, scalars="T1", cmap="gray", clim=(lo_v, lo_v + 1.6 * (hi_v - lo_v)), lighting=False,
+                       show_scalar_bar=False, name=name)
 
     def update(self, result: LiveResult, reset_camera: bool = False) -> None:
         """Redraw the setting-dependent parts: lead polarity, VTA, |E| plane."""
@@ -95,8 +117,8 @@ class PlanView3D:
                            smooth_shading=True, name="vta")
                 self._dynamic.append("vta")
         centre = live.active_centre_mm(result.state)
-        plane = img.slice(normal="z", origin=tuple(centre))
-        if plane.n_points:
+        plane = self._field_plane(live, result)
+        if plane is not None:
             hi = max(4.0 * result.threshold_V_per_mm, 1e-6)
             p.add_mesh(plane, scalars="E", cmap="inferno", clim=(0.0, hi), opacity=0.85, name="efield-plane",
                        scalar_bar_args={"title": "|E| (V/mm)", "color": "white", "vertical": True,
@@ -104,6 +126,28 @@ class PlanView3D:
             self._dynamic.append("efield-plane")
         if reset_camera:
             self._aim(centre, scene.lead.placement.direction)
+
+    def _field_plane(self, live: LiveResponse, result: LiveResult, half_mm: float = 15.0, step_mm: float = 0.3):
+        """An axial |E| plane through the contact with the largest current (exact field,
+        probe located once per lead position and plane)."""
+        currents = np.abs(np.asarray(result.state.currents_mA, float))
+        if not currents.any():
+            return None
+        centre = live.contact_centres_mm[int(np.argmax(currents))]
+        key = (id(live), round(float(centre[2]), 3))
+        if self._plane_key != key:
+            t = np.arange(-half_mm, half_mm + 1e-9, step_mm)
+            pts = np.zeros((len(t), len(t), 3))
+            pts[..., 0] = centre[0] + t[:, None]
+            pts[..., 1] = centre[1] + t[None, :]
+            pts[..., 2] = centre[2]
+            grid = self.pv.StructuredGrid(pts[..., 0], pts[..., 1], pts[..., 2])
+            # vtk's point order runs over x first: the probe's points in that order
+            self._plane = (grid, live.basis.field_probe(pts.transpose(1, 0, 2).reshape(-1, 3)))
+            self._plane_key = key
+        grid, probe = self._plane
+        grid.point_data["E"] = probe.norm(result.state.potentials_V)
+        return grid
 
     def _draw_lead(self, live: LiveResponse, polarity: tuple[str, ...]) -> None:
         """The lead with contacts coloured by polarity, and the C0..Cn labels."""
@@ -122,13 +166,14 @@ class PlanView3D:
                            shape_opacity=0.0, show_points=False, name="contact-labels", always_visible=True)
         self._lead.append("contact-labels")
 
-    def show_fibres(self, simulation) -> None:
-        """Fibres of the confirmed simulation: activated ones in magenta."""
+    def show_fibres(self, confirmed) -> None:
+        """Fibres of the tract activation (:class:`vta.plan.session.Confirmed` or a
+        simulation): activated ones in magenta."""
         p, pv = self.plotter, self.pv
         for name in self._fibres:
             p.remove_actor(name)
         self._fibres = []
-        fibres, activation = fibres_from_tracts(getattr(simulation, "tracts", None))
+        fibres, activation = fibres_from_tracts(getattr(confirmed, "tracts", None))
         if not fibres:
             return
         for on in (False, True):
