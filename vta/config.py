@@ -39,7 +39,10 @@ Sections and keys
     ``conductivity_S_per_m`` (S/m; homogeneous tissue, required without anatomy),
     ``model`` (with anatomy: ``"colecole4"`` at the stimulation frequency (default),
     ``"constant"``, ``"horn2017"``, ``"horn2017_10khz"``), ``encapsulation_thickness_mm`` (mm, default 0),
-    ``encapsulation_conductivity_S_per_m`` (S/m, default: tissue conductivity / 2).
+    ``encapsulation_conductivity_S_per_m`` (S/m, default: tissue conductivity / 2);
+    ``dispersive_tissue`` (homogeneous tissue only: ``"GM"``, ``"WM"``, ``"CSF"`` or
+    ``"blood"``, the Cole-Cole tissue of a time-domain run; without it that run is
+    resistive).
 ``[stimulation]``
     ``mode`` (``"current"`` mA / ``"voltage"`` V), ``contacts`` (table contact index ->
     amplitude; cathodic is negative; contacts not listed float), ``pulse_width_us``,
@@ -72,6 +75,12 @@ Sections and keys
     patient folder: also write its ``stimulations/MNI152NLin2009bAsym/<leaddbs_label>/``
     files, MNI-space runs only), ``leaddbs_label``, ``leaddbs_model``, ``leaddbs_legacy``
     (see :mod:`vta.leaddbs_export`).
+``[signal]`` (optional; the time-domain run in dispersive tissue, see
+    :mod:`vta.timedomain`) ``shape`` (``"rectangular"``, ``"biphasic"``,
+    ``"passive_recharge"``, ``"csv"``), ``pulse_width_us`` and ``frequency_hz`` (default
+    ``[stimulation]``'s), ``interphase_gap_us``, ``second_phase_ratio``, ``csv``,
+    ``spectrum`` (``"full"``, ``"octave"``, ``"adaptive"``), ``cutoff_hz``, ``tolerance``;
+    validated by :func:`vta.timedomain.signal.parse_signal` when the scene is built.
 """
 
 from __future__ import annotations
@@ -298,6 +307,7 @@ class TissueConfig:
     encapsulation_thickness_mm: float
     encapsulation_conductivity_S_per_m: float
     model: str | None = None
+    dispersive_tissue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -385,6 +395,7 @@ class RunConfig:
     output: OutputConfig
     source: str = "<dict>"
     tracts: TractsConfig | None = None
+    signal: dict | None = None
 
 
 def _parse_model(sec: _Section, model_name: Any) -> LeadModel:
@@ -540,6 +551,10 @@ def _parse_domain(sec: _Section) -> DomainConfig:
     return DomainConfig(shape, center, radius, size, outer)
 
 
+#: Cole-Cole tissues of ``[tissue] dispersive_tissue`` (Gabriel et al. 1996).
+DISPERSIVE_TISSUES = ("GM", "WM", "CSF", "blood")
+
+
 def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
     sec = sec or _Section({}, "tissue")
 
@@ -572,8 +587,17 @@ def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
                           f"range {SIGMA_RANGE_TEXT}; give encapsulation_conductivity_S_per_m")
     if thickness > 2.0:
         raise ConfigError(sec.key("encapsulation_thickness_mm"), f"{thickness} mm is implausible (expected 0-0.5)")
+    dispersive = None
+    if sec.has("dispersive_tissue"):
+        if has_anatomy:
+            raise ConfigError(sec.key("dispersive_tissue"), "is for homogeneous tissue; with an [anatomy] every "
+                                                            "class takes its own Cole-Cole model")
+        dispersive = sec.raw("dispersive_tissue")
+        if dispersive not in DISPERSIVE_TISSUES:
+            raise ConfigError(sec.key("dispersive_tissue"), f"must be one of {', '.join(DISPERSIVE_TISSUES)} "
+                                                            f"(Gabriel 1996 Cole-Cole tissues), got {dispersive!r}")
     sec.finish()
-    return TissueConfig(sigma, thickness, enc_sigma, model)
+    return TissueConfig(sigma, thickness, enc_sigma, model, dispersive)
 
 
 def _parse_stimulation(sec: _Section) -> StimulationConfig:
@@ -729,10 +753,14 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
     tracts = _parse_tracts(root.sub("tracts"), anatomy, base)
     solver = _parse_solver(root.sub("solver"))
     output = _parse_output(root.sub("output"), base)
+    signal_sec = root.sub("signal")
+    # validated by vta.timedomain.signal.parse_signal when the Scene is built (a higher
+    # layer); kept here as written
+    signal = dict(signal_sec.data) if signal_sec is not None else None
     root.finish()
     if output.leaddbs is not None:
         check_space(anatomy.space if anatomy is not None else None, lead.space if lead.reconstruction else None)
-    return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source, tracts)
+    return RunConfig(lead, anatomy, domain, tissue, stim, vta, solver, output, source, tracts, signal)
 
 
 def check_contacts_exist(stim: StimulationConfig, model: LeadModel) -> None:

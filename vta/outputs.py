@@ -76,6 +76,24 @@ def _write_files(sim: Simulation, tx: OutputTransaction, out_dir: Path) -> list[
             except OSError as exc:
                 raise os_error(exc, out_dir / name) from None
             outputs.append(name)
+    td = sim.time_domain
+    if td is not None:
+        from .io import write_table
+
+        xform_code = coordinate_spaces(sim.scene.config)["nifti_xform_code"]
+        for name, data in (("efield_peak_time_domain.nii.gz", td.peak_field_V_per_mm),
+                           ("vta_time_domain.nii.gz", td.vta_mask.astype(np.uint8))):
+            try:
+                with open(tx.path(name), "wb") as fh:
+                    fh.write(nifti_bytes(data, td.grid.affine, xform_code))
+            except OSError as exc:
+                raise os_error(exc, out_dir / name) from None
+            outputs.append(name)
+        rows = [{"t_us": float(t), **{f"I{k}_mA": float(td.currents_mA[k, j]) for k in range(td.currents_mA.shape[0])},
+                 **{f"V{k}_V": float(td.voltages_V[k, j]) for k in range(td.voltages_V.shape[0])}}
+                for j, t in enumerate(td.time.t_us)]
+        write_table(rows, tx.path("waveforms.csv"))
+        outputs.append("waveforms.csv")
     if sim.scene.config.output.vtu:
         from .fem.export import setting_to_vtu
 

@@ -69,7 +69,7 @@ __all__ = ["Scene", "Simulation", "DEFAULT_AF_DIAMETER_UM"]
 log = logging.getLogger(__name__)
 
 #: Phases of :meth:`Scene.simulate`, for the progress bar and ``timings_s``.
-PHASES = ("mesh+solve", "setting", "vta", "grid", "af-vta", "structures", "tracts")
+PHASES = ("mesh+solve", "setting", "vta", "grid", "af-vta", "structures", "tracts", "time-domain")
 #: Fibre diameter (um) of the activating-function VTA when neither ``[vta]
 #: fiber_diameter_um`` nor ``[tracts] fiber_diameter_um`` gives one (MRG table row).
 DEFAULT_AF_DIAMETER_UM = 5.7
@@ -145,6 +145,7 @@ class Scene:
         if config.tracts is not None:
             _check_mrg_diameter(config.tracts.fiber_diameter_um, "tracts.fiber_diameter_um")
         self.af_diameter_um = self._af_diameter()
+        self.signal = _signal_config(config)
         check_placement(self.lead.model, self.lead.placement, self.mesh_domain,
                         config.tissue.encapsulation_thickness_mm)
 
@@ -354,6 +355,18 @@ class Scene:
 # ----------------------------------------------------------------------------- resolution
 
 
+def _signal_config(config: RunConfig):
+    """The validated ``[signal]`` table (:func:`vta.timedomain.signal.parse_signal`), or
+    None; pulse width and frequency default to ``[stimulation]``'s."""
+    if config.signal is None:
+        return None
+    from .timedomain.signal import parse_signal
+
+    base = Path(config.source).parent if config.source != "<dict>" else Path.cwd()
+    stim = config.stimulation
+    return parse_signal(config.signal, base, pulse_width_us=stim.pulse_width_us, frequency_hz=stim.frequency_hz)
+
+
 def _load_anatomy(config: RunConfig):
     if config.anatomy is None:
         return None
@@ -543,6 +556,7 @@ class Simulation:
     tracts: list = field(default_factory=list)
     af_grid: Any = None
     af_info: dict | None = None
+    time_domain: Any = None
     timings_s: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
@@ -604,6 +618,8 @@ class Simulation:
             "timings_s": {**numeric, **self.timings_s},
             "config": scene.resolved(),
             "coordinate_space": coordinate_spaces(scene.config),
+            **({"time_domain": self.time_domain.summary(None if self.vta_grid is None else self.vta_grid.volume_mm3)}
+               if self.time_domain is not None else {}),
             "warnings": list(self.warnings),
         }
 
@@ -656,6 +672,12 @@ def _simulate(scene: Scene, setting: Setting, progress: bool) -> Simulation:
 
             with timer.phase("tracts"):
                 sim.tracts = tract_activation(scene.tract_setup(), basis, state, config.stimulation.pulse_width_us)
+        if scene.signal is not None:
+            from .timedomain.run import simulate_time_domain
+
+            with timer.phase("time-domain"):
+                sim.time_domain = simulate_time_domain(scene, setting, None if sim.vta_grid is None
+                                                       else sim.vta_grid.grid)
     finally:
         timer.close()
     sim.timings_s = {k: v for k, v in timer.timings.items() if k != "mesh+solve"}

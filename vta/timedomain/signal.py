@@ -413,12 +413,18 @@ class SignalConfig:
         :func:`vta.timedomain.spectrum.cutoff_harmonic`.
     tolerance : float
         Relative max time-domain error of an ``adaptive`` plan.
+    interface : str
+        Electrode-tissue interface on every contact, one of :data:`INTERFACES`.
+    interface_capacitance_uF_per_cm2 : float or None
+        Double-layer capacitance (uF/cm^2); None: the platinum preset.
     """
 
     waveform: Waveform
     spectrum: str = "octave"
     cutoff_hz: float | None = None
     tolerance: float = DEFAULT_TOLERANCE
+    interface: str = "none"
+    interface_capacitance_uF_per_cm2: float | None = None
 
 
 _KEYS = {
@@ -427,7 +433,12 @@ _KEYS = {
     "passive_recharge": {"pulse_width_us", "interphase_gap_us", "second_phase_ratio"},
     "csv": {"csv"},
 }
-_COMMON = {"shape", "frequency_hz", "spectrum", "cutoff_hz", "tolerance"}
+_COMMON = {"shape", "frequency_hz", "spectrum", "cutoff_hz", "tolerance", "interface",
+           "interface_capacitance_uF_per_cm2"}
+#: ``[signal] interface`` values: no electrode-tissue interface, or an ideally
+#: polarisable double layer (:data:`vta.timedomain.interface.PLATINUM_DOUBLE_LAYER`, or
+#: ``interface_capacitance_uF_per_cm2``).
+INTERFACES = ("none", "double_layer")
 
 
 def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = None,
@@ -439,7 +450,10 @@ def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = 
     0) and ``second_phase_ratio`` (second phase ``1/r`` high and ``r`` x as wide;
     default 1 for ``biphasic``, 10 for ``passive_recharge``), ``csv`` (path relative to
     ``base_dir``; only with ``shape = "csv"``), ``spectrum`` (``"full"``/``"octave"``/
-    ``"adaptive"``, default ``"octave"``), ``cutoff_hz`` (Hz or ``"auto"``, default
+    ``"adaptive"``, default ``"octave"``), ``interface`` (``"none"`` or ``"double_layer"``:
+    an ideally polarisable double layer on every contact, of
+    ``interface_capacitance_uF_per_cm2``, default the platinum preset of
+    :mod:`vta.timedomain.interface`), ``cutoff_hz`` (Hz or ``"auto"``, default
     auto), ``tolerance`` (``adaptive`` only, default 1e-3).
 
     Parameters
@@ -490,7 +504,14 @@ def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = 
         raise
     except VtaError as exc:
         raise ConfigError(key("csv" if shape == "csv" else "pulse_width_us"), str(exc)) from None
-    return SignalConfig(waveform, method, cutoff, tol)
+    interface = table.get("interface", "none")
+    if interface not in INTERFACES:
+        raise ConfigError(key("interface"), f"must be one of {', '.join(map(repr, INTERFACES))}, got {interface!r}")
+    if "interface_capacitance_uF_per_cm2" in table and interface != "double_layer":
+        raise ConfigError(key("interface_capacitance_uF_per_cm2"), "is only used with interface = 'double_layer'")
+    capacitance = (num("interface_capacitance_uF_per_cm2", None, positive=True)
+                   if "interface_capacitance_uF_per_cm2" in table else None)
+    return SignalConfig(waveform, method, cutoff, tol, interface, capacitance)
 
 
 def _waveform(table: dict, shape: str, freq: float, base_dir: Path, num, pulse_width_us: float | None) -> Waveform:

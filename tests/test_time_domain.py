@@ -1,0 +1,138 @@
+"""The time-domain run (`[signal]`): resistive tissue gives the quasi-static answer,
+dispersive tissue filters current-controlled pulses but not voltage-controlled ones in
+homogeneous tissue, and `vta run` writes and reports it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vta.errors import ConfigError
+from vta.scene import Scene
+from vta.timedomain.run import simulate_time_domain
+from vta.timedomain.signal import biphasic
+from vta.timedomain.spectrum import make_plan, plan_full, spectrum
+from vta.timedomain.time_response import time_basis
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "time_domain_3389.toml"
+
+
+def _config(**changes) -> dict:
+    data = tomllib.loads(EXAMPLE.read_text())
+    for section, values in changes.items():
+        if values is None:
+            data.pop(section, None)
+        else:
+            data.setdefault(section, {}).update(values)
+    return data
+
+
+def _run(data: dict):
+    scene = Scene.from_dict(data, str(EXAMPLE))
+    sim = scene.simulate()
+    return scene, sim, sim.time_domain
+
+
+def test_resistive_tissue_reproduces_the_quasi_static_vta():
+    data = _config()
+    data["tissue"].pop("dispersive_tissue")
+    scene, sim, td = _run(data)
+    qs = sim.vta_grid
+    assert td.grid.shape == qs.grid.shape
+    # |E(t)| = |E_qs| w(t) exactly: the peak is the quasi-static field
+    np.testing.assert_allclose(td.peak_field_V_per_mm, qs.field_norm_V_per_mm, rtol=1e-5, atol=1e-6)
+    assert abs(td.vta_volume_mm3 - qs.volume_mm3) <= qs.grid.voxel_volume_mm3
+    # the delivered current is the programmed pulse
+    assert td.currents_mA[1].min() == pytest.approx(-3.0, rel=1e-9)
+    summary = sim.summary()["time_domain"]
+    assert summary["contacts"]["1"]["charge_first_phase_uC"] == pytest.approx(-3.0 * 60e-3, rel=0.02)
+
+
+def test_capacitive_tissue_shrinks_a_current_controlled_vta():
+    scene, sim, td = _run(_config())
+    summary = sim.summary()["time_domain"]
+    assert summary["spectrum"]["n_solve_frequencies"] < 20
+    assert summary["spectrum"]["plan_error"] <= 1e-3
+    z = summary["impedance_spectrum"]
+    assert all(s["phase_deg"] < 0 for s in z)                # capacitive load
+    assert z[-1]["magnitude_ohm"] < z[0]["magnitude_ohm"]     # lower impedance at high frequency
+    # the same tissue resistive at the stimulation frequency: the quasi-static reference
+    ref = _config()
+    ref["tissue"].pop("dispersive_tissue")
+    ref["tissue"]["conductivity_S_per_m"] = float(scene_gm_sigma(scene))
+    _, _, td_qs = _run(ref)
+    assert td.vta_volume_mm3 < td_qs.vta_volume_mm3
+
+
+def scene_gm_sigma(scene) -> float:
+    from vta.timedomain.dispersive import complex_conductivity
+
+    return complex_conductivity("GM", [scene.config.stimulation.frequency_hz])[0].real
+
+
+def test_voltage_control_in_homogeneous_tissue_keeps_the_field_shape():
+    """Imposed contact potentials in homogeneous (if dispersive) tissue: the field is the
+    quasi-static one times the pulse, whatever the conductivity."""
+    data = _config(stimulation={"mode": "voltage", "contacts": {"1": -2.0}})
+    data["tissue"].pop("encapsulation_thickness_mm")
+    data["tissue"].pop("encapsulation_conductivity_S_per_m")
+    scene, sim, td = _run(data)
+    np.testing.assert_allclose(td.peak_field_V_per_mm, sim.vta_grid.field_norm_V_per_mm, rtol=1e-4, atol=1e-5)
+    assert td.voltages_V[1].min() == pytest.approx(-2.0, rel=1e-6)
+
+
+def test_time_basis_matches_the_full_fourier_synthesis():
+    """Reference split + plan: the RC (dispersive point source) response equals the full
+    harmonic sum, and resistive transfer gives the waveform exactly."""
+    wf = biphasic(60, 130)
+    spec = spectrum(wf)
+    sigma, eps = 0.1, 8.854e-12 * 1e5
+
+    def H(f):
+        return 1.0 / (sigma + 2j * np.pi * np.asarray(f) * eps)
+
+    full = plan_full(spec)
+    n_t = full.default_n_t()
+    t_full = full.time_us(n_t)
+    u_full = full.synthesize(H(full.solve_freqs_hz), n_t)
+    keep = np.flatnonzero(t_full < 200)[::9]
+    tb = time_basis(full, t_full[keep])
+    u = tb.synthesize(H(full.solve_freqs_hz))
+    assert np.abs(u - u_full[keep]).max() <= 1e-3 * np.abs(u_full).max()
+    adaptive = make_plan(spec, "adaptive", H, 1e-3)
+    u_adaptive = time_basis(adaptive, t_full[keep]).synthesize(H(adaptive.solve_freqs_hz))
+    assert np.abs(u_adaptive - u_full[keep]).max() <= 3e-3 * np.abs(u_full).max()
+    flat = time_basis(adaptive).synthesize(np.full(adaptive.n_solve, 5.0 + 0j))
+    np.testing.assert_allclose(flat, 5.0 * wf.values(time_basis(adaptive).t_us), atol=1e-12)
+
+
+def test_bad_signal_is_a_config_error():
+    data = _config(signal={"shape": "triangle"})
+    with pytest.raises(ConfigError, match="signal.shape"):
+        Scene.from_dict(data, str(EXAMPLE))
+    data = _config(tissue={"dispersive_tissue": "bone"})
+    with pytest.raises(ConfigError, match="dispersive_tissue"):
+        Scene.from_dict(data, str(EXAMPLE))
+
+
+def test_vta_run_writes_the_time_domain_outputs(tmp_path):
+    out = tmp_path / "td"
+    subprocess.run([sys.executable, "-m", "vta", "run", str(EXAMPLE), "--out", str(out), "-q"], check=True,
+                   capture_output=True)
+    summary = json.loads((out / "summary.json").read_text())
+    td = summary["time_domain"]
+    assert td["vta_grid_volume_mm3"] > 0 and td["quasi_static_vta_grid_volume_mm3"] > 0
+    for name in ("efield_peak_time_domain.nii.gz", "vta_time_domain.nii.gz", "waveforms.csv"):
+        assert name in summary["outputs"] and (out / name).is_file()
+    with open(out / "waveforms.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"t_us", "I1_mA", "V1_V"} <= set(rows[0])
+    assert min(float(r["I1_mA"]) for r in rows) == pytest.approx(-3.0, rel=1e-6)
