@@ -35,6 +35,11 @@ __all__ = ["build_app", "serve"]
 
 log = logging.getLogger(__name__)
 
+#: Delay (s) between sending a setting's numbers and slices and redrawing the 3D view
+#: (software rendering, ~0.1 s, blocks the server loop): the numbers reach the page
+#: first, and a burst of edits redraws once.
+VIEW_DELAY_S = 0.25
+
 
 def _fmt(v: float, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
@@ -137,7 +142,9 @@ class PlanApp:
         for plane, uri in self.slices.backgrounds(live, result).items():
             if st[f"slice_bg_{plane}"] != uri:  # sent again only when it changes
                 st[f"slice_bg_{plane}"] = uri
-        st.slice_legend = self.slices.legend_html(live)
+        legend = self.slices.legend_html(live)
+        if st.slice_legend != legend:
+            st.slice_legend = legend
         self._readouts(result)
         sim = s.confirmed
         st.exact = sim is not None
@@ -183,7 +190,7 @@ class PlanApp:
             with self.state:
                 self.refresh_view()
 
-        asyncio.get_event_loop().call_later(0.08, run)
+        asyncio.get_event_loop().call_later(VIEW_DELAY_S, run)
 
     def _readouts(self, result) -> None:
         s, st = self.session, self.state

@@ -89,6 +89,18 @@ def _absolute_paths(data: dict, base: Path) -> dict:
     return out
 
 
+def _leave_a_core_free() -> None:
+    """The axon models of this (worker) thread use all cores but one: the app's live
+    answers keep a core while the tract activation runs (numba's thread count is
+    per calling thread)."""
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS - 1))
+    except Exception:  # numba missing or its threading layer refuses: run as it is
+        log.debug("could not limit the axon models' threads", exc_info=True)
+
+
 def _rotate(v: np.ndarray, axis: np.ndarray, degrees: float) -> np.ndarray:
     """Rodrigues rotation of ``v`` about the unit ``axis``."""
     a = math.radians(degrees)
@@ -280,6 +292,7 @@ class PlanSession:
             with self._lock:
                 if self._closed or self.scene is not scene or self.result is not result:
                     return  # superseded by a later edit before it started
+            _leave_a_core_free()
             try:
                 with collecting() as messages:
                     tracts = tract_activation(scene.tract_setup(), scene.basis, result.state,
