@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from test_render import SMALL_ANATOMY  # the same small anatomy case
 
 from vta.errors import VtaError
 from vta.scene import Scene
@@ -17,30 +18,6 @@ from vta.views.view_scene import active_centre_mm, view_from_simulation
 ROOT = Path(__file__).resolve().parents[1]
 HOMOGENEOUS = ROOT / "examples" / "homogeneous_3389.toml"
 DIRECTIONAL = ROOT / "examples" / "directional_vercise.toml"
-
-# the demo's lead in the right NAc on the default anatomy, bipolar, fast P1 mesh
-SMALL_ANATOMY = """
-[anatomy]
-atlas = "default"
-
-[lead]
-model = "SceneRay SR1242"
-target = "NAc_R"
-
-[stimulation]
-mode = "voltage"
-contacts = { 0 = -3.0, 1 = 1.0 }
-pulse_width_us = 90
-frequency_hz = 130
-
-[solver]
-preset = "fast"
-order = 1
-
-[output]
-grid_spacing_mm = 0.5
-"""
-
 
 @pytest.fixture(scope="module")
 def homogeneous_run():

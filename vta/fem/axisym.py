@@ -540,6 +540,17 @@ def _unit_solutions(K: sp.csr_matrix, contact_dofs: list[np.ndarray], outer_dofs
 # --------------------------------------------------------------------------------------
 
 
+def boundary_dofs(space: _Space, mesh, geom: _Geometry) -> tuple[list[np.ndarray], np.ndarray]:
+    """DOFs of every contact (in the geometry's contact order) and of the outer boundary."""
+    contact_dofs = []
+    for name in geom.contact_names:
+        segs = mesh.boundary.get(name)
+        if segs is None or segs.size == 0:
+            raise VtaError(f"{name} has no mesh edges: is it inside the domain?")
+        contact_dofs.append(space.boundary_dofs(segs))
+    return contact_dofs, space.boundary_dofs(mesh.boundary.get("outer", np.empty((0, 2), dtype=np.int64)))
+
+
 def _build(geom: _Geometry, sigma_by_region: tuple[float, float], grounded: bool,
            placement: LeadPlacement, preset: str, order: int, size_scale: float) -> AxisymmetricBasis:
     """Mesh, assemble and solve a prepared geometry; sigma in S/m per region."""
@@ -550,13 +561,7 @@ def _build(geom: _Geometry, sigma_by_region: tuple[float, float], grounded: bool
     space = _make_space(mesh.points, mesh.tris, order)
     sigma = np.asarray(sigma_by_region, dtype=float)[mesh.region] * _S_PER_M_TO_S_PER_MM
     K = _assemble(space, mesh.tris, sigma)
-    contact_dofs = []
-    for name in geom.contact_names:
-        segs = mesh.boundary.get(name)
-        if segs is None or segs.size == 0:
-            raise VtaError(f"{name} has no mesh edges: is it inside the domain?")
-        contact_dofs.append(space.boundary_dofs(segs))
-    outer = space.boundary_dofs(mesh.boundary.get("outer", np.empty((0, 2), dtype=np.int64)))
+    contact_dofs, outer = boundary_dofs(space, mesh, geom)
     t2 = time.perf_counter()
     U, G, solver = _unit_solutions(K, contact_dofs, outer, grounded)
     t3 = time.perf_counter()

@@ -511,6 +511,31 @@ def _solve_free(Kff, B, method, tol, maxiter, prolongation=None):
     return X, (t0, t1), t2 - t1, its
 
 
+def unpack_lead_mesh(lead_mesh_or_mesh: Any, n_contacts: int | None, outer: str) -> tuple[Any, str | None, int, bool]:
+    """(skfem mesh, preset name, number of contacts, outer boundary grounded?) of a
+    :class:`vta.fem.mesh.LeadMesh` or a bare mesh with ``contact_*`` boundaries.
+
+    Raises
+    ------
+    ValueError
+        No contact boundaries, or ``outer`` not ground/insulating.
+    """
+    mesh = getattr(lead_mesh_or_mesh, "mesh", lead_mesh_or_mesh)
+    preset = getattr(lead_mesh_or_mesh, "preset", None)
+    if n_contacts is None:
+        n_contacts = getattr(lead_mesh_or_mesh, "n_contacts", None)
+    if n_contacts is None:
+        n_contacts = sum(1 for b in (mesh.boundaries or {}) if b.startswith("contact_"))
+    n_contacts = int(n_contacts)
+    if n_contacts < 1:
+        raise ValueError("the mesh has no contact boundaries")
+    if outer in ("ground", "grounded"):
+        return mesh, preset, n_contacts, True
+    if outer in ("insulating", "insulated"):
+        return mesh, preset, n_contacts, False
+    raise ValueError(f"outer must be 'ground' or 'insulating', got {outer!r}")
+
+
 def solve_unit_fields(
     lead_mesh_or_mesh: Any,
     sigma_per_element_S_per_mm: np.ndarray | float,
@@ -549,21 +574,7 @@ def solve_unit_fields(
     TetFieldBasis
     """
     t_start = time.perf_counter()
-    mesh = getattr(lead_mesh_or_mesh, "mesh", lead_mesh_or_mesh)
-    preset = getattr(lead_mesh_or_mesh, "preset", None)
-    if n_contacts is None:
-        n_contacts = getattr(lead_mesh_or_mesh, "n_contacts", None)
-    if n_contacts is None:
-        n_contacts = sum(1 for b in (mesh.boundaries or {}) if b.startswith("contact_"))
-    n_contacts = int(n_contacts)
-    if n_contacts < 1:
-        raise ValueError("the mesh has no contact boundaries")
-    if outer in ("ground", "grounded"):
-        grounded = True
-    elif outer in ("insulating", "insulated"):
-        grounded = False
-    else:
-        raise ValueError(f"outer must be 'ground' or 'insulating', got {outer!r}")
+    mesh, preset, n_contacts, grounded = unpack_lead_mesh(lead_mesh_or_mesh, n_contacts, outer)
 
     points = np.ascontiguousarray(mesh.p.T, dtype=np.float64)
     tets = np.ascontiguousarray(mesh.t.T, dtype=np.int64)

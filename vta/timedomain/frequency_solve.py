@@ -137,7 +137,7 @@ def _assemble_basis(system: ClassSystem, sigma: np.ndarray, names: list[str], fr
 
 def _axisym(geom, region_sigma: np.ndarray, grounded: bool, placement: LeadPlacement, preset: str,
             order: int, size_scale: float, frequencies: np.ndarray, reuse: bool) -> FrequencyBasis:
-    from ..fem.axisym import AxisymmetricBasis
+    from ..fem.axisym import AxisymmetricBasis, boundary_dofs
     from ..fem.axisym_mesh import _mesh, _scaled_preset
     from ..fem.axisym_space import _assemble, _make_space
     from ..threads import run_interruptibly
@@ -148,14 +148,8 @@ def _axisym(geom, region_sigma: np.ndarray, grounded: bool, placement: LeadPlace
     t1 = time.perf_counter()
     space = _make_space(mesh.points, mesh.tris, order)
     mats = [_assemble(space, mesh.tris, (mesh.region == r).astype(float)) for r in (0, 1)]   # per S/mm
-    contact_dofs = []
-    for name in geom.contact_names:
-        segs = mesh.boundary.get(name)
-        if segs is None or segs.size == 0:
-            raise VtaError(f"{name} has no mesh edges: is it inside the domain?")
-        contact_dofs.append(space.boundary_dofs(segs))
+    contact_dofs, outer = boundary_dofs(space, mesh, geom)
     outer_segs = mesh.boundary.get("outer", np.empty((0, 2), dtype=np.int64))
-    outer = space.boundary_dofs(outer_segs)
     dirichlet = np.unique(np.concatenate(list(contact_dofs) + ([outer] if grounded else [])))
     present = [r for r in (0, 1) if np.any(mesh.region == r)]
     system = ClassSystem([mats[r] for r in present], dirichlet)
@@ -345,21 +339,13 @@ def build_tet_frequency_basis(
     """
     from ..fem.assembly import assemble_stiffness, build_dofmap, element_geometry
     from ..fem.multigrid import p1_embedding
-    from ..fem.solve import DIRECT_MAX_DOFS, TetFieldBasis, contact_dofs
+    from ..fem.solve import DIRECT_MAX_DOFS, TetFieldBasis, contact_dofs, unpack_lead_mesh
 
     f = _frequencies(frequencies_hz)
-    mesh = getattr(lead_mesh_or_mesh, "mesh", lead_mesh_or_mesh)
-    preset = getattr(lead_mesh_or_mesh, "preset", None)
-    if n_contacts is None:
-        n_contacts = getattr(lead_mesh_or_mesh, "n_contacts", None)
-    if n_contacts is None:
-        n_contacts = sum(1 for b in (mesh.boundaries or {}) if b.startswith("contact_"))
-    K = int(n_contacts)
-    if K < 1:
-        raise VtaError("the mesh has no contact boundaries")
-    if outer not in ("ground", "grounded", "insulating", "insulated"):
-        raise VtaError(f"outer must be 'ground' or 'insulating', got {outer!r}")
-    grounded = outer in ("ground", "grounded")
+    try:
+        mesh, preset, K, grounded = unpack_lead_mesh(lead_mesh_or_mesh, n_contacts, outer)
+    except ValueError as exc:
+        raise VtaError(str(exc)) from None
     if solver not in ("auto", "direct", "iterative"):
         raise VtaError(f"solver must be 'auto', 'direct' or 'iterative', got {solver!r}")
     M = mesh.t.shape[1]
