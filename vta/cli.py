@@ -90,6 +90,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise VtaError(f"vta plan needs the web app packages ({exc.name}): pip install 'vta[plan]'") from None
     from .plan.session import PlanSession
 
+    for name in ("trame_server", "trame_client", "wslink", "aiohttp"):  # their INFO lines are per request
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     if args.config is None:
         text = resources.files("vta").joinpath("data/demo.toml").read_text(encoding="utf-8")
         session = PlanSession(tomllib.loads(text), "vta/data/demo.toml")
