@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..views.gl import _pyvista
 from ..views.meshes import _sample_image, lead_meshes, structure_surface
 from ..views.view_scene import COLORS, _structure_colours, fibres_from_tracts
 from .live import LiveResponse, LiveResult
@@ -40,8 +41,7 @@ class PlanView3D:
     """An offscreen plotter for :class:`vta.plan.session.PlanSession` (see the module docstring)."""
 
     def __init__(self, size: tuple[int, int] = (900, 700)):
-        import pyvista as pv
-
+        pv = _pyvista()  # probes offscreen OpenGL first (a clear error instead of a VTK crash)
         self.pv = pv
         self.plotter = pv.Plotter(off_screen=True, window_size=list(size))
         self.plotter.set_background("#0c0f14")
