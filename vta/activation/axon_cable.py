@@ -205,11 +205,46 @@ def _unit_axial_sources(veu, n, gi, gp):
 
 
 @njit(cache=True)
-def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, stop, record, rec):
-    """Simulate one fibre; returns (fired, steps run, origin node or -1).
+def _axial_sources(A, n, gi, gp):
+    """:func:`_unit_axial_sources` of every column of ``A`` (n, M): two (M, n) arrays."""
+    M = A.shape[1]
+    afi = np.empty((M, n))
+    afb = np.empty((M, n))
+    col = np.empty(n)
+    for mm in range(M):
+        for i in range(n):
+            col[i] = A[i, mm]
+        a1, a2 = _unit_axial_sources(col, n, gi, gp)
+        afi[mm, :] = a1
+        afb[mm, :] = a2
+    return afi, afb
 
-    veu: unit Ve per compartment (mV); s: scale; w: waveform value per step; n:
-    compartments; cpn: compartments per node period; gi, gp: axial conductances (uS)
+
+@njit(cache=True)
+def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, stop, record, rec):
+    """Simulate one fibre under the separable potential ``s * veu * w[step]``; returns
+    (fired, steps run, origin node or -1).
+
+    veu: unit Ve per compartment (mV); s: scale; w: waveform value per step; the other
+    arguments as :func:`_run_fibre_lr`, which this calls with one term (M = 1; the same
+    floating-point operations, so the same results bit for bit).
+    """
+    afi, afb = _unit_axial_sources(veu, n, gi, gp)
+    return _run_fibre_lr(afi.reshape((1, n)), afb.reshape((1, n)), s, w.reshape((1, w.shape[0])), n, cpn, dt,
+                         gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, stop, record, rec)
+
+
+@njit(cache=True)
+def _run_fibre_lr(afi, afb, s, G, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, stop, record,
+                  rec):
+    """Simulate one fibre under a low-rank potential; returns (fired, steps run, origin
+    node or -1).
+
+    The extracellular potential at step ``k`` is ``s * sum_m A[:, m] G[m, k]``; the
+    kernel takes the axial sources of the columns of ``A`` (:func:`_axial_sources`):
+    afi, afb (M, n) (nA per mV); s: scale; G (M, n_steps): the time functions per step
+    (the separable case is M = 1, G = w). n: compartments; cpn: compartments per node
+    period; gi, gp: axial conductances (uS)
     between compartment i and i+1; segc, nodec: constants of
     :func:`vta.activation.axons._kernel_constants`;
     tab: gate table of :func:`_gate_table` (empty: compute the rates directly); v0:
@@ -220,7 +255,8 @@ def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
     relative to the extracellular one, Vq = Vp - Ve (0 at the nodes). Rows: intracellular
     current balance and total (intracellular + periaxonal) current balance; the
     extracellular potential enters as the axial sources of
-    :func:`_unit_axial_sources`. Each backward-Euler step is solved by block
+    :func:`_unit_axial_sources`, summed over the M terms at the start of every step. Each
+    backward-Euler step is solved by block
     elimination. The internode (the m = cpn - 1 compartments between two nodes) is
     linear and the same in every period, so its 2x2-block LU factors and its responses
     yL, yR to a unit potential of the left / right node are precomputed. Per step: (1)
@@ -236,22 +272,28 @@ def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
     g0 = nodec[1]
     gl = nodec[5]
     gnode = nodec[2:6]
-    afi, afb = _unit_axial_sources(veu, n, gi, gp)
+    n_terms = afi.shape[0]
     # Internode quantities are stored [compartment within the internode, internode] so
     # that the inner loops run over independent internodes (no dependency chain; SIMD).
     vmi = np.full((m, ns), v0)
     vqi = np.zeros((m, ns))
     d1i = np.empty((m, ns))
     d2i = np.empty((m, ns))
+    afi_t = np.empty((n_terms, m, ns))
+    afb_t = np.empty((n_terms, m, ns))
+    afn_t = np.empty((n_terms, n_nodes))
+    for t in range(n_terms):
+        for j in range(ns):
+            for i in range(m):
+                afi_t[t, i, j] = afi[t, j * cpn + 1 + i]
+                afb_t[t, i, j] = afb[t, j * cpn + 1 + i]
+        for k in range(n_nodes):
+            afn_t[t, k] = afi[t, k * cpn]
+    # this step's sources: sum over the terms of (s G[t, step]) times their axial sources
     afi_i = np.empty((m, ns))
     afb_i = np.empty((m, ns))
-    for j in range(ns):
-        for i in range(m):
-            afi_i[i, j] = afi[j * cpn + 1 + i]
-            afb_i[i, j] = afb[j * cpn + 1 + i]
     afi_n = np.empty(n_nodes)
-    for k in range(n_nodes):
-        afi_n[k] = afi[k * cpn]
+    sg = np.empty(n_terms)
     vmn = np.full(n_nodes, v0)
     # node rows: diag += dcl (left neighbour) / dcr (right); off-diagonals dl, du
     if m > 0:
@@ -271,9 +313,25 @@ def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
     fired = False
     if record:
         rec[0, :] = v0
-    n_steps = w.shape[0]
+    n_steps = G.shape[1]
     for step in range(n_steps):
-        sw = s * w[step]
+        for t in range(n_terms):
+            sg[t] = s * G[t, step]
+        sw = sg[0]
+        for i in range(m):
+            for j in range(ns):
+                afi_i[i, j] = sw * afi_t[0, i, j]
+                afb_i[i, j] = sw * afb_t[0, i, j]
+        for k in range(n_nodes):
+            afi_n[k] = sw * afn_t[0, k]
+        for t in range(1, n_terms):
+            st_ = sg[t]
+            for i in range(m):
+                for j in range(ns):
+                    afi_i[i, j] += st_ * afi_t[t, i, j]
+                    afb_i[i, j] += st_ * afb_t[t, i, j]
+            for k in range(n_nodes):
+                afi_n[k] += st_ * afn_t[t, k]
         # (1) internodes with the nodes at 0: block forward ...
         for i in range(m):
             c1, c2, c3 = segc[i, 0], segc[i, 1], segc[i, 2]
@@ -282,16 +340,16 @@ def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
             m11, m12, m21, m22 = segc[i, 5], segc[i, 6], segc[i, 7], segc[i, 8]
             if i == 0:
                 for j in range(ns):
-                    r1 = c1 * vmi[i, j] + c3 + sw * afi_i[i, j]
-                    r2 = c2 * vqi[i, j] + sw * afb_i[i, j]
+                    r1 = c1 * vmi[i, j] + c3 + afi_i[i, j]
+                    r2 = c2 * vqi[i, j] + afb_i[i, j]
                     d1i[i, j] = m11 * r1 + m12 * r2
                     d2i[i, j] = m21 * r1 + m22 * r2
             else:
                 for j in range(ns):
                     p1 = d1i[i - 1, j]
                     p2 = d2i[i - 1, j]
-                    r1 = c1 * vmi[i, j] + c3 + sw * afi_i[i, j] + g * (p1 + p2)
-                    r2 = c2 * vqi[i, j] + sw * afb_i[i, j] + g * p1 + gpi * p2
+                    r1 = c1 * vmi[i, j] + c3 + afi_i[i, j] + g * (p1 + p2)
+                    r2 = c2 * vqi[i, j] + afb_i[i, j] + g * p1 + gpi * p2
                     d1i[i, j] = m11 * r1 + m12 * r2
                     d2i[i, j] = m21 * r1 + m22 * r2
         # ... and back substitution (internode solution with the nodes at 0)
@@ -311,7 +369,7 @@ def _run_fibre(veu, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
         for k in range(n_nodes):
             gna, gk = _node_conductances(st, k, gnode)
             diag = cdt_n + gna + gk + gl
-            rhs = cdt_n * vmn[k] + gna * _E_NA + gk * _E_K + gl * _E_L + sw * afi_n[k]
+            rhs = cdt_n * vmn[k] + gna * _E_NA + gk * _E_K + gl * _E_L + afi_n[k]
             if k > 0:
                 diag += dcl
                 if m > 0:
@@ -441,72 +499,114 @@ def _activated_many(ve, offsets, w, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_
 
 
 @njit(cache=True, parallel=True)
-def _thresholds_many(ve, offsets, s0, s_max, rel_tol, step0, w, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
-                     v_detect, n_prop, runs, origin):
-    """Geometric bisection per fibre from a starting guess s0; inf if silent at s_max.
+def _activated_many_lr(A, offsets, G, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, origin):
+    """:func:`_activated_many` for low-rank potentials: A (total compartments, M) stacks
+    the fibres' term matrices, G (M, n_steps) is shared."""
+    nf = offsets.shape[0] - 1
+    out = np.zeros(nf, np.bool_)
+    for f in prange(nf):
+        a, b = offsets[f], offsets[f + 1]
+        afi, afb = _axial_sources(A[a:b], b - a, gi, gp)
+        fired, _, first = _run_fibre_lr(afi, afb, 1.0, G, b - a, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
+                                        v_detect, n_prop, True, False, np.empty((0, 0)))
+        out[f] = fired
+        origin[f] = first
+    return out
+
+
+@njit(cache=True)
+def _threshold_one(afi, afb, n, s0, s_max, rel_tol, step0, G, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
+                   v_detect, n_prop):
+    """Geometric bisection of one fibre (axial sources afi, afb (M, n), time terms G)
+    from a starting guess s0; returns (threshold or inf, simulations run, origin node).
 
     Bracketing: from s0 step down (if it fires) or up (if not) by a factor that starts at
     step0 and is squared after each step; then bisect at the geometric mean until
-    hi <= lo * (1 + rel_tol). Returns hi, the smallest scale seen to fire; origin: the
-    node where the action potential started at hi.
+    hi <= lo * (1 + rel_tol). The threshold is hi, the smallest scale seen to fire;
+    origin: the node where the action potential started at hi.
     """
+    rec = np.empty((0, 0))
+    nrun = 1
+    org = -1
+    s = min(s0, s_max)
+    factor = step0
+    fired, _, first = _run_fibre_lr(afi, afb, s, G, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop,
+                                    True, False, rec)
+    if fired:
+        hi = s
+        org = first
+        lo = s / factor
+        while True:
+            nrun += 1
+            fired, _, first = _run_fibre_lr(afi, afb, lo, G, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
+                                            n_prop, True, False, rec)
+            if not fired:
+                break
+            hi = lo
+            org = first
+            if lo < s_max * 1e-9:
+                lo = 0.0
+                break
+            factor = factor * factor
+            lo = lo / factor
+    else:
+        lo = s
+        hi = np.inf
+        while lo < s_max:
+            t = min(lo * factor, s_max)
+            nrun += 1
+            fired, _, first = _run_fibre_lr(afi, afb, t, G, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
+                                            n_prop, True, False, rec)
+            if fired:
+                hi = t
+                org = first
+                break
+            lo = t
+            factor = factor * factor
+    if hi < np.inf and lo > 0.0:
+        while hi > lo * (1.0 + rel_tol):
+            mid = math.sqrt(lo * hi)
+            nrun += 1
+            fired, _, first = _run_fibre_lr(afi, afb, mid, G, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
+                                            n_prop, True, False, rec)
+            if fired:
+                hi = mid
+                org = first
+            else:
+                lo = mid
+    return hi, nrun, org
+
+
+@njit(cache=True, parallel=True)
+def _thresholds_many(ve, offsets, s0, s_max, rel_tol, step0, w, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
+                     v_detect, n_prop, runs, origin):
+    """Threshold scale per fibre under the separable potential (:func:`_threshold_one`);
+    inf if silent at s_max."""
     nf = offsets.shape[0] - 1
     out = np.empty(nf)
+    G = w.reshape((1, w.shape[0]))
     for f in prange(nf):
         v = ve[offsets[f]:offsets[f + 1]]
         n = v.shape[0]
-        rec = np.empty((0, 0))
-        nrun = 1
-        org = -1
-        s = min(s0[f], s_max)
-        factor = step0
-        fired, _, first = _run_fibre(v, s, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop,
-                                     True, False, rec)
-        if fired:
-            hi = s
-            org = first
-            lo = s / factor
-            while True:
-                nrun += 1
-                fired, _, first = _run_fibre(v, lo, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
-                                             n_prop, True, False, rec)
-                if not fired:
-                    break
-                hi = lo
-                org = first
-                if lo < s_max * 1e-9:
-                    lo = 0.0
-                    break
-                factor = factor * factor
-                lo = lo / factor
-        else:
-            lo = s
-            hi = np.inf
-            while lo < s_max:
-                t = min(lo * factor, s_max)
-                nrun += 1
-                fired, _, first = _run_fibre(v, t, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
-                                             n_prop, True, False, rec)
-                if fired:
-                    hi = t
-                    org = first
-                    break
-                lo = t
-                factor = factor * factor
-        if hi < np.inf and lo > 0.0:
-            while hi > lo * (1.0 + rel_tol):
-                mid = math.sqrt(lo * hi)
-                nrun += 1
-                fired, _, first = _run_fibre(v, mid, w, n, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect,
-                                             n_prop, True, False, rec)
-                if fired:
-                    hi = mid
-                    org = first
-                else:
-                    lo = mid
-        out[f] = hi
-        runs[f] = nrun
-        origin[f] = org
+        afi, afb = _unit_axial_sources(v, n, gi, gp)
+        out[f], runs[f], origin[f] = _threshold_one(afi.reshape((1, n)), afb.reshape((1, n)), n, s0[f], s_max,
+                                                    rel_tol, step0, G, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
+                                                    v_detect, n_prop)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _thresholds_many_lr(A, offsets, s0, s_max, rel_tol, step0, G, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
+                        v_detect, n_prop, runs, origin):
+    """:func:`_thresholds_many` for low-rank potentials: A (total compartments, M) stacks
+    the fibres' term matrices, G (M, n_steps) is shared."""
+    nf = offsets.shape[0] - 1
+    out = np.empty(nf)
+    for f in prange(nf):
+        a, b = offsets[f], offsets[f + 1]
+        afi, afb = _axial_sources(A[a:b], b - a, gi, gp)
+        out[f], runs[f], origin[f] = _threshold_one(afi, afb, b - a, s0[f], s_max, rel_tol, step0, G, cpn, dt, gi,
+                                                    gp, segc, nodec, q, tab, v0, v_detect, n_prop)
     return out
 
 

@@ -23,9 +23,10 @@ its field shape (the contact potentials are imposed). A series electrode interfa
 (``[signal] interface``) changes only voltage-controlled pulses: the tissue voltage
 decays over a phase as the double layer charges, and at the reversal of a symmetric
 biphasic pulse it jumps by the source step plus the charged voltage, so the second
-phase's peak can exceed the first. The peak-field VTA counts both phases alike; the
-axon models driven by the waveform, which weigh cathodic and anodic phases as a fibre
-does, are not part of this run yet.
+phase's peak can exceed the first. The peak-field VTA counts both phases alike; with
+``[tracts]`` the axon models are also driven by the time-domain potential
+(:mod:`vta.timedomain.axons_td`), which weighs the phases as a fibre does, and the
+summary reports their activation beside the quasi-static one on the same fibres.
 
 Units: us, Hz, mA, V, V/mm, mm^3, ohm.
 """
@@ -67,6 +68,9 @@ class TimeDomainResult:
     peak_field_V_per_mm : ndarray or None
         max over the pulse of |E(t)| on ``grid``.
     vta_mask : ndarray of bool or None
+    axons : AxonTimeDomainResult or None
+        With ``[tracts]``: the axon models driven by the time-domain potential, and the
+        quasi-static comparison on the same fibres (:mod:`vta.timedomain.axons_td`).
     timings_s : dict
     """
 
@@ -80,6 +84,7 @@ class TimeDomainResult:
     peak_field_V_per_mm: np.ndarray | None = None
     vta_mask: np.ndarray | None = None
     frequency_basis_info: dict = field(default_factory=dict)
+    axons: object | None = None
     timings_s: dict = field(default_factory=dict)
 
     @property
@@ -123,6 +128,7 @@ class TimeDomainResult:
             "peak_field_max_V_per_mm": None if self.peak_field_V_per_mm is None
             else float(self.peak_field_V_per_mm.max()),
             "frequency_basis": self.frequency_basis_info,
+            **({"tracts": self.axons.summary()} if self.axons is not None else {}),
             "timings_s": self.timings_s,
         }
 
@@ -229,6 +235,11 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
         grid = scene.voxel_grid(qs_currents, thr)
     fields = fb.field_at(grid.points(), phasors.potentials_V)         # (n_solve, N, 3)
     peak = times.peak_norm(fields).reshape(grid.shape)
+    axons = None
+    if scene.config.tracts is not None:
+        from .axons_td import axon_activation_time_domain
+
+        axons = axon_activation_time_domain(scene, setting, plan=plan, basis=fb)
     t3 = time.perf_counter()
     info = {k: v for k, v in fb.mesh_info.items()} if isinstance(fb.mesh_info, dict) else {}
     info["solve_per_frequency_s"] = fb.timings.get("solve_per_frequency")
@@ -237,5 +248,5 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
     return TimeDomainResult(plan=plan, time=times, impedance_ohm=phasors.impedance_ohm, currents_mA=currents,
                             voltages_V=voltages, threshold_V_per_mm=thr, grid=grid,
                             peak_field_V_per_mm=peak.astype(np.float32), vta_mask=peak >= thr,
-                            frequency_basis_info=info,
+                            frequency_basis_info=info, axons=axons,
                             timings_s={"plan": t1 - t0, "frequency_basis": t2 - t1, "synthesis": t3 - t2})
