@@ -142,17 +142,16 @@ class FrequencyBasis:
         return -self._evaluate(points_mm, weights_V_by_freq, gradient=True)
 
     def _evaluate(self, points_mm: np.ndarray, weights_V_by_freq, gradient: bool) -> np.ndarray:
-        """Points located once; the unit values of one shape at a time, combined at once
-        into the frequencies that use it (memory O(N K) per shape)."""
+        """Points located once; per frequency the weighted DOF vector is formed first,
+        so each frequency costs two interpolations (its real and imaginary parts)
+        whatever the number of contacts."""
         w = self._weights(weights_V_by_freq)
         pts = _points(points_mm)
         located = _locate(self.mesh_basis, pts)
         out = np.empty((self.n_frequencies, len(pts)) + ((3,) if gradient else ()), dtype=complex)
-        for s, U in enumerate(self.solutions):
-            fs = np.flatnonzero(self.shape_index == s)
-            if fs.size:
-                vals = _unit(self.mesh_basis, located, U, gradient)          # (N, K[, 3])
-                out[fs] = np.einsum("nk...,fk->fn...", vals, w[fs])
+        for f in range(self.n_frequencies):
+            u = self.solutions[self.shape_index[f]] @ w[f]                  # (n_dofs,) complex
+            out[f] = _unit(self.mesh_basis, located, u[:, None], gradient)[:, 0]
         return out
 
     # ---- checks ---------------------------------------------------------------------
