@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from vta.activation import axons as ax
+from vta.activation import axons_lowrank as lr
 from vta.activation.tracts import Tract, save_tract
 from vta.errors import VtaError
 from vta.scene import Scene
@@ -49,38 +50,38 @@ def test_one_term_reproduces_the_separable_model(fibres, pulse):
     th = ax.thresholds(model, ves, pulse)
     n = int(np.ceil((pulse.width_us + 1500.0) / 2.0))
     w = pulse.step_values(2.0, n)
-    steps = ax.LowRankStimulus(w[None], step_us=2.0, first_phase_us=pulse.width_us, duration_us=pulse.duration_us)
+    steps = lr.LowRankStimulus(w[None], step_us=2.0, first_phase_us=pulse.width_us, duration_us=pulse.duration_us)
     A = [v[:, None] for v in ves]
-    np.testing.assert_allclose(ax.thresholds_lowrank(model, A, steps), th, rtol=1e-12)
+    np.testing.assert_allclose(lr.thresholds_lowrank(model, A, steps), th, rtol=1e-12)
     # sampled with vertical steps and resampled onto dt: the same step means
-    sampled = ax.LowRankStimulus.from_pulse(pulse)
+    sampled = lr.LowRankStimulus.from_pulse(pulse)
     np.testing.assert_allclose(sampled.step_values(2.0, n)[0], w, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(ax.thresholds_lowrank(model, A, sampled), th, rtol=1e-12)
+    np.testing.assert_allclose(lr.thresholds_lowrank(model, A, sampled), th, rtol=1e-12)
     # the potential split over three terms
-    split = ax.LowRankStimulus(np.vstack([w, 2 * w, -w]), step_us=2.0, first_phase_us=pulse.width_us,
+    split = lr.LowRankStimulus(np.vstack([w, 2 * w, -w]), step_us=2.0, first_phase_us=pulse.width_us,
                                duration_us=pulse.duration_us)
     A3 = [np.column_stack([0.5 * v, 0.5 * v, 0.5 * v]) for v in ves]
-    np.testing.assert_allclose(ax.thresholds_lowrank(model, A3, split), th, rtol=1e-9)
+    np.testing.assert_allclose(lr.thresholds_lowrank(model, A3, split), th, rtol=1e-9)
     # traces, and activation
     s1 = ax.simulate(model, ves[1] * th[1], pulse)
-    s2 = ax.simulate_lowrank(model, (ves[1] * th[1])[:, None], steps)
+    s2 = lr.simulate_lowrank(model, (ves[1] * th[1])[:, None], steps)
     assert s1.activated and s2.activated
     np.testing.assert_array_equal(s1.vm_mV, s2.vm_mV)
-    np.testing.assert_array_equal(ax.activated_lowrank(model, [a * 1.02 * t for a, t in zip(A, th)], steps),
+    np.testing.assert_array_equal(lr.activated_lowrank(model, [a * 1.02 * t for a, t in zip(A, th)], steps),
                                   [True] * len(ves))
 
 
 def test_lowrank_stimulus_resampling_and_rank_reduction():
-    ramp = ax.LowRankStimulus(np.array([[0.0, 10.0]]), time_us=np.array([0.0, 10.0]), first_phase_us=10.0)
+    ramp = lr.LowRankStimulus(np.array([[0.0, 10.0]]), time_us=np.array([0.0, 10.0]), first_phase_us=10.0)
     # a ramp g = t on [0, 10] us: step means (k + 1/2) dt, 0 after the last sample
     np.testing.assert_allclose(ramp.step_values(2.0, 7)[0], [1, 3, 5, 7, 9, 0, 0], atol=1e-12)
     with pytest.raises(VtaError):
-        ax.LowRankStimulus(np.ones((2, 3)), time_us=np.array([0.0, 2.0, 1.0]))
+        lr.LowRankStimulus(np.ones((2, 3)), time_us=np.array([0.0, 2.0, 1.0]))
     rng = np.random.default_rng(1)
     base = rng.normal(size=(3, 50))
     G = np.vstack([base, 0.5 * base[1] + base[2], base[1] - base[2]])   # 5 terms; rows 1-4 of rank 2
     A = [rng.normal(size=(20, 5)) for _ in range(4)]
-    A2, G2 = ax.reduce_rank(A, G, keep_first=True)
+    A2, G2 = lr.reduce_rank(A, G, keep_first=True)
     assert G2.shape[0] == 3
     np.testing.assert_array_equal(G2[0], G[0])
     for a, b in zip(A, A2):

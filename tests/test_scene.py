@@ -240,7 +240,7 @@ LAYERS = {
     "config": 1, "leads": 1, "leaddbs_export": 1,
     "anatomy": 2,
     "fem": 3,
-    "timedomain": 3,
+    "timedomain": 4,
     "activation": 4,
     "scene": 5, "outputs": 5,
     "studies": 6, "views": 6,

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..activation.axons import LowRankStimulus, reduce_rank, thresholds_lowrank
+from ..activation.axons_lowrank import LowRankStimulus, reduce_rank, thresholds_lowrank
 from ..activation.tract_activation import (RUN_THRESHOLD_CAP, PlacedTract, axon_model, fibre_potentials,
                                            load_config_tracts, place_tract, search_radius_mm)
 from ..errors import VtaError
