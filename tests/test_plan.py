@@ -182,6 +182,7 @@ def test_app_in_headless_chromium(tmp_path):
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1200"):
         options.add_argument(arg)
     driver = None
+    failed = True
     try:
         _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() or True, 120,
               "the server to listen")
@@ -229,6 +230,7 @@ def test_app_in_headless_chromium(tmp_path):
         _wait(lambda: volume() != v1, 30, "the VTA volume of the new position")
         driver.save_screenshot(str(tmp_path / "plan.png"))
         print(f"page load {page_load_s:.1f} s, setting change {latency}")
+        failed = False
     finally:
         if driver is not None:
             driver.quit()
@@ -237,5 +239,5 @@ def test_app_in_headless_chromium(tmp_path):
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
-        if server.returncode not in (0, -15, None) and log_path.exists():
-            print(log_path.read_text()[-3000:])
+        if (failed or server.returncode not in (0, -15, None)) and log_path.exists():
+            print(log_path.read_text()[-5000:])  # the server's side of a failure

@@ -68,7 +68,7 @@ class PlanApp:
         st.targets = ["(tip/entry)"] + list(TARGET_PRESETS)
         st.lead_model = lead.model.name
         st.target = s.data["lead"].get("target") or "(tip/entry)"
-        st.update(self._placement_state())
+        st.update(self._placement_state(lead.placement))
         stim = s.scene.config.stimulation
         st.mode = stim.mode
         st.pulse_width_us = float(stim.pulse_width_us)
@@ -94,8 +94,8 @@ class PlanApp:
         st.saved = ""
         st.caption = ""
 
-    def _placement_state(self) -> dict:
-        p = self.session.scene.lead.placement
+    def _placement_state(self, p) -> dict:
+        """Tip, entry (40 mm up the trajectory) and rotation of a placement, for the fields."""
         tip = np.asarray(p.tip_mm, float)
         entry = tip + 40.0 * np.asarray(p.direction, float)
         return {**{f"tip_{a}": round(float(v), 2) for a, v in zip("xyz", tip)},
@@ -130,13 +130,12 @@ class PlanApp:
         """Readouts, slices, status (cheap: the live answer of a setting); False while
         there is nothing to show yet."""
         s, st = self.session, self.state
-        st.status, st.status_message = s.status, s.message
+        live, result, sim, st.status, st.status_message = s.snapshot()
         st.error = s.error or ""
-        live, result = s.live, s.result
         if live is None or result is None:
             return False
         if self._shown_generation is not live:
-            st.update(self._placement_state())
+            st.update(self._placement_state(live.scene.lead.placement))
         svgs = self.slices.render(live, result, embed_background=False)
         st.slice_axial, st.slice_coronal, st.slice_sagittal = svgs["axial"], svgs["coronal"], svgs["sagittal"]
         for plane, uri in self.slices.backgrounds(live, result).items():
@@ -145,8 +144,7 @@ class PlanApp:
         legend = self.slices.legend_html(live)
         if st.slice_legend != legend:
             st.slice_legend = legend
-        self._readouts(result)
-        sim = s.confirmed
+        self._readouts(live, result)
         st.exact = sim is not None
         if sim is not None and sim is not self._shown_confirmed:
             st.tract_rows = []
@@ -163,8 +161,7 @@ class PlanApp:
         """Redraw the 3D view for the session's current scene, result and tract activation and
         send the new image (software rendering: ~0.1 s)."""
         self._view_pending = False
-        s = self.session
-        live, result, sim = s.live, s.result, s.confirmed
+        live, result, sim, _, _ = self.session.snapshot()
         if live is None or result is None:
             return
         t0 = time.perf_counter()
@@ -192,13 +189,14 @@ class PlanApp:
 
         asyncio.get_event_loop().call_later(VIEW_DELAY_S, run)
 
-    def _readouts(self, result) -> None:
-        s, st = self.session, self.state
+    def _readouts(self, live, result) -> None:
+        st = self.state
+        scene = live.scene
         st.vta_volume_mm3 = result.vta_volume_mm3
         st.vta_volume = f"{result.vta_volume_mm3:.2f}"
         rows = [{"structure": name, "overlap_mm3": round(v["overlap_mm3"], 1), "percent": round(100 * v["fraction"], 1)}
-                for name, v in result.structures.items() if v["overlap_mm3"] > 0 or name in s.live.targets]
-        rows.sort(key=lambda r: (r["structure"] not in s.live.targets, -r["overlap_mm3"]))
+                for name, v in result.structures.items() if v["overlap_mm3"] > 0 or name in live.targets]
+        rows.sort(key=lambda r: (r["structure"] not in live.targets, -r["overlap_mm3"]))
         rows.append({"structure": "spill (outside targets)", "overlap_mm3": round(result.spill_mm3, 1), "percent": None})
         st.readouts = rows
         unit = "mA" if result.setting.mode == "current" else "V"
@@ -219,10 +217,10 @@ class PlanApp:
                             "(volume and coverage are not)")
         st.warnings = warnings
         st.impedance = f"{result.impedance_ohm:.0f}"
-        st.return_text = "case +" if s.scene.domain.outer_grounded else "no case return (bipolar)"
-        p = s.scene.lead.placement
-        centre = s.live.active_centre_mm(result.state)
-        spaces = coordinate_spaces(s.scene.config)
+        st.return_text = "case +" if scene.domain.outer_grounded else "no case return (bipolar)"
+        p = scene.lead.placement
+        centre = live.active_centre_mm(result.state)
+        spaces = coordinate_spaces(scene.config)
         space = {"mni": "MNI mm", "native": "native mm", "scrf": "scrf mm"}.get(spaces["outputs"], "mm")
         template = (f"; template anatomy ({spaces['template']}), not patient MRI" if spaces["template"] else "")
         st.caption = (f"tip ({', '.join(_fmt(v) for v in p.tip_mm)}), active centre "
@@ -425,14 +423,20 @@ def build_app(session: PlanSession, server=None, save_dir: str | Path = "plan_ou
         app.push()
 
     def poll() -> None:
-        """Pick up background results (lead solves, confirmations) on the server loop."""
-        s = app.session
-        confirmed = s.confirmed is not None and s.confirmed is not app._shown_confirmed
-        if (s.live is not app._shown_generation or confirmed
-                or st.status != s.status or st.status_message != s.message):
+        """Pick up background results (lead solves, tract activations) on the server
+        loop: the numbers first, then the 3D view (a failure there is logged and does
+        not hold the numbers back)."""
+        live, _, confirmed, status, message = app.session.snapshot()
+        if (live is not app._shown_generation or (confirmed is not None and confirmed is not app._shown_confirmed)
+                or st.status != status or st.status_message != message):
             with st:
-                app.push()
-                st.status, st.status_message = s.status, s.message
+                app.push_numbers()
+            try:
+                with st:
+                    app.refresh_view()
+            except Exception:
+                app._shown_generation, app._shown_confirmed = live, confirmed  # do not retry every tick
+                log.exception("the 3D view could not be redrawn")
 
     @ctrl.add("on_server_ready")
     def start_polling(**_):

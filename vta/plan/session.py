@@ -154,6 +154,12 @@ class PlanSession:
     def from_toml(cls, path: str | Path, on_change: Callable[[], None] | None = None) -> "PlanSession":
         return cls(read_toml(path, "config file"), path, on_change)
 
+    def snapshot(self) -> tuple:
+        """``(live, result, confirmed, status, message)`` read together (the worker
+        threads replace them under the session's lock)."""
+        with self._lock:
+            return self.live, self.result, self.confirmed, self.status, self.message
+
     # ------------------------------------------------------------------ lead
     def wait(self, timeout: float | None = None) -> None:
         """Block until the pending solve (if any) has finished (tests, scripts)."""

@@ -189,7 +189,9 @@ def _points(points_mm: np.ndarray) -> np.ndarray:
 def _locate(b: Any, pts: np.ndarray) -> tuple:
     """Point location in the mesh basis: axisymmetric (local points, r, triangle,
     barycentrics) or tetrahedral (element, barycentrics)."""
-    if hasattr(b, "locate_rz"):
+    from ..fem.axisym import AxisymmetricBasis
+
+    if isinstance(b, AxisymmetricBasis):  # the builder's own mesh basis: one of the two kinds
         loc = b.placement.to_local(pts)
         r = np.hypot(loc[:, 0], loc[:, 1])
         elem, lam = b.locate_rz(np.column_stack([r, loc[:, 2]]))

@@ -59,7 +59,7 @@ class TimeBasis:
         self.reference = int(np.argmax(plan.solve_freqs_hz))
         n = np.asarray(spec.harmonics)
         c = np.asarray(spec.coefficients) * np.where(n == 0, 1.0, 2.0)
-        W = plan.weights.tocsr() if hasattr(plan.weights, "tocsr") else np.asarray(plan.weights)
+        W = plan.weights.tocsr()
         t_s = self.t_us * 1e-6
         f0 = spec.waveform.frequency_hz
         B = np.zeros((plan.n_solve, self.t_us.size), dtype=complex)
@@ -69,8 +69,7 @@ class TimeBasis:
         for start in range(0, n.size, _CHUNK):
             rows = slice(start, min(start + _CHUNK, n.size))
             phase = block[: rows.stop - start] * np.exp(2j * np.pi * f0 * n[start] * t_s)[None, :]
-            Wc = W[rows]
-            Wc = Wc.toarray() if hasattr(Wc, "toarray") else np.asarray(Wc)
+            Wc = W[rows].toarray()
             B += (Wc * c[rows][:, None]).T @ phase
         self.matrix = B
 
