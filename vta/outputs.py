@@ -60,35 +60,31 @@ def _write_files(sim: Simulation, tx: OutputTransaction, out_dir: Path) -> list[
         write_table([row for r in sim.tracts for row in r.fibre_rows()] or
                     [{"tract": r.placed.name} for r in sim.tracts], tx.path("tracts.csv"))
         outputs.append("tracts.csv")
+    # 4: MNI template space; 2: aligned to the anatomy's (or the lead's) world space
+    xform_code = coordinate_spaces(sim.scene.config)["nifti_xform_code"]
+    images = []
     if sim.vta_grid is not None:
         affine = sim.vta_grid.grid.affine
-        # 4: MNI template space; 2: aligned to the anatomy's (or the lead's) world space
-        xform_code = coordinate_spaces(sim.scene.config)["nifti_xform_code"]
-        images = [("efield_norm.nii.gz", sim.vta_grid.field_norm_V_per_mm), ("vta.nii.gz", sim.vta_grid.mask.astype(np.uint8))]
+        images += [("efield_norm.nii.gz", sim.vta_grid.field_norm_V_per_mm, affine),
+                   ("vta.nii.gz", sim.vta_grid.mask.astype(np.uint8), affine)]
         if sim.af_grid is not None:
-            images += [("activating_function.nii.gz", sim.af_grid.field_norm_V_per_mm),
-                       ("vta_af.nii.gz", sim.af_grid.mask.astype(np.uint8))]
-        for name, data in images:
-            blob = nifti_bytes(data, affine, xform_code)
-            try:
-                with open(tx.path(name), "wb") as fh:
-                    fh.write(blob)
-            except OSError as exc:
-                raise os_error(exc, out_dir / name) from None
-            outputs.append(name)
+            images += [("activating_function.nii.gz", sim.af_grid.field_norm_V_per_mm, affine),
+                       ("vta_af.nii.gz", sim.af_grid.mask.astype(np.uint8), affine)]
     td = sim.time_domain
+    if td is not None:
+        images += [("efield_peak_time_domain.nii.gz", td.peak_field_V_per_mm, td.grid.affine),
+                   ("vta_time_domain.nii.gz", td.vta_mask.astype(np.uint8), td.grid.affine)]
+    for name, data, affine in images:
+        blob = nifti_bytes(data, affine, xform_code)
+        try:
+            with open(tx.path(name), "wb") as fh:
+                fh.write(blob)
+        except OSError as exc:
+            raise os_error(exc, out_dir / name) from None
+        outputs.append(name)
     if td is not None:
         from .io import write_table
 
-        xform_code = coordinate_spaces(sim.scene.config)["nifti_xform_code"]
-        for name, data in (("efield_peak_time_domain.nii.gz", td.peak_field_V_per_mm),
-                           ("vta_time_domain.nii.gz", td.vta_mask.astype(np.uint8))):
-            try:
-                with open(tx.path(name), "wb") as fh:
-                    fh.write(nifti_bytes(data, td.grid.affine, xform_code))
-            except OSError as exc:
-                raise os_error(exc, out_dir / name) from None
-            outputs.append(name)
         rows = [{"t_us": float(t), **{f"I{k}_mA": float(td.currents_mA[k, j]) for k in range(td.currents_mA.shape[0])},
                  **{f"V{k}_V": float(td.voltages_V[k, j]) for k in range(td.voltages_V.shape[0])}}
                 for j, t in enumerate(td.time.t_us)]
