@@ -221,7 +221,7 @@ def axon_activation_time_domain(scene, setting: Setting | None = None, *, tracts
     -------
     AxonTimeDomainResult
     """
-    from .run import _resolve, dispersive_tissue_of, frequency_basis, frequency_plan
+    from .run import _active_load, _resolve, dispersive_tissue_of, frequency_basis, frequency_plan
 
     if scene.signal is None:
         raise VtaError("axon activation in the time domain needs a [signal] section")
@@ -234,7 +234,7 @@ def axon_activation_time_domain(scene, setting: Setting | None = None, *, tracts
     wf = signal.waveform
     if plan is None or basis is None:
         tissue = dispersive_tissue_of(scene)
-        plan = frequency_plan(signal, tissue, setting.mode)
+        plan = frequency_plan(signal, tissue, setting.mode, *_active_load(scene, setting))
         basis = frequency_basis(scene, plan.solve_freqs_hz, tissue)
     phasors = _resolve(basis, setting, signal, scene.lead.model)
     t1 = time.perf_counter()

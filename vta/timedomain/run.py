@@ -154,16 +154,51 @@ def dispersive_tissue_of(scene) -> DispersiveTissue:
     return DispersiveTissue.resistive(tissue.conductivity_S_per_m, enc)
 
 
-def frequency_plan(signal, tissue: DispersiveTissue, mode: str) -> FrequencyPlan:
-    """The frequency plan of a ``[signal]``: for ``adaptive``, the error bound is checked
-    on the bulk tissue's transfer (1/sigma* for current control, 1 for voltage)."""
+def frequency_plan(signal, tissue: DispersiveTissue, mode: str, load_S: float | None = None,
+                   contact_area_mm2: float | None = None) -> FrequencyPlan:
+    """The frequency plan of a ``[signal]``. For ``adaptive``, the error bound is checked
+    on an analytic proxy of the transfer: ``1/sigma*`` of the bulk tissue for current
+    control; for voltage control 1, or with an electrode interface the divider
+    ``y_if / (y_if + y_tissue)`` of the active contact (its quasi-static conductance
+    ``load_S`` scaled by ``sigma*(f) / sigma*(f0)``, and its area)."""
     spec = spectrum(signal.waveform, signal.cutoff_hz)
+    interface = _interface(signal)
+    f0 = tissue.reference_frequency_hz
 
     def transfer(f):
-        sigma = complex_conductivity(tissue.tissue, np.atleast_1d(f))
-        return 1.0 / sigma if mode == "current" else np.ones_like(sigma)
+        f = np.atleast_1d(f)
+        sigma = complex_conductivity(tissue.tissue, f)
+        if mode == "current":
+            return 1.0 / sigma
+        if interface is None or load_S is None or contact_area_mm2 is None:
+            return np.ones_like(sigma)
+        y_tissue = load_S * sigma / complex_conductivity(tissue.tissue, [f0])[0]
+        y_if = interface.admittance_S([contact_area_mm2], f)[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(y_if) > 0, y_if / (y_if + y_tissue), 0.0)
 
     return make_plan(spec, signal.spectrum, transfer, signal.tolerance)
+
+
+def _interface(signal):
+    """The electrode interface of ``[signal] interface``, or None."""
+    if signal.interface == "none":
+        return None
+    from .interface import PLATINUM_DOUBLE_LAYER, ElectrodeInterface
+
+    if signal.interface_capacitance_uF_per_cm2 is None:
+        return PLATINUM_DOUBLE_LAYER
+    return ElectrodeInterface.double_layer(signal.interface_capacitance_uF_per_cm2, source="[signal]")
+
+
+def _active_load(scene, setting: Setting) -> tuple[float | None, float | None]:
+    """(quasi-static self-conductance S, area mm^2) of the setting's largest active
+    contact, for the adaptive plan's voltage-control proxy."""
+    if not setting.amplitudes:
+        return None, None
+    k = max(setting.amplitudes, key=lambda i: abs(setting.amplitudes[i]))
+    G = np.asarray(scene.basis.conductance_S)
+    return float(G[k, k]), float(scene.lead.model.contact(k).area_mm2)
 
 
 def frequency_basis(scene, frequencies_hz: np.ndarray, tissue: DispersiveTissue):
@@ -191,12 +226,9 @@ def frequency_basis(scene, frequencies_hz: np.ndarray, tissue: DispersiveTissue)
 def _resolve(fb, setting: Setting, signal, lead):
     """Contact phasors per solve frequency, through the electrode-tissue interface when
     ``[signal] interface`` asks for one (it matters under voltage control only)."""
-    if signal.interface == "none":
+    interface = _interface(signal)
+    if interface is None:
         return fb.resolve(setting)
-    from .interface import PLATINUM_DOUBLE_LAYER, ElectrodeInterface
-
-    interface = (PLATINUM_DOUBLE_LAYER if signal.interface_capacitance_uF_per_cm2 is None
-                 else ElectrodeInterface.double_layer(signal.interface_capacitance_uF_per_cm2, source="[signal]"))
     areas = np.array([c.area_mm2 for c in lead.contacts()])
     return fb.resolve_with_interface(setting, interface, areas)
 
@@ -221,7 +253,7 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
     signal = scene.signal
     setting = setting or scene.setting()
     tissue = dispersive_tissue_of(scene)
-    plan = frequency_plan(signal, tissue, setting.mode)
+    plan = frequency_plan(signal, tissue, setting.mode, *_active_load(scene, setting))
     t1 = time.perf_counter()
     fb = frequency_basis(scene, plan.solve_freqs_hz, tissue)
     t2 = time.perf_counter()
