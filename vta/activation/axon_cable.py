@@ -485,7 +485,7 @@ def _run_fibre_blocks(veu, s, w, n, cpn, dt, cm, gpas, cmy, gmy, gi, gp, gnode, 
     return fired, w.shape[0], first
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _activated_many(ve, offsets, w, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, origin):
     nf = offsets.shape[0] - 1
     out = np.zeros(nf, np.bool_)
@@ -498,7 +498,7 @@ def _activated_many(ve, offsets, w, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _activated_many_lr(A, offsets, G, cpn, dt, gi, gp, segc, nodec, q, tab, v0, v_detect, n_prop, origin):
     """:func:`_activated_many` for low-rank potentials: A (total compartments, M) stacks
     the fibres' term matrices, G (M, n_steps) is shared."""
@@ -577,7 +577,7 @@ def _threshold_one(afi, afb, n, s0, s_max, rel_tol, step0, G, cpn, dt, gi, gp, s
     return hi, nrun, org
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _thresholds_many(ve, offsets, s0, s_max, rel_tol, step0, w, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
                      v_detect, n_prop, runs, origin):
     """Threshold scale per fibre under the separable potential (:func:`_threshold_one`);
@@ -595,7 +595,7 @@ def _thresholds_many(ve, offsets, s0, s_max, rel_tol, step0, w, cpn, dt, gi, gp,
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _thresholds_many_lr(A, offsets, s0, s_max, rel_tol, step0, G, cpn, dt, gi, gp, segc, nodec, q, tab, v0,
                         v_detect, n_prop, runs, origin):
     """:func:`_thresholds_many` for low-rank potentials: A (total compartments, M) stacks

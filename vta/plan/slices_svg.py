@@ -6,7 +6,7 @@ onto the plane with contacts C0..Cn coloured by polarity and labelled with their
 amplitude, mm tick labels in the anatomy's world coordinates, orientation letters
 (neurological convention: the patient's left on the left) and a 5 mm scale bar.
 
-The field is evaluated exactly on the slice points (0.25 mm) with a field probe located
+The field is evaluated exactly on the slice points (0.3 mm) with a field probe located
 once per lead position and slice centre; the image part is rebuilt only when those
 change, so a new setting costs the iso-lines only.
 """
@@ -26,7 +26,7 @@ from .live import LiveResponse, LiveResult
 __all__ = ["SliceRenderer", "background_box_percent"]
 
 HALF_WIDTH_MM = 15.0
-STEP_MM = 0.25
+STEP_MM = 0.3
 PANEL_PX = 360
 MARGIN_PX = 34
 ISO_FACTORS = (0.5, 1.0, 2.0, 4.0)
