@@ -56,6 +56,23 @@ def test_resistive_tissue_reproduces_the_quasi_static_vta():
     assert summary["contacts"]["1"]["charge_first_phase_uC"] == pytest.approx(-3.0 * 60e-3, rel=0.02)
 
 
+def test_time_courses_at_points():
+    """``[signal] points_mm``: in resistive tissue the potential and |E| at a point are
+    the quasi-static values times the pulse."""
+    data = _config(signal={"points_mm": [[2.0, 0.0, 2.25], [0.0, 3.0, 4.0], [0.0, 0.0, 60.0]]})
+    data["tissue"].pop("dispersive_tissue")
+    scene, sim, td = _run(data)
+    w = td.time.waveform_values
+    pts = np.asarray(td.points_mm)
+    u_qs = sim.basis.potential_at(pts[:2], sim.potentials_V)
+    e_qs = np.linalg.norm(sim.basis.field_at(pts[:2], sim.potentials_V), axis=1)
+    np.testing.assert_allclose(td.point_potential_V[:2], u_qs[:, None] * w[None, :], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(td.point_field_V_per_mm[:2], e_qs[:, None] * np.abs(w)[None, :], rtol=1e-6, atol=1e-9)
+    points = sim.summary()["time_domain"]["points"]
+    assert points[0]["field_peak_V_per_mm"] == pytest.approx(e_qs[0], rel=1e-6)
+    assert points[2]["potential_peak_V"] is None            # outside the domain: said so, not a number
+
+
 def test_capacitive_tissue_shrinks_a_current_controlled_vta():
     scene, sim, td = _run(_config())
     summary = sim.summary()["time_domain"]
@@ -135,4 +152,7 @@ def test_vta_run_writes_the_time_domain_outputs(tmp_path):
     with open(out / "waveforms.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {"t_us", "I1_mA", "V1_V"} <= set(rows[0])
+    data = _config(signal={"points_mm": [[1.0]]})
+    with pytest.raises(ConfigError, match="points_mm"):
+        Scene.from_dict(data, str(EXAMPLE))
     assert min(float(r["I1_mA"]) for r in rows) == pytest.approx(-3.0, rel=1e-6)

@@ -85,8 +85,11 @@ def _write_files(sim: Simulation, tx: OutputTransaction, out_dir: Path) -> list[
     if td is not None:
         from .io import write_table
 
+        n_points = 0 if td.point_potential_V is None else td.point_potential_V.shape[0]
         rows = [{"t_us": float(t), **{f"I{k}_mA": float(td.currents_mA[k, j]) for k in range(td.currents_mA.shape[0])},
-                 **{f"V{k}_V": float(td.voltages_V[k, j]) for k in range(td.voltages_V.shape[0])}}
+                 **{f"V{k}_V": float(td.voltages_V[k, j]) for k in range(td.voltages_V.shape[0])},
+                 **{f"u_p{p}_V": float(td.point_potential_V[p, j]) for p in range(n_points)},
+                 **{f"E_p{p}_V_per_mm": float(td.point_field_V_per_mm[p, j]) for p in range(n_points)}}
                 for j, t in enumerate(td.time.t_us)]
         write_table(rows, tx.path("waveforms.csv"))
         outputs.append("waveforms.csv")

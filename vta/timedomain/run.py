@@ -68,6 +68,9 @@ class TimeDomainResult:
     peak_field_V_per_mm : ndarray or None
         max over the pulse of |E(t)| on ``grid``.
     vta_mask : ndarray of bool or None
+    points_mm, point_potential_V, point_field_V_per_mm : ndarray or None
+        ``[signal] points_mm`` (P, 3) and the potential and |E| there over the pulse
+        (P, n_t); NaN outside the tissue.
     axons : AxonTimeDomainResult or None
         With ``[tracts]``: the axon models driven by the time-domain potential, and the
         quasi-static comparison on the same fibres (:mod:`vta.timedomain.axons_td`).
@@ -85,6 +88,9 @@ class TimeDomainResult:
     vta_mask: np.ndarray | None = None
     frequency_basis_info: dict = field(default_factory=dict)
     axons: object | None = None
+    points_mm: np.ndarray | None = None
+    point_potential_V: np.ndarray | None = None
+    point_field_V_per_mm: np.ndarray | None = None
     timings_s: dict = field(default_factory=dict)
 
     @property
@@ -122,6 +128,10 @@ class TimeDomainResult:
                                     "phase_deg": float(np.degrees(np.angle(z)))}
                                    for f, z in zip(self.plan.solve_freqs_hz, self.impedance_ohm)],
             "contacts": contacts,
+            "points": [{"point_mm": [float(v) for v in p],
+                        "potential_peak_V": _peak(self.point_potential_V[i]),
+                        "field_peak_V_per_mm": _peak(self.point_field_V_per_mm[i])}
+                       for i, p in enumerate(self.points_mm if self.points_mm is not None else [])],
             "threshold_V_per_mm": self.threshold_V_per_mm,
             "vta_grid_volume_mm3": self.vta_volume_mm3,
             "quasi_static_vta_grid_volume_mm3": quasi_static_grid_volume_mm3,
@@ -131,6 +141,14 @@ class TimeDomainResult:
             **({"tracts": self.axons.summary()} if self.axons is not None else {}),
             "timings_s": self.timings_s,
         }
+
+
+def _peak(values: np.ndarray) -> float | None:
+    """The signed value of largest magnitude (None outside the tissue)."""
+    v = np.asarray(values, dtype=float)
+    if not np.isfinite(v).all():
+        return None
+    return float(v[np.argmax(np.abs(v))])
 
 
 def dispersive_tissue_of(scene) -> DispersiveTissue:
@@ -267,6 +285,12 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
         grid = scene.voxel_grid(qs_currents, thr)
     fields = fb.field_at(grid.points(), phasors.potentials_V)         # (n_solve, N, 3)
     peak = times.peak_norm(fields).reshape(grid.shape)
+    point_potential = point_field = None
+    if signal.points_mm:
+        pts = np.asarray(signal.points_mm, dtype=float)
+        point_potential = times.synthesize(fb.potential_at(pts, phasors.potentials_V))       # (P, n_t)
+        e = times.synthesize(fb.field_at(pts, phasors.potentials_V))                        # (P, 3, n_t)
+        point_field = np.sqrt((e * e).sum(axis=1))
     axons = None
     if scene.config.tracts is not None:
         from .axons_td import axon_activation_time_domain
@@ -280,5 +304,6 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
     return TimeDomainResult(plan=plan, time=times, impedance_ohm=phasors.impedance_ohm, currents_mA=currents,
                             voltages_V=voltages, threshold_V_per_mm=thr, grid=grid,
                             peak_field_V_per_mm=peak.astype(np.float32), vta_mask=peak >= thr,
-                            frequency_basis_info=info, axons=axons,
+                            frequency_basis_info=info, axons=axons, points_mm=np.asarray(signal.points_mm),
+                            point_potential_V=point_potential, point_field_V_per_mm=point_field,
                             timings_s={"plan": t1 - t0, "frequency_basis": t2 - t1, "synthesis": t3 - t2})

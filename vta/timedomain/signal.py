@@ -417,6 +417,8 @@ class SignalConfig:
         Electrode-tissue interface on every contact, one of :data:`INTERFACES`.
     interface_capacitance_uF_per_cm2 : float or None
         Double-layer capacitance (uF/cm^2); None: the platinum preset.
+    points_mm : tuple of (x, y, z)
+        World points (mm) whose potential and |E| over the pulse are reported.
     """
 
     waveform: Waveform
@@ -425,6 +427,7 @@ class SignalConfig:
     tolerance: float = DEFAULT_TOLERANCE
     interface: str = "none"
     interface_capacitance_uF_per_cm2: float | None = None
+    points_mm: tuple[tuple[float, float, float], ...] = ()
 
 
 _KEYS = {
@@ -434,7 +437,7 @@ _KEYS = {
     "csv": {"csv"},
 }
 _COMMON = {"shape", "frequency_hz", "spectrum", "cutoff_hz", "tolerance", "interface",
-           "interface_capacitance_uF_per_cm2"}
+           "interface_capacitance_uF_per_cm2", "points_mm"}
 #: ``[signal] interface`` values: no electrode-tissue interface, or an ideally
 #: polarisable double layer (:data:`vta.timedomain.interface.PLATINUM_DOUBLE_LAYER`, or
 #: ``interface_capacitance_uF_per_cm2``).
@@ -453,7 +456,8 @@ def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = 
     ``"adaptive"``, default ``"octave"``), ``interface`` (``"none"`` or ``"double_layer"``:
     an ideally polarisable double layer on every contact, of
     ``interface_capacitance_uF_per_cm2``, default the platinum preset of
-    :mod:`vta.timedomain.interface`), ``cutoff_hz`` (Hz or ``"auto"``, default
+    :mod:`vta.timedomain.interface`), ``points_mm`` (world points whose potential and
+    |E| over the pulse are reported), ``cutoff_hz`` (Hz or ``"auto"``, default
     auto), ``tolerance`` (``adaptive`` only, default 1e-3).
 
     Parameters
@@ -511,7 +515,21 @@ def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = 
         raise ConfigError(key("interface_capacitance_uF_per_cm2"), "is only used with interface = 'double_layer'")
     capacitance = (num("interface_capacitance_uF_per_cm2", None, positive=True)
                    if "interface_capacitance_uF_per_cm2" in table else None)
-    return SignalConfig(waveform, method, cutoff, tol, interface, capacitance)
+    points = _points(table.get("points_mm", []), key("points_mm"))
+    return SignalConfig(waveform, method, cutoff, tol, interface, capacitance, points)
+
+
+def _points(value: Any, key: str) -> tuple[tuple[float, float, float], ...]:
+    """``points_mm``: a list of [x, y, z] (mm), finite numbers."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(key, f"must be a list of [x, y, z] points in mm, got {value!r}")
+    out = []
+    for p in value:
+        if (not isinstance(p, (list, tuple)) or len(p) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)):
+            raise ConfigError(key, f"every point must be [x, y, z] in mm (finite numbers), got {p!r}")
+        out.append(tuple(float(v) for v in p))
+    return tuple(out)
 
 
 def _waveform(table: dict, shape: str, freq: float, base_dir: Path, num, pulse_width_us: float | None) -> Waveform:
