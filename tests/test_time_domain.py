@@ -73,6 +73,24 @@ def test_time_courses_at_points():
     assert points[2]["potential_peak_V"] is None            # outside the domain: said so, not a number
 
 
+def test_field_time_series_on_the_grid():
+    """``field_time_series_us``: |E(t)| on the output grid; resistive tissue gives the
+    quasi-static map times |w(t)| at every instant, and its maximum is the peak map."""
+    data = _config(signal={"field_time_series_us": 10.0})
+    data["tissue"].pop("dispersive_tissue")
+    scene, sim, td = _run(data)
+    series, t = td.field_series_V_per_mm, td.field_series_t_us
+    assert series.shape == tuple(td.grid.shape) + (t.size,)
+    assert t[1] - t[0] == pytest.approx(10.0)
+    w = np.abs(td.plan.spectrum.waveform.values(t))
+    qs = sim.vta_grid.field_norm_V_per_mm
+    np.testing.assert_allclose(series, qs[..., None] * w[None, None, None, :], rtol=1e-4, atol=1e-5)
+    assert sim.summary()["time_domain"]["field_time_series_t_us"] == pytest.approx(list(t))
+    bad = _config(signal={"field_time_series_us": 1e-4})
+    with pytest.raises(ConfigError, match="field_time_series_us"):
+        Scene.from_dict(bad, str(EXAMPLE)).simulate()
+
+
 def test_capacitive_tissue_shrinks_a_current_controlled_vta():
     scene, sim, td = _run(_config())
     summary = sim.summary()["time_domain"]

@@ -74,6 +74,8 @@ def _write_files(sim: Simulation, tx: OutputTransaction, out_dir: Path) -> list[
     if td is not None:
         images += [("efield_peak_time_domain.nii.gz", td.peak_field_V_per_mm, td.grid.affine),
                    ("vta_time_domain.nii.gz", td.vta_mask.astype(np.uint8), td.grid.affine)]
+        if td.field_series_V_per_mm is not None:  # 4D: x, y, z, instant (summary: the instants)
+            images.append(("efield_time_series.nii.gz", td.field_series_V_per_mm, td.grid.affine))
     for name, data, affine in images:
         blob = nifti_bytes(data, affine, xform_code)
         try:

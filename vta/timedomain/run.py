@@ -71,6 +71,9 @@ class TimeDomainResult:
     points_mm, point_potential_V, point_field_V_per_mm : ndarray or None
         ``[signal] points_mm`` (P, 3) and the potential and |E| there over the pulse
         (P, n_t); NaN outside the tissue.
+    field_series_t_us, field_series_V_per_mm : ndarray or None
+        With ``[signal] field_time_series_us``: uniform instants (us) across the pulse
+        and |E(t)| on ``grid`` at them, shape ``grid.shape + (n,)`` (float32).
     axons : AxonTimeDomainResult or None
         With ``[tracts]``: the axon models driven by the time-domain potential, and the
         quasi-static comparison on the same fibres (:mod:`vta.timedomain.axons_td`).
@@ -91,6 +94,8 @@ class TimeDomainResult:
     points_mm: np.ndarray | None = None
     point_potential_V: np.ndarray | None = None
     point_field_V_per_mm: np.ndarray | None = None
+    field_series_t_us: np.ndarray | None = None
+    field_series_V_per_mm: np.ndarray | None = None
     timings_s: dict = field(default_factory=dict)
 
     @property
@@ -132,6 +137,8 @@ class TimeDomainResult:
                         "potential_peak_V": _peak(self.point_potential_V[i]),
                         "field_peak_V_per_mm": _peak(self.point_field_V_per_mm[i])}
                        for i, p in enumerate(self.points_mm if self.points_mm is not None else [])],
+            **({"field_time_series_t_us": [float(t) for t in self.field_series_t_us]}
+               if self.field_series_t_us is not None else {}),
             "threshold_V_per_mm": self.threshold_V_per_mm,
             "vta_grid_volume_mm3": self.vta_volume_mm3,
             "quasi_static_vta_grid_volume_mm3": quasi_static_grid_volume_mm3,
@@ -141,6 +148,31 @@ class TimeDomainResult:
             **({"tracts": self.axons.summary()} if self.axons is not None else {}),
             "timings_s": self.timings_s,
         }
+
+
+#: Largest |E|(t) series written (voxels x instants), to keep a 4D NIfTI in memory bounds.
+MAX_SERIES_VALUES = 200_000_000
+
+
+def _field_series(plan: FrequencyPlan, fields: np.ndarray, grid: VoxelGrid, step_us: float,
+                  chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """|E(t)| on the grid at uniform instants ``step_us`` apart over the pulse (and a
+    first-phase width after it), float32, shape ``grid.shape + (n,)``."""
+    from ..errors import ConfigError
+
+    wf = plan.spectrum.waveform
+    end = min(max(e for _, e, _ in wf.phases()) + wf.pulse_width_us, wf.period_us)
+    t = np.arange(0.0, end + 1e-9, float(step_us))
+    if t.size * grid.n_voxels > MAX_SERIES_VALUES:
+        raise ConfigError("signal.field_time_series_us", f"{t.size} instants x {grid.n_voxels} voxels exceed "
+                                                         f"{MAX_SERIES_VALUES:.0e} values; use a larger step")
+    basis = TimeBasis(plan, t)
+    v = np.nan_to_num(fields)
+    out = np.empty((v.shape[1], t.size), dtype=np.float32)
+    for start in range(0, v.shape[1], chunk):
+        part = basis.synthesize(v[:, start:start + chunk])                  # (m, 3, n_t)
+        out[start:start + chunk] = np.sqrt((part * part).sum(axis=1))
+    return t, out.reshape(tuple(grid.shape) + (t.size,))
 
 
 def _peak(values: np.ndarray) -> float | None:
@@ -285,6 +317,9 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
         grid = scene.voxel_grid(qs_currents, thr)
     fields = fb.field_at(grid.points(), phasors.potentials_V)         # (n_solve, N, 3)
     peak = times.peak_norm(fields).reshape(grid.shape)
+    series_t = series = None
+    if signal.field_time_series_us is not None:
+        series_t, series = _field_series(plan, fields, grid, signal.field_time_series_us)
     point_potential = point_field = None
     if signal.points_mm:
         pts = np.asarray(signal.points_mm, dtype=float)
@@ -306,4 +341,5 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
                             peak_field_V_per_mm=peak.astype(np.float32), vta_mask=peak >= thr,
                             frequency_basis_info=info, axons=axons, points_mm=np.asarray(signal.points_mm),
                             point_potential_V=point_potential, point_field_V_per_mm=point_field,
+                            field_series_t_us=series_t, field_series_V_per_mm=series,
                             timings_s={"plan": t1 - t0, "frequency_basis": t2 - t1, "synthesis": t3 - t2})

@@ -419,6 +419,8 @@ class SignalConfig:
         Double-layer capacitance (uF/cm^2); None: the platinum preset.
     points_mm : tuple of (x, y, z)
         World points (mm) whose potential and |E| over the pulse are reported.
+    field_time_series_us : float or None
+        Time step (us) of an |E|(t) series on the output grid (a 4D NIfTI); None: none.
     """
 
     waveform: Waveform
@@ -428,6 +430,7 @@ class SignalConfig:
     interface: str = "none"
     interface_capacitance_uF_per_cm2: float | None = None
     points_mm: tuple[tuple[float, float, float], ...] = ()
+    field_time_series_us: float | None = None
 
 
 _KEYS = {
@@ -437,7 +440,7 @@ _KEYS = {
     "csv": {"csv"},
 }
 _COMMON = {"shape", "frequency_hz", "spectrum", "cutoff_hz", "tolerance", "interface",
-           "interface_capacitance_uF_per_cm2", "points_mm"}
+           "interface_capacitance_uF_per_cm2", "points_mm", "field_time_series_us"}
 #: ``[signal] interface`` values: no electrode-tissue interface, or an ideally
 #: polarisable double layer (:data:`vta.timedomain.interface.PLATINUM_DOUBLE_LAYER`, or
 #: ``interface_capacitance_uF_per_cm2``).
@@ -457,7 +460,8 @@ def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = 
     an ideally polarisable double layer on every contact, of
     ``interface_capacitance_uF_per_cm2``, default the platinum preset of
     :mod:`vta.timedomain.interface`), ``points_mm`` (world points whose potential and
-    |E| over the pulse are reported), ``cutoff_hz`` (Hz or ``"auto"``, default
+    |E| over the pulse are reported), ``field_time_series_us`` (time step of an |E|(t)
+    series on the output grid, written as a 4D NIfTI), ``cutoff_hz`` (Hz or ``"auto"``, default
     auto), ``tolerance`` (``adaptive`` only, default 1e-3).
 
     Parameters
@@ -516,7 +520,8 @@ def parse_signal(table: dict, base_dir: Path, *, pulse_width_us: float | None = 
     capacitance = (num("interface_capacitance_uF_per_cm2", None, positive=True)
                    if "interface_capacitance_uF_per_cm2" in table else None)
     points = _points(table.get("points_mm", []), key("points_mm"))
-    return SignalConfig(waveform, method, cutoff, tol, interface, capacitance, points)
+    step = num("field_time_series_us", None, positive=True) if "field_time_series_us" in table else None
+    return SignalConfig(waveform, method, cutoff, tol, interface, capacitance, points, step)
 
 
 def _points(value: Any, key: str) -> tuple[tuple[float, float, float], ...]:
