@@ -385,11 +385,18 @@ def activated(
     ndarray of bool, shape (n_fibres,)
     """
     flat, offsets, w, args = _setup(model, ve, pulse, dt_us, t_after_us, n_propagate)
+    return _fire_flags(_activated_many, model, flat, offsets, w, args, v_detect_mV, n_propagate)
+
+
+def _fire_flags(kernel: Callable, model: AxonModel, flat: np.ndarray, offsets: np.ndarray, time_terms: np.ndarray,
+                args: tuple, v_detect_mV: float, n_propagate: int) -> np.ndarray:
+    """Run a batch activation kernel (separable ``w`` or low-rank ``G`` time terms) over
+    the packed fibres; warn about fibres that fired from an end."""
     nf = offsets.size - 1
     if nf == 0:
         return np.zeros(0, bool)
     origin = np.full(nf, -1, np.int64)
-    out = _activated_many(flat, offsets, w, *args, float(v_detect_mV), int(n_propagate), origin)
+    out = kernel(flat, offsets, time_terms, *args, float(v_detect_mV), int(n_propagate), origin)
     _warn_end_origins(origin, offsets, model.compartments_per_node, "fire")
     return out
 
@@ -440,11 +447,27 @@ def thresholds(
         ``s*`` per fibre, ``np.inf`` where not activated up to ``s_max``.
     """
     pulse = _as_pulse(pulse)
+    _check_search(rel_tol, s_max)
+    flat, offsets, w, args = _setup(model, ve_unit, pulse, dt_us, t_after_us, n_propagate)
+    return _search_thresholds(_thresholds_many, model, flat, offsets, w, args, lambda: flat * 1e-3, pulse,
+                              s_start, s_max, rel_tol, v_detect_mV, n_propagate, "axon thresholds")
+
+
+def _check_search(rel_tol: float, s_max: float) -> None:
     if not 0 < rel_tol < 1:
         raise VtaError(f"rel_tol must be in (0, 1), got {rel_tol}")
     if not s_max > 0:
         raise VtaError(f"s_max must be > 0, got {s_max}")
-    flat, offsets, w, args = _setup(model, ve_unit, pulse, dt_us, t_after_us, n_propagate)
+
+
+def _search_thresholds(kernel: Callable, model: AxonModel, flat: np.ndarray, offsets: np.ndarray,
+                       time_terms: np.ndarray, args: tuple, guess_ve: Callable[[], np.ndarray], guess_pulse: Pulse,
+                       s_start, s_max: float, rel_tol: float, v_detect_mV: float, n_propagate: int,
+                       what: str) -> np.ndarray:
+    """The threshold search shared by the separable and low-rank potentials: starting
+    guesses (fitted on a subset through ``kernel`` unless ``s_start`` is given; from the
+    first-phase potential ``guess_ve()`` in V) and the batch bisection ``kernel`` over
+    the packed fibres ``flat``/``offsets`` with the time terms (``w`` or ``G``)."""
     nf = offsets.size - 1
     if nf == 0:
         return np.zeros(0)
@@ -453,18 +476,17 @@ def thresholds(
     origin = np.full(nf, -1, np.int64)
 
     def search(idx: np.ndarray, start: np.ndarray) -> np.ndarray:
-        lengths = offsets[idx + 1] - offsets[idx]
-        sub = np.concatenate([flat[offsets[f]:offsets[f + 1]] for f in idx])
-        sub_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        sub = np.ascontiguousarray(np.concatenate([flat[offsets[f]:offsets[f + 1]] for f in idx], axis=0))
+        sub_off = np.concatenate([[0], np.cumsum(offsets[idx + 1] - offsets[idx])]).astype(np.int64)
         r = np.zeros(idx.size, np.int64)
         o = np.full(idx.size, -1, np.int64)
-        th = _thresholds_many(sub, sub_off, np.minimum(start, s_max), float(s_max), float(rel_tol),
-                              _BRACKET_STEP, w, *args, float(v_detect_mV), int(n_propagate), r, o)
+        th = kernel(sub, sub_off, np.minimum(start, s_max), float(s_max), float(rel_tol), _BRACKET_STEP,
+                    time_terms, *args, float(v_detect_mV), int(n_propagate), r, o)
         out[idx], runs[idx], origin[idx] = th, r, o
         return th
 
     if s_start is None:
-        s0 = _start_guess(model, flat * 1e-3, offsets, pulse, fit=search)
+        s0 = _start_guess(model, guess_ve(), offsets, guess_pulse, fit=search)
     else:
         s0 = np.broadcast_to(np.asarray(s_start, dtype=np.float64), (nf,)).copy()
         if not np.all(s0 > 0):
@@ -472,7 +494,7 @@ def thresholds(
     todo = np.flatnonzero(np.isnan(out))
     if todo.size:
         search(todo, s0[todo])
-    log.debug("axon thresholds: %d fibres, %.2f simulations per fibre", nf, runs.mean())
+    log.debug(what + ": %d fibres, %.2f simulations per fibre", nf, runs.mean())
     _warn_end_origins(origin, offsets, model.compartments_per_node, "reach threshold")
     return out
 

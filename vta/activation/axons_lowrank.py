@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import VtaError
 from .axon_cable import _activated_many_lr, _axial_sources, _gate_table, _q10, _run_fibre_lr, _thresholds_many_lr
-from .axons import _BRACKET_STEP, Pulse, Simulation, _as_pulse, _kernel_constants, _start_guess, _warn_end_origins
+from .axons import (Pulse, Simulation, _as_pulse, _check_search, _fire_flags, _kernel_constants,
+                    _search_thresholds)
 from .mrg_geometry import _KINDS, AxonModel
 
 __all__ = ["LowRankStimulus", "reduce_rank", "simulate_lowrank", "activated_lowrank", "thresholds_lowrank"]
@@ -295,13 +296,7 @@ def activated_lowrank(
     ndarray of bool, shape (n_fibres,)
     """
     flat, offsets, G, args = _setup_lowrank(model, A, stimulus, dt_us, t_after_us, n_propagate)
-    nf = offsets.size - 1
-    if nf == 0:
-        return np.zeros(0, bool)
-    origin = np.full(nf, -1, np.int64)
-    out = _activated_many_lr(flat, offsets, G, *args, float(v_detect_mV), int(n_propagate), origin)
-    _warn_end_origins(origin, offsets, model.compartments_per_node, "fire")
-    return out
+    return _fire_flags(_activated_many_lr, model, flat, offsets, G, args, v_detect_mV, n_propagate)
 
 
 def thresholds_lowrank(
@@ -338,40 +333,14 @@ def thresholds_lowrank(
     ndarray, shape (n_fibres,)
         ``s*`` per fibre, ``np.inf`` where not activated up to ``s_max``.
     """
-    if not 0 < rel_tol < 1:
-        raise VtaError(f"rel_tol must be in (0, 1), got {rel_tol}")
-    if not s_max > 0:
-        raise VtaError(f"s_max must be > 0, got {s_max}")
+    _check_search(rel_tol, s_max)
     flat, offsets, G, args = _setup_lowrank(model, A, stimulus, dt_us, t_after_us, n_propagate)
-    nf = offsets.size - 1
-    if nf == 0:
-        return np.zeros(0)
-    out = np.full(nf, np.nan)
-    runs = np.zeros(nf, np.int64)
-    origin = np.full(nf, -1, np.int64)
 
-    def search(idx: np.ndarray, start: np.ndarray) -> np.ndarray:
-        sub = np.ascontiguousarray(np.concatenate([flat[offsets[f]:offsets[f + 1]] for f in idx], axis=0))
-        sub_off = np.concatenate([[0], np.cumsum(offsets[idx + 1] - offsets[idx])]).astype(np.int64)
-        r = np.zeros(idx.size, np.int64)
-        o = np.full(idx.size, -1, np.int64)
-        th = _thresholds_many_lr(sub, sub_off, np.minimum(start, s_max), float(s_max), float(rel_tol),
-                                 _BRACKET_STEP, G, *args, float(v_detect_mV), int(n_propagate), r, o)
-        out[idx], runs[idx], origin[idx] = th, r, o
-        return th
-
-    if s_start is None:
+    def guess_ve() -> np.ndarray:
+        # the starting guesses see the first phase's mean of the time terms
         k1 = max(1, int(math.ceil(stimulus.first_phase_us / dt_us - 1e-9)))
-        gbar = G[:, :k1].mean(axis=1)
-        s0 = _start_guess(model, (flat @ gbar) * 1e-3, offsets, Pulse(stimulus.first_phase_us), fit=search)
-    else:
-        s0 = np.broadcast_to(np.asarray(s_start, dtype=np.float64), (nf,)).copy()
-        if not np.all(s0 > 0):
-            raise VtaError("s_start must be > 0")
-    todo = np.flatnonzero(np.isnan(out))
-    if todo.size:
-        search(todo, s0[todo])
-    log.debug("axon thresholds (low rank, M = %d): %d fibres, %.2f simulations per fibre", G.shape[0], nf,
-              runs.mean())
-    _warn_end_origins(origin, offsets, model.compartments_per_node, "reach threshold")
-    return out
+        return (flat @ G[:, :k1].mean(axis=1)) * 1e-3
+
+    return _search_thresholds(_thresholds_many_lr, model, flat, offsets, G, args, guess_ve,
+                              Pulse(stimulus.first_phase_us), s_start, s_max, rel_tol, v_detect_mV, n_propagate,
+                              f"axon thresholds (low rank, M = {G.shape[0]})")
