@@ -283,25 +283,34 @@ def _contact_labels(plotter, scene: ViewScene, camera: str, world_to_px: np.ndar
 
 def _line(plotter, p0: tuple[float, float], p1: tuple[float, float], colour: str, width: float) -> None:
     """A line in window pixels (origin lower left)."""
+    _overlay_2d(plotter, [p0, p1], False, colour).SetLineWidth(width)
+
+
+def _overlay_2d(plotter, corners: list[tuple[float, float]], filled: bool, colour: str):
+    """A polyline (or, ``filled``, a polygon) in window pixels as a 2D actor; returns its
+    property for width or opacity."""
     from pyvista import _vtk
 
     points = _vtk.vtkPoints()
-    points.InsertNextPoint(p0[0], p0[1], 0.0)
-    points.InsertNextPoint(p1[0], p1[1], 0.0)
+    for x, y in corners:
+        points.InsertNextPoint(x, y, 0.0)
     cells = _vtk.vtkCellArray()
-    cells.InsertNextCell(2)
-    cells.InsertCellPoint(0)
-    cells.InsertCellPoint(1)
+    cells.InsertNextCell(len(corners))
+    for i in range(len(corners)):
+        cells.InsertCellPoint(i)
     poly = _vtk.vtkPolyData()
     poly.SetPoints(points)
-    poly.SetLines(cells)
+    if filled:
+        poly.SetPolys(cells)
+    else:
+        poly.SetLines(cells)
     mapper = _vtk.vtkPolyDataMapper2D()
     mapper.SetInputData(poly)
     actor = _vtk.vtkActor2D()
     actor.SetMapper(mapper)
     actor.GetProperty().SetColor(*_rgb(colour))
-    actor.GetProperty().SetLineWidth(width)
     plotter.renderer.AddActor(actor)
+    return actor.GetProperty()
 
 
 def _text(plotter, text: str, x: float, y: float, size: int, colour: str, bold: bool = False, top: bool = True):
@@ -366,22 +375,4 @@ def _rgb(colour: str) -> tuple[float, float, float]:
 
 def _rectangle(plotter, x0: float, y0: float, x1: float, y1: float, colour: str, opacity: float) -> None:
     """A filled rectangle in window pixels (origin lower left)."""
-    from pyvista import _vtk
-
-    points = _vtk.vtkPoints()
-    for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)):
-        points.InsertNextPoint(x, y, 0.0)
-    cells = _vtk.vtkCellArray()
-    cells.InsertNextCell(4)
-    for i in range(4):
-        cells.InsertCellPoint(i)
-    poly = _vtk.vtkPolyData()
-    poly.SetPoints(points)
-    poly.SetPolys(cells)
-    mapper = _vtk.vtkPolyDataMapper2D()
-    mapper.SetInputData(poly)
-    actor = _vtk.vtkActor2D()
-    actor.SetMapper(mapper)
-    actor.GetProperty().SetColor(*_rgb(colour))
-    actor.GetProperty().SetOpacity(opacity)
-    plotter.renderer.AddActor(actor)
+    _overlay_2d(plotter, [(x0, y0), (x1, y0), (x1, y1), (x0, y1)], True, colour).SetOpacity(opacity)
