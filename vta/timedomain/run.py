@@ -166,12 +166,9 @@ def _field_series(plan: FrequencyPlan, fields: np.ndarray, grid: VoxelGrid, step
     if t.size * grid.n_voxels > MAX_SERIES_VALUES:
         raise ConfigError("signal.field_time_series_us", f"{t.size} instants x {grid.n_voxels} voxels exceed "
                                                          f"{MAX_SERIES_VALUES:.0e} values; use a larger step")
-    basis = TimeBasis(plan, t)
-    v = np.nan_to_num(fields)
-    out = np.empty((v.shape[1], t.size), dtype=np.float32)
-    for start in range(0, v.shape[1], chunk):
-        part = basis.synthesize(v[:, start:start + chunk])                  # (m, 3, n_t)
-        out[start:start + chunk] = np.sqrt((part * part).sum(axis=1))
+    out = np.empty((fields.shape[1], t.size), dtype=np.float32)
+    for sl, norm in TimeBasis(plan, t).norms(fields, chunk, dtype=np.float64):
+        out[sl] = norm
     return t, out.reshape(tuple(grid.shape) + (t.size,))
 
 

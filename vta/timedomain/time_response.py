@@ -73,52 +73,54 @@ class TimeBasis:
             B += (Wc * c[rows][:, None]).T @ phase
         self.matrix = B
 
-    def synthesize(self, values: np.ndarray) -> np.ndarray:
+    def synthesize(self, values: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Time courses from solutions at the solve frequencies.
 
         Parameters
         ----------
         values : array of complex, shape (n_solve, ...)
+        dtype : numpy float type
+            Precision of the products (float32: 1e-7 relative, far below a plan's error,
+            for large grids).
 
         Returns
         -------
         ndarray, real, shape (..., n_t)
         """
         v = np.asarray(values)
-        ref = np.real(v[self.reference])    # real: Re[v w] needs no Hilbert transform of w
+        ref = np.real(v[self.reference]).astype(dtype)    # real: Re[v w] needs no Hilbert transform of w
         rest = (v - ref[None]).reshape(v.shape[0], -1)                     # (n_solve, m)
         # Re[rest^T B] with two real products (a quarter of the complex one's work)
-        out = rest.real.T @ self.matrix.real - rest.imag.T @ self.matrix.imag   # (m, n_t)
-        out += ref.reshape(-1, 1) * self.waveform_values[None, :]
+        out = (rest.real.astype(dtype).T @ self.matrix.real.astype(dtype)
+               - rest.imag.astype(dtype).T @ self.matrix.imag.astype(dtype))  # (m, n_t)
+        out += ref.reshape(-1, 1) * self.waveform_values.astype(dtype)[None, :]
         return out.reshape(v.shape[1:] + (self.t_us.size,))
 
-    def peak_norm(self, vectors: np.ndarray, chunk: int = 20000) -> np.ndarray:
-        """Largest |u(t)| over the instants of vector solutions (field phasors).
+    def norms(self, vectors: np.ndarray, chunk: int = 20000, dtype=np.float32):
+        """|u(x, t)| of vector solutions (field phasors), chunk by chunk of points.
 
         Parameters
         ----------
         vectors : array of complex, shape (n_solve, N, 3)
+            NaN solutions count as 0.
 
-        Returns
-        -------
-        ndarray, shape (N,)
-            ``max_t |u(x, t)|``; NaN solutions give 0.
+        Yields
+        ------
+        (slice, ndarray (m, n_t))
+            The points of the chunk and their |u| at the instants.
         """
         v = np.nan_to_num(np.asarray(vectors))
-        ref = np.real(v[self.reference])                                   # (N, 3)
-        rest = v - ref[None]
-        # single precision for the products: 1e-7 relative, far below the plan's error
-        Br, Bi = self.matrix.real.astype(np.float32), self.matrix.imag.astype(np.float32)
-        w = self.waveform_values.astype(np.float32)
-        out = np.zeros(v.shape[1])
         for start in range(0, v.shape[1], chunk):
             sl = slice(start, start + chunk)
-            re = rest[:, sl].real.astype(np.float32).reshape(v.shape[0], -1)   # (n_solve, m*3)
-            im = rest[:, sl].imag.astype(np.float32).reshape(v.shape[0], -1)
-            part = re.T @ Br - im.T @ Bi                                    # (m*3, n_t)
-            part += ref[sl].astype(np.float32).reshape(-1, 1) * w[None, :]
-            part = part.reshape(-1, 3, w.size)
-            out[sl] = np.sqrt((part * part).sum(axis=1).max(axis=1))
+            part = self.synthesize(v[:, sl], dtype)                          # (m, 3, n_t)
+            yield sl, np.sqrt((part * part).sum(axis=1))
+
+    def peak_norm(self, vectors: np.ndarray, chunk: int = 20000) -> np.ndarray:
+        """Largest |u(t)| over the instants of vector solutions (field phasors), shape
+        (N,); NaN solutions give 0."""
+        out = np.zeros(np.shape(vectors)[1])
+        for sl, norm in self.norms(vectors, chunk):
+            out[sl] = norm.max(axis=1)
         return out
 
 
