@@ -21,6 +21,13 @@ from vta.fem.mesh import (
 from vta.fem.mesh_gmsh import _size_expression
 
 SPHERE = Domain.sphere([0.0, 0.0, 4.25], 25.0)
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates(tmp_path, monkeypatch):
+    """Every test meshes with gmsh (its own empty template folder), so that fallbacks
+    and mesh properties are exercised, not read back from an earlier run."""
+    monkeypatch.setenv("VTA_CACHE_DIR", str(tmp_path / "cache"))
 AXIAL = LeadPlacement([0.0, 0.0, 0.0], [0.0, 0.0, 1.0])
 
 
@@ -495,3 +502,62 @@ def test_directional_mesh_is_fine_at_segment_edges(mesh_directed):
     d = np.hypot(nodes[:, 0] - r * math.cos(ang), nodes[:, 1] - r * math.sin(ang))
     mid = np.abs(nodes[:, 2] - 0.5 * (seg.z_start_mm + seg.z_end_mm)) < 0.3
     assert np.count_nonzero(mid & (d < 2 * p.segment_edge_mm)) >= 3
+
+
+def test_template_is_the_first_mesh_moved_rigidly(tmp_path, caplog):
+    """A second placement with the same relative domain reads the lead-local template:
+    the same elements and tags, nodes moved by the new placement; no gmsh run."""
+    import logging
+
+    from vta.fem.mesh_templates import template_dir
+
+    lead = get_lead("Boston Scientific Vercise Directed")
+    a_pl = LeadPlacement([1.0, -2.0, 0.5], [0.3, 0.5, 1.0], rotation_deg=37.0)
+    b_pl = LeadPlacement([-12.0, 8.0, 3.0], [0.0, -0.2, 1.0], rotation_deg=-110.0)
+    domain_of = lambda pl: Domain.sphere(pl.to_world(np.array([0.0, 0.0, 4.0])), 15.0)  # noqa: E731
+    a = build_mesh(lead, a_pl, domain_of(a_pl), preset="fast")
+    assert not a.from_template and len(list(template_dir().glob("*.npz"))) == 1
+    with caplog.at_level(logging.INFO, logger="vta.fem.mesh_templates"):
+        b = build_mesh(lead, b_pl, domain_of(b_pl), preset="fast")
+    assert b.from_template and "mesh template loaded" in caplog.text
+    np.testing.assert_array_equal(a.mesh.t, b.mesh.t)
+    for name in a.mesh.boundaries:
+        np.testing.assert_array_equal(a.mesh.boundaries[name], b.mesh.boundaries[name])
+    for name in a.mesh.subdomains:
+        np.testing.assert_array_equal(a.mesh.subdomains[name], b.mesh.subdomains[name])
+    moved = b_pl.to_world(a_pl.to_local(a.mesh.p.T)).T
+    np.testing.assert_allclose(b.mesh.p, moved, atol=1e-9)
+    check_tags(b, lead)
+    check_areas(b, lead, rtol=0.05)
+    # another preset, another relative domain or another lead is another template
+    c = build_mesh(lead, b_pl, Domain.sphere(b_pl.to_world(np.array([0.0, 0.0, 5.0])), 15.0), preset="fast")
+    assert not c.from_template and len(list(template_dir().glob("*.npz"))) == 2
+
+
+def test_template_off_and_unreadable(monkeypatch, caplog):
+    """``VTA_CACHE_DIR=off`` meshes every time; a corrupt template is deleted and rebuilt."""
+    from vta.fem.mesh_templates import template_dir
+
+    lead = get_lead("Medtronic 3389")
+    small = Domain.sphere([0.0, 0.0, 4.25], 10.0)
+    first = build_mesh(lead, AXIAL, small, preset="fast")
+    (path,) = template_dir().glob("*.npz")
+    path.write_bytes(b"not a template")
+    again = build_mesh(lead, AXIAL, small, preset="fast")
+    assert not again.from_template and "unreadable" in caplog.text
+    assert build_mesh(lead, AXIAL, small, preset="fast").from_template
+    assert again.n_nodes == first.n_nodes
+    monkeypatch.setenv("VTA_CACHE_DIR", "off")
+    assert template_dir() is None
+    assert not build_mesh(lead, AXIAL, small, preset="fast").from_template
+
+
+def test_box_domain_template_follows_the_lead_frame():
+    """A box is axis-aligned in world space: a lead turned inside it sees another domain
+    (another template); the same box relative to a translated lead is the same one."""
+    lead = get_lead("Medtronic 3389")
+    box = lambda tip: Domain.box(np.asarray(tip) + [0.0, 0.0, 5.0], [20.0, 20.0, 24.0])  # noqa: E731
+    build_mesh(lead, LeadPlacement([0, 0, 0], [0, 0, 1]), box([0, 0, 0]), preset="fast")
+    assert build_mesh(lead, LeadPlacement([3, 4, 5], [0, 0, 1]), box([3, 4, 5]), preset="fast").from_template
+    turned = build_mesh(lead, LeadPlacement([0, 0, 0], [0.1, 0, 1]), box([0, 0, 0]), preset="fast")
+    assert not turned.from_template

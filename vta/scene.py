@@ -58,7 +58,7 @@ from .fem.axisym import build_axisymmetric_basis
 from .fem.basis import FieldBasis
 from .fem.cache import cached_basis, file_digest
 from .fem.grid import VoxelGrid
-from .fem.mesh import Domain, Encapsulation, build_mesh, check_placement
+from .fem.mesh import Domain, Encapsulation, LeadMesh, build_mesh, check_placement
 from .fem.stimulation import ContactState, Setting, carrying_contacts, monopolar_impedances_ohm, resolve
 from .io import to_jsonable
 from .leads import LeadPlacement, get_lead
@@ -242,10 +242,7 @@ class Scene:
                 solve_unit_fields,  # numba: imported when a 3D solve is needed
             )
 
-            lead_mesh = build_mesh(lead, placement, self.mesh_domain,
-                                   Encapsulation(tissue.encapsulation_thickness_mm,
-                                                 tissue.encapsulation_conductivity_S_per_m),
-                                   preset=solver.preset)
+            lead_mesh = self.lead_mesh()
             basis = solve_unit_fields(lead_mesh, self.element_sigma_S_per_mm(lead_mesh.mesh), lead.n_contacts,
                                       outer=outer, order=solver.order, solver=solver.linear_solver)
             basis.timings = {"mesh": lead_mesh.build_time_s, **basis.timings}
@@ -253,6 +250,15 @@ class Scene:
             return basis
 
         return cached_basis(self.basis_key(), build)
+
+    def lead_mesh(self) -> LeadMesh:
+        """The 3D tetrahedral mesh of the scene (the domain minus the lead, with the
+        encapsulation layer; read from its lead-local template when one exists, see
+        :mod:`vta.fem.mesh_templates`)."""
+        tissue = self.config.tissue
+        return build_mesh(self.lead.model, self.lead.placement, self.mesh_domain,
+                          Encapsulation(tissue.encapsulation_thickness_mm, tissue.encapsulation_conductivity_S_per_m),
+                          preset=self.config.solver.preset)
 
     def basis_key(self) -> dict:
         """Everything a 3D field basis depends on (not the setting): the cache key."""

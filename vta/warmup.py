@@ -9,7 +9,8 @@ install time by running small real cases through every path: the demo scene (3D 
 anatomy, VTA grid, structure coverage, MRG tract activation) on the coarse "fast" mesh,
 a homogeneous ring-lead case (the axisymmetric path) with a small sweep, a directional
 case and the simplified (nodes-only) axon model. The basis cache is bypassed (a cached basis would
-skip the solver kernels); the anatomy cache is filled.
+skip the solver kernels); the anatomy cache and the demo scene's lead-local mesh template
+(:mod:`vta.fem.mesh_templates`, default preset) are filled.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def warm_up() -> dict[str, float]:
         scene = Scene.from_dict(_homogeneous("Boston Scientific Vercise Directed", {"1": -1.0}, "3d"))
         scene.simulate()
 
+    def demo_template() -> None:
+        data = _demo_config()
+        data["solver"]["preset"] = "default"
+        Scene.from_dict(data, "vta/data/demo.toml").lead_mesh()
+
     def nodes_only() -> None:
         data = _demo_config()
         data["tracts"]["axon_model"] = "simplified"
@@ -98,5 +104,6 @@ def warm_up() -> dict[str, float]:
         step("ring lead (axisymmetric) and sweep", ring)
         step("directional lead (3D)", directional)
         step("simplified axons", nodes_only)
+        step("demo mesh template (default preset)", demo_template)
     return timings
 

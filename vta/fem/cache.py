@@ -25,7 +25,8 @@ basis (``mesh.py``, ``solve.py``, ``assembly.py``, ``leads.py``, this module) an
 gmsh version, so an upgrade never returns a stale basis.
 
 Location: ``$VTA_CACHE_DIR`` if set (``""``, ``"0"``, ``"off"``, ``"none"`` or
-``"false"`` disable caching), else ``$XDG_CACHE_HOME/vta/basis`` or
+``"false"`` disable caching; ``$VTA_BASIS_CACHE=off`` disables this cache alone), else
+``$XDG_CACHE_HOME/vta/basis`` or
 ``~/.cache/vta/basis``. Files are ``<hash>.npz`` (uncompressed: loading is a few
 hundredths of a second), written atomically (temporary file + rename, so concurrent runs
 and crashes never leave a partial file visible). A file that cannot be read, or whose
@@ -51,7 +52,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..caching import caching_off
+from ..caching import basis_caching_off, caching_off
 from ..errors import VtaError
 from ..io import canonical_json
 from ..notices import NOT_ABOUT_RESULT
@@ -309,7 +310,7 @@ def cached_basis(key_dict: dict, builder: Callable[[], Any],
         in ``cache["build_timings"]``).
     """
     folder = cache_dir(cache_dir_)
-    if folder is None:
+    if folder is None or (cache_dir_ is None and basis_caching_off()):
         basis = builder()
         _annotate(basis, {"hit": False, "path": None})
         return basis

@@ -74,6 +74,7 @@ from .mesh_gmsh import (
     polygon_capacity_ratio,
 )
 from .mesh_skfem import _to_skfem
+from .mesh_templates import cached_local_mesh, local_domain_key, place_mesh
 
 __all__ = [
     "Domain",
@@ -141,14 +142,23 @@ def build_mesh(
         # the faceted shell and lead surfaces must not cross: a chord h on radius R sags
         # by h^2 / (8 R), 0.17 mm for h = 1 mm, more than a 0.1 mm layer
         p = replace(p, size_shaft_mm=p.size_lead_mm)
-    mesh, (t1, t2) = run_interruptibly(_mesh_with_fallbacks, lead, placement, domain, p, shell, length,
-                                       name="vta-gmsh")
-    t3 = time.perf_counter()
-    logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s", t1 - t0, t2 - t1, t3 - t2)
+
+    def mesh_locally():
+        local, (t1, t2) = run_interruptibly(_mesh_with_fallbacks, lead, placement, domain, p, shell, length,
+                                            name="vta-gmsh")
+        logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s",
+                     t1 - t0, t2 - t1, time.perf_counter() - t2)
+        return local
+
+    key = {"lead": lead, "preset": p, "shell_mm": shell, "length_mm": length,
+           "domain": local_domain_key(domain, placement)}
+    local, hit = cached_local_mesh(key, mesh_locally)
+    mesh = place_mesh(local, placement)
     elapsed = time.perf_counter() - t0
-    logger.info("meshed %s (%s): %d nodes, %d tets in %.2f s", lead.name, p.name,
-                mesh.p.shape[1], mesh.t.shape[1], elapsed)
-    return LeadMesh(mesh=mesh, n_contacts=lead.n_contacts, preset=p.name, build_time_s=elapsed, mesh_preset=p)
+    logger.info("%s %s (%s): %d nodes, %d tets in %.2f s", "mesh template of" if hit else "meshed", lead.name,
+                p.name, mesh.p.shape[1], mesh.t.shape[1], elapsed)
+    return LeadMesh(mesh=mesh, n_contacts=lead.n_contacts, preset=p.name, build_time_s=elapsed, mesh_preset=p,
+                    from_template=hit)
 
 
 def _start_prewarm() -> None:

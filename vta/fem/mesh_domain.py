@@ -334,6 +334,9 @@ class LeadMesh:
         Wall time of geometry + meshing + conversion (s).
     mesh_preset : MeshPreset or None
         The sizes actually used (after ``scale``).
+    from_template : bool
+        Whether the mesh came from a lead-local template (:mod:`vta.fem.mesh_templates`)
+        instead of a gmsh run (the same mesh either way).
     """
 
     mesh: "skfem.MeshTet"  # noqa: F821
@@ -341,6 +344,7 @@ class LeadMesh:
     preset: str
     build_time_s: float = 0.0
     mesh_preset: MeshPreset | None = None
+    from_template: bool = False
 
     def contact_facets(self, k: int) -> np.ndarray:
         """Facet indices (into ``mesh.facets``) of contact ``k``."""
@@ -366,6 +370,7 @@ class LeadMesh:
             "elements": self.n_elements,
             "preset": self.preset,
             "build_time_s": round(self.build_time_s, 3),
+            "from_template": self.from_template,
         }
 
 

@@ -582,8 +582,9 @@ def _mesh_with_fallbacks(lead, placement, domain, p: MeshPreset, shell: float, l
 
 def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: MeshPreset,
                 shell: float, length: float, tube: "_Tube | None"):
-    """Geometry, mesh and conversion; returns the skfem mesh and the times at which
-    meshing started and ended (perf_counter)."""
+    """Geometry, mesh and conversion; returns the skfem mesh in the lead's local frame
+    (:func:`vta.fem.mesh_templates.place_mesh` moves it to world mm) and the times at
+    which meshing started and ended (perf_counter)."""
     radius = lead.radius_mm
     if tube is not None:
         # the layer is an inscribed regular polygon round the axis: widen it so that its
@@ -621,7 +622,7 @@ def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: Me
             _check_layer(gmsh, layer, tube.sectors)
         t2 = time.perf_counter()
         try:
-            mesh = _to_skfem(gmsh, volumes, named, placement)
+            mesh = _to_skfem(gmsh, volumes, named)
         except VtaError as exc:
             if layer:
                 raise _LayerFailed(str(exc)) from None

@@ -259,12 +259,7 @@ def frequency_basis(scene, frequencies_hz: np.ndarray, tissue: DispersiveTissue)
             lead.model, lead.placement, scene.domain.center_mm, scene.domain.radius_mm, frequencies_hz,
             tissue=tissue, outer=outer, encapsulation_thickness_mm=cfg.tissue.encapsulation_thickness_mm,
             preset=cfg.solver.preset, order=cfg.solver.order)
-    from ..fem.mesh import Encapsulation, build_mesh
-
-    lead_mesh = build_mesh(lead.model, lead.placement, scene.mesh_domain,
-                           Encapsulation(cfg.tissue.encapsulation_thickness_mm,
-                                         cfg.tissue.encapsulation_conductivity_S_per_m),
-                           preset=cfg.solver.preset)
+    lead_mesh = scene.lead_mesh()
     classes = tet_element_classes(lead_mesh, scene.anatomy)
     return build_tet_frequency_basis(lead_mesh, frequencies_hz, tissue, element_class=classes,
                                      n_contacts=lead.model.n_contacts, outer=outer, order=cfg.solver.order)
