@@ -4,7 +4,8 @@ Setting change: :meth:`vta.plan.session.PlanSession.set_setting` (the live VTA v
 structure overlaps, planning grid, charge checks) plus the view refresh the page does
 with it (3D view update, the three SVG slices), timed in-process over a series of
 amplitude edits. Lead move: a 0.5 mm nudge until the new scene is live (mesh, solve,
-live preparation; the basis cache is off so that every move really solves). Page load:
+live preparation; the basis cache is off so that every move really solves; the mesh
+comes from the lead-local template that the first solve built). Page load:
 a real headless Chromium opening the running app until the first VTA volume shows;
 and the round trip a user sees: typing an amplitude in the page until the new VTA volume
 is on screen (skipped without chromium/chromedriver).
@@ -23,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -46,7 +48,10 @@ def session_latencies(n_edits: int = 20) -> dict:
     from vta.plan.slices_svg import SliceRenderer
     from vta.plan.view3d import PlanView3D
 
-    os.environ["VTA_CACHE_DIR"] = "off"
+    # the basis cache off (every move solves); mesh templates in a fresh folder: the
+    # first solve meshes with gmsh, the moves read the lead-local template
+    os.environ["VTA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vta-bench-plan-")
+    os.environ["VTA_BASIS_CACHE"] = "off"
     t0 = time.perf_counter()
     session = PlanSession(_config(False), ROOT / "examples" / "nac_alic_demo.toml")
     session.wait()

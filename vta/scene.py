@@ -273,8 +273,10 @@ class Scene:
                 key["dti"] = {**self.config.anatomy.dti, "path": file_digest(self.config.anatomy.dti["path"])}
         return key
 
-    def element_sigma_S_per_mm(self, mesh) -> np.ndarray:
-        """Conductivity of every tetrahedron of ``mesh`` (S/mm; (M,) or (M, 3, 3) with DTI)."""
+    def element_sigma_S_per_mm(self, mesh, with_dti: bool = True) -> np.ndarray:
+        """Conductivity of every tetrahedron of ``mesh`` (S/mm; (M,) or (M, 3, 3) with
+        DTI; ``with_dti=False``: the isotropic conductivities the elements would have
+        without the DTI)."""
         n = mesh.t.shape[1]
         encapsulated = np.zeros(n, dtype=bool)
         if mesh.subdomains and len(mesh.subdomains.get("encapsulation", [])):
@@ -282,10 +284,26 @@ class Scene:
         dti_cfg = self.config.anatomy.dti if self.config.anatomy is not None else None
         centroids = mesh.p[:, mesh.t].mean(axis=1).T
         return element_conductivity(
-            centroids, self.anatomy, self.conductivity, self.dti, encapsulation_mask=encapsulated,
+            centroids, self.anatomy, self.conductivity, self.dti if with_dti else None,
+            encapsulation_mask=encapsulated,
             encapsulation_sigma=self.config.tissue.encapsulation_conductivity_S_per_m,
             dti_mapping=dti_cfg["mapping"] if dti_cfg is not None else "normalized",
         )
+
+    def element_anisotropy(self, mesh) -> np.ndarray | None:
+        """Dimensionless anisotropy of every tetrahedron of ``mesh`` with DTI, (M, 3, 3):
+        its conductivity tensor divided by the isotropic conductivity it would have
+        without the DTI (the identity where the DTI does not reach, e.g. the
+        encapsulation); None without DTI. The time-domain path scales it by each class's
+        complex conductivity at every frequency (the anisotropy is taken as frequency
+        independent), so that resistive tissue reproduces the quasi-static tensors."""
+        if self.dti is None:
+            return None
+        tensors = np.asarray(self.element_sigma_S_per_mm(mesh), dtype=float)
+        iso = np.asarray(self.element_sigma_S_per_mm(mesh, with_dti=False), dtype=float)
+        if tensors.ndim == 1:
+            tensors = tensors[:, None, None] * np.eye(3)
+        return tensors / iso[:, None, None]
 
     # ------------------------------------------------------------------ workflows
     def simulate(self, setting: Setting | None = None, progress: bool = False) -> "Simulation":

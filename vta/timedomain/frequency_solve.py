@@ -304,9 +304,10 @@ def build_tet_frequency_basis(
     tol: float = 1e-8,
     maxiter: int = 500,
     reuse_shapes: bool = True,
+    anisotropy: np.ndarray | None = None,
 ) -> FrequencyBasis:
     """Frequency-domain basis on a tetrahedral mesh (any lead, anatomy classes,
-    encapsulation; isotropic: DTI tensors are not supported here).
+    encapsulation, DTI anisotropy).
 
     Parameters
     ----------
@@ -331,6 +332,11 @@ def build_tet_frequency_basis(
         Iteration limit of the iterative solver.
     reuse_shapes : bool
         Share one solve between frequencies with equal conductivity ratios (exact).
+    anisotropy : ndarray, shape (M, 3, 3), optional
+        Dimensionless, frequency-independent anisotropy of every element (symmetric
+        positive definite; :meth:`vta.scene.Scene.element_anisotropy`): the element's
+        conductivity tensor is its class's complex conductivity times this tensor.
+        Default: isotropic.
 
     Returns
     -------
@@ -369,7 +375,16 @@ def build_tet_frequency_basis(
     tets = np.ascontiguousarray(mesh.t.T, dtype=np.int64)
     dofmap = build_dofmap(tets, points.shape[0], order)
     glam, vol = element_geometry(points, tets)
-    mats = [assemble_stiffness(points, tets, (cls == c).astype(float), order, dofmap,   # per S/mm
+    if anisotropy is not None:
+        anisotropy = np.asarray(anisotropy, dtype=float)
+        if anisotropy.shape != (M, 3, 3):
+            raise VtaError(f"anisotropy must be one 3x3 tensor per element ({M}), got shape {anisotropy.shape}")
+
+    def class_weight(c: int) -> np.ndarray:
+        w = (cls == c).astype(float)
+        return w if anisotropy is None else w[:, None, None] * anisotropy
+
+    mats = [assemble_stiffness(points, tets, class_weight(c), order, dofmap,   # per S/mm
                                (glam, vol))[0] for c in codes]
     cdofs = [contact_dofs(mesh, dofmap, f"contact_{k}") for k in range(K)]
     allc = np.concatenate(cdofs)

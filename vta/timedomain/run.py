@@ -262,7 +262,8 @@ def frequency_basis(scene, frequencies_hz: np.ndarray, tissue: DispersiveTissue)
     lead_mesh = scene.lead_mesh()
     classes = tet_element_classes(lead_mesh, scene.anatomy)
     return build_tet_frequency_basis(lead_mesh, frequencies_hz, tissue, element_class=classes,
-                                     n_contacts=lead.model.n_contacts, outer=outer, order=cfg.solver.order)
+                                     n_contacts=lead.model.n_contacts, outer=outer, order=cfg.solver.order,
+                                     anisotropy=scene.element_anisotropy(lead_mesh.mesh))
 
 
 def _resolve(fb, setting: Setting, signal, lead):
