@@ -37,6 +37,20 @@ parses DOFs, VTA and impedance from the outputs, prints a table and writes
 ``benchmarks/results/ossdbs_3389.json`` (``ossdbs_directional.json`` for the
 directional case).
 
+The anatomy case ``--case anatomy`` (issue 11; written by
+``benchmarks/bench_anatomy_peer.py``, which runs vta on the same case): Medtronic 3389
+with its tip in the right NAc of vta's default anatomy (MNI), contact 1 current-
+controlled, the others floating, no encapsulation, a grounded sphere centred on the
+middle of the contacts, and a 1 mm tissue-class label NIfTI (1 GM, 2 WM, 3 CSF) with
+constant, frequency-independent conductivities per class. Everything that defines it
+(tip, direction, sphere, conductivities, the label map's path) comes from a JSON file
+given by ``--anatomy-case``. OSS-DBS looks a voxel up by ``floor()`` of the voxel
+coordinate (its ``VoxelCoefficient``), vta at the nearest voxel centre; so that both
+tools see the same conductivity field, the driver writes a copy of the map with the
+affine's origin moved by -0.5 voxel along each voxel axis (``--voxel-shift corrected``,
+the default) and gives OSS-DBS that copy; ``--voxel-shift none`` gives it the map as
+vta reads it (to show the half-voxel shift), ``both`` runs both.
+
 Usage (from the repository root, with any Python >= 3.9)::
 
     python benchmarks/peer_ossdbs.py                 # all levels, 1 and -3 mA
@@ -45,6 +59,8 @@ Usage (from the repository root, with any Python >= 3.9)::
     python benchmarks/peer_ossdbs.py --case directional    # all 7 leads; default hp hp_p3; 1 mA
     python benchmarks/peer_ossdbs.py --case directional \
         --leads "Boston Scientific Vercise Directed" --levels default hp
+    python benchmarks/peer_ossdbs.py --case anatomy --anatomy-case CASE.json \
+        --levels default hp hp_p3 --voxel-shift both
 
 The peer interpreter defaults to ``$OSSDBS_PYTHON``, else
 ``benchmarks/.peer-venv/bin/python``, else the current interpreter.
@@ -70,6 +86,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_VENV_PY = HERE / ".peer-venv" / "bin" / "python"
 DEFAULT_OUT = HERE / "results" / "ossdbs_3389.json"
 DEFAULT_OUT_DIRECTIONAL = HERE / "results" / "ossdbs_directional.json"
+DEFAULT_OUT_ANATOMY = HERE / "results" / "ossdbs_anatomy.json"
 
 # --- the benchmark case (units as in OSS-DBS settings: mm, A, V, S/m, V/m) ---
 TIP_MM = (0.0, 0.0, 0.0)
@@ -182,6 +199,13 @@ LEVELS = {
                     lambda s: (_hp(s), s["Mesh"]["MeshingHypothesis"].update(Type="VeryFine"))),
 }
 DEFAULT_LEVELS = ["default", "hp", "fine", "edge50", "hp_p3"]
+ANATOMY_LEVELS = ["default", "hp", "hp_p3", "fine", "veryfine_hp"]
+ANATOMY_CURRENT_MA = 1.0
+ANATOMY_LATTICE = (21, 0.5)
+#: labels of the anatomy case's tissue-class map and the OSS-DBS materials they are
+#: (the map holds 1-3 only; OSS-DBS wants every material of its mapping in the dielectric
+#: model and drops those absent from the map)
+ANATOMY_MATERIALS = {"Gray matter": 1, "White matter": 2, "CSF": 3, "Blood": 4, "Unknown": 0}
 
 # Writes the synthetic single-label NIfTI with the peer's own nibabel/numpy so
 # that this driver needs nothing beyond the standard library.
@@ -207,6 +231,20 @@ x = sum(f.center.x * f.mass for f in faces) / a
 y = sum(f.center.y * f.mass for f in faces) / a
 print(json.dumps({"n_contacts": el.n_contacts, "z_min": min(zs), "z_max": max(zs),
                   "azimuth_deg": math.degrees(math.atan2(y, x)), "off_axis_mm": math.hypot(x, y)}))
+"""
+
+# Writes a copy of a NIfTI with the affine's origin moved by `shift` voxels along every
+# voxel axis (-0.5: a floor() lookup of the copy finds the voxel whose centre is nearest
+# in the original), with the peer's own nibabel.
+_SHIFT_CODE = r"""
+import sys, numpy as np, nibabel as nib
+src, dst, shift = sys.argv[1], sys.argv[2], float(sys.argv[3])
+img = nib.load(src)
+aff = np.array(img.affine, float)
+aff[:3, 3] += shift * aff[:3, :3].sum(axis=1)
+out = nib.Nifti1Image(np.asarray(img.dataobj), aff)
+out.header.set_xyzt_units("mm")
+nib.save(out, dst)
 """
 
 _VERSION_CODE = r"""
@@ -339,6 +377,51 @@ def build_settings(out_dir: str, nifti: str, current_mA: float, level: str,
     return s
 
 
+def load_anatomy_case(path: str) -> dict:
+    """The anatomy case (tip, direction, sphere, conductivities, label map) from its JSON."""
+    case = json.loads(Path(path).read_text())
+    for key in ("tip_mm", "direction", "domain_center_mm", "domain_radius_mm", "label_nifti",
+                "conductivity_S_per_m", "active_contact", "current_mA", "threshold_V_per_mm"):
+        if key not in case:
+            raise SystemExit(f"peer_ossdbs: anatomy case {path}: missing {key!r}")
+    label = Path(case["label_nifti"])
+    if not label.is_absolute():
+        case["label_nifti"] = str((Path(path).resolve().parent / label).resolve())
+    return case
+
+
+def build_settings_anatomy(out_dir: str, nifti: str, case: dict, current_mA: float, level: str,
+                           preconditioner: str, lattice_n: int, lattice_mm: float) -> dict:
+    """OSS-DBS settings of the anatomy case: the 3389 ring-case settings with the case's
+    placement, sphere, label map and per-class constant conductivities."""
+    s = build_settings(out_dir, nifti, current_mA, "default", preconditioner, lattice_n, lattice_mm)
+    xyz = ("x[mm]", "y[mm]", "z[mm]")
+    el = s["Electrodes"][0]
+    el["TipPosition"] = dict(zip(xyz, map(float, case["tip_mm"])))
+    el["Direction"] = dict(zip(xyz, map(float, case["direction"])))
+    active_id = int(case["active_contact"]) + 1
+    for c in el["Contacts"]:
+        if c["Contact_ID"] == active_id:
+            c.update(Active=True, Floating=False, **{"Current[A]": current_mA * 1e-3, "Voltage[V]": 1.0})
+        else:
+            c.update(Active=False, Floating=True, **{"Current[A]": 0.0})
+            c.pop("Voltage[V]", None)
+    s["Surfaces"][0]["Current[A]"] = -current_mA * 1e-3
+    center = dict(zip(xyz, map(float, case["domain_center_mm"])))
+    d = 2.0 * float(case["domain_radius_mm"])
+    s["BrainRegion"] = {"Center": center, "Dimension": dict(zip(xyz, (d, d, d))), "Shape": "Sphere"}
+    s["PointModel"]["Lattice"]["Center"] = center
+    sig = case["conductivity_S_per_m"]  # {"GM": .., "WM": .., "CSF": ..}
+    values = {"Gray matter": sig["GM"], "White matter": sig["WM"], "CSF": sig["CSF"],
+              "Blood": sig.get("blood", 0.7), "Unknown": sig["WM"]}
+    s["MaterialDistribution"]["MRIMapping"] = dict(ANATOMY_MATERIALS)
+    s["DielectricModel"] = {"Type": "Constant", "CustomParameters": {
+        m: {"permittivity": 2.22e4, "conductivity": float(values[m])} for m in ANATOMY_MATERIALS}}
+    s["ActivationThresholdVTA[V-per-m]"] = float(case["threshold_V_per_mm"]) * 1e3
+    LEVELS[level][1](s)
+    return s
+
+
 def run_measured(cmd: list, env: dict, cwd: str, log_path: str, timeout_s: float):
     """Run cmd; return (returncode, wall_s, peak_rss_MB) of that child alone."""
     with open(log_path, "w") as log:
@@ -405,15 +488,71 @@ def _write_rows(rows: list, out: Path) -> None:
 
 
 def _row_key(r: dict) -> tuple:
-    return (r.get("lead"), r.get("level"), r.get("current_mA"))
+    return (r.get("lead"), r.get("level"), r.get("current_mA"), r.get("voxel_shift"))
+
+
+def run_anatomy(args, case: dict, py: str, env: dict, versions: dict, mach: dict,
+                work: Path) -> list:
+    """The anatomy case at every level (and voxel shift); one row per run."""
+    shifts = {"corrected": [-0.5], "none": [0.0], "both": [-0.5, 0.0]}[args.voxel_shift]
+    src = case["label_nifti"]
+    rows = []
+    print(f"anatomy case: tip {case['tip_mm']} direction {case['direction']}, sphere "
+          f"r = {case['domain_radius_mm']} mm at {case['domain_center_mm']}, "
+          f"sigma {case['conductivity_S_per_m']}, map {src}", flush=True)
+    for shift in shifts:
+        nifti = work / f"labels_shift{shift:+g}.nii.gz".replace("+", "p").replace("-", "m")
+        subprocess.run([py, "-c", _SHIFT_CODE, src, str(nifti), repr(shift)], check=True, env=env)
+        for level in args.levels:
+            for cur in args.currents_mA:
+                tag = f"anatomy_{level}_{cur:+g}mA_shift{shift:+g}".replace("+", "p").replace("-", "m")
+                run_dir = work / tag
+                run_dir.mkdir(exist_ok=True)
+                out_dir = run_dir / "Results"
+                settings = build_settings_anatomy(str(out_dir), str(nifti), case, cur, level,
+                                                  args.preconditioner, args.lattice_n,
+                                                  args.lattice_mm)
+                (run_dir / "settings.json").write_text(json.dumps(settings, indent=1))
+                rc, wall, mem = run_measured([py, "-m", "ossdbs.main", "settings.json"], env,
+                                             str(run_dir), str(run_dir / "ossdbs_stdout.log"),
+                                             args.timeout_s)
+                row = {"case": "anatomy", "lead": "Medtronic3389", "level": level,
+                       "description": LEVELS[level][0], "current_mA": cur,
+                       "contact": int(case["active_contact"]), "voxel_shift": shift,
+                       "label_nifti": src, "returncode": rc,
+                       "wall_s": round(wall, 3), "peak_mem_MB": round(mem, 1),
+                       "fem_order": settings["FEMOrder"],
+                       "preconditioner": args.preconditioner, "threads": args.threads,
+                       "lattice_n": args.lattice_n, "lattice_mm": args.lattice_mm,
+                       "ossdbs_version": versions["ossdbs"],
+                       "ngsolve_version": versions["ngsolve"],
+                       "netgen_version": versions["netgen"], **mach}
+                if rc == 0 and (out_dir / "VCM_report.json").exists():
+                    row.update(parse_outputs(out_dir, args.lattice_mm))
+                else:
+                    row["error"] = f"ossdbs exited with {rc}; see {run_dir / 'ossdbs_stdout.log'}"
+                rows.append(row)
+                print(f"  {tag:34s} rc={rc} dofs={row.get('dofs')} wall={wall:.1f}s "
+                      f"mem={mem:.0f}MB vta={row.get('vta_mm3')} Z={row.get('impedance_ohm')}",
+                      flush=True)
+    return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peer-python", help="interpreter that has ossdbs installed")
-    ap.add_argument("--case", default="3389", choices=["3389", "directional"],
+    ap.add_argument("--case", default="3389", choices=["3389", "directional", "anatomy"],
                     help="'3389': Medtronic 3389 ring case (default); 'directional': first "
-                         "segment of the most distal segmented level of directional leads")
+                         "segment of the most distal segmented level of directional leads; "
+                         "'anatomy': 3389 in the right NAc, tissue-class label map "
+                         "(needs --anatomy-case)")
+    ap.add_argument("--anatomy-case", metavar="JSON",
+                    help="anatomy case only: the case file written by "
+                         "benchmarks/bench_anatomy_peer.py (--write-case DIR)")
+    ap.add_argument("--voxel-shift", default="corrected", choices=["corrected", "none", "both"],
+                    help="anatomy case only: give OSS-DBS the label map with its origin moved "
+                         "by -0.5 voxel ('corrected', default: the same field as vta's "
+                         "voxel-centre lookup), the map as it is ('none'), or run both")
     ap.add_argument("--leads", nargs="+", metavar="NAME[,NAME...]",
                     help="directional case only: leads by name here, OSS-DBS name or vta "
                          "model name, comma-separated (default: all of DIRECTIONAL_LEADS)")
@@ -444,6 +583,24 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     directional = args.case == "directional"
+    anatomy = None
+    if args.case == "anatomy":
+        if not args.anatomy_case:
+            ap.error("--case anatomy needs --anatomy-case (write one with "
+                     "benchmarks/bench_anatomy_peer.py --write-case DIR)")
+        anatomy = load_anatomy_case(args.anatomy_case)
+        if args.levels is None:
+            args.levels = list(ANATOMY_LEVELS)
+        if args.currents_mA is None:
+            args.currents_mA = [float(anatomy.get("current_mA", ANATOMY_CURRENT_MA))]
+        if args.lattice_n is None:
+            args.lattice_n = ANATOMY_LATTICE[0]
+        if args.lattice_mm is None:
+            args.lattice_mm = ANATOMY_LATTICE[1]
+        if args.out is None:
+            args.out = str(DEFAULT_OUT_ANATOMY)
+    elif args.anatomy_case:
+        ap.error("--anatomy-case needs --case anatomy")
     if args.leads and not directional:
         ap.error("--leads needs --case directional")
     if args.levels is None:
@@ -498,6 +655,9 @@ def main(argv=None) -> int:
     print(f"OSS-DBS {versions['ossdbs']}  NGSolve {versions['ngsolve']}  "
           f"threads={args.threads}  nproc={mach['nproc']}  {mach['cpu_model']}", flush=True)
     failed_check = False
+    if anatomy is not None:
+        rows = run_anatomy(args, anatomy, py, env, versions, mach, work)
+        leads = []
     for lead in leads:
         lead_info = {}
         if lead is None:
