@@ -160,6 +160,29 @@ def test_tissue_model_needs_anatomy(design_case):
         parse_config(case)
 
 
+def test_class_conductivities_replace_the_model(design_case):
+    """``[tissue] gm_S_per_m`` (etc.) with an anatomy replace the preset's value of that
+    class (the quasi-static model and the time-domain classes); without an anatomy they
+    are an error; out of range as every conductivity."""
+    from vta.anatomy.atlas_io import CSF, GM, WM
+    from vta.timedomain.run import dispersive_tissue_of
+
+    case = tomllib.loads(ANATOMY_CASE)
+    case["tissue"] = {"model": "colecole4", "gm_S_per_m": 0.1, "csf_S_per_m": 1.8}
+    scene = Scene.from_dict(case)
+    c = scene.conductivity
+    assert (c.gm_S_per_m, c.csf_S_per_m) == (0.1, 1.8)
+    assert c.wm_S_per_m == pytest.approx(0.0590, abs=2e-4)  # Cole-Cole WM at 130 Hz, kept
+    assert scene.resolved()["tissue"]["class_S_per_m"] == {"GM": 0.1, "CSF": 1.8}  # in summary.json's config
+    td = dispersive_tissue_of(scene)
+    assert td.class_tissues[GM] == 0.1 and td.class_tissues[CSF] == 1.8 and td.class_tissues[WM] == "WM"
+    with pytest.raises(ConfigError, match=r"tissue.wm_S_per_m.*needs an \[anatomy\]"):
+        parse_config(mutate(design_case, "tissue.wm_S_per_m", 0.1))
+    case["tissue"]["gm_S_per_m"] = 30.0
+    with pytest.raises(ConfigError, match=r"tissue.gm_S_per_m.*plausible range"):
+        Scene.from_dict(case)
+
+
 # --- plausible ranges (conductivity, VTA threshold) ---------------------------------
 
 @pytest.mark.parametrize("path, value", [

@@ -506,7 +506,8 @@ def test_directional_mesh_is_fine_at_segment_edges(mesh_directed):
 
 def test_template_is_the_first_mesh_moved_rigidly(tmp_path, caplog):
     """A second placement with the same relative domain reads the lead-local template:
-    the same elements and tags, nodes moved by the new placement; no gmsh run."""
+    the same elements and tags, nodes moved by the new placement; no gmsh run; and the
+    same mesh as a fresh build for that placement."""
     import logging
 
     from vta.fem.mesh_templates import template_dir
@@ -529,6 +530,14 @@ def test_template_is_the_first_mesh_moved_rigidly(tmp_path, caplog):
     np.testing.assert_allclose(b.mesh.p, moved, atol=1e-9)
     check_tags(b, lead)
     check_areas(b, lead, rtol=0.05)
+    # the template is built from the rounded relative geometry, not from the placement
+    # that needed it first: meshing b's placement afresh gives the very same mesh
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VTA_CACHE_DIR", "off")
+        fresh = build_mesh(lead, b_pl, domain_of(b_pl), preset="fast")
+    assert not fresh.from_template
+    np.testing.assert_array_equal(fresh.mesh.t, b.mesh.t)
+    np.testing.assert_array_equal(fresh.mesh.p, b.mesh.p)
     # another preset, another relative domain or another lead is another template
     c = build_mesh(lead, b_pl, Domain.sphere(b_pl.to_world(np.array([0.0, 0.0, 5.0])), 15.0), preset="fast")
     assert not c.from_template and len(list(template_dir().glob("*.npz"))) == 2

@@ -182,7 +182,9 @@ def test_example_numbers_unchanged_by_the_redesign(example):
     directional example re-recorded, with scripts/record_example_summaries.py, when its
     default mesh gained the segment-edge refinement, impedance 3019.6 -> 3069.3 ohm, and
     when directional leads got their own default preset, -> 3078.0 ohm, against a
-    converged 3088 ohm)."""
+    converged 3088 ohm; all three when 3D meshes became canonical in the lead's frame for
+    the mesh templates, directional -> 3077.2 ohm, VTA 85.78 -> 85.59 mm^3, demo VTA
+    421.75 -> 421.66 mm^3: mesh noise, and [tissue] gained class_S_per_m)."""
     ref = REFERENCE[example]
     s = vta.Scene.from_toml(EXAMPLES / f"{example}.toml").simulate().summary()
     assert s["mesh"]["dofs"] == ref["dofs"]
@@ -237,13 +239,13 @@ def test_cache_key_covers_the_code_that_shapes_a_basis(tmp_path):
 
 LAYERS = {
     "errors": 0, "notices": 0, "threads": 0, "io": 0, "caching": 0,
-    "config": 1, "leads": 1, "leaddbs_export": 1,
+    "config": 1, "config_tables": 0, "leads": 1, "leaddbs_export": 1,
     "anatomy": 2,
     "fem": 3,
     "timedomain": 4,
     "activation": 4,
     "scene": 5, "outputs": 5,
-    "studies": 6, "views": 6,
+    "studies": 6, "views": 6, "cohort": 6,
     "plan": 7,
     "cli": 8, "__main__": 8, "__init__": 8, "warmup": 8,
 }

@@ -13,6 +13,8 @@ of tissue activated (VTA) for any stimulation setting by exact superposition::
     rows = vta.sweep(scene, vta.SweepSpec(vta.standard_configs(4), [1, 2, 3]))
     ranked = vta.optimise(scene, vta.standard_configs(4, mode="voltage"))
     vta.render(sim2, "out/views")                               # PNGs + interactive HTML
+    vta.run_batch("cohort.csv", "out/cohort", template="base.toml")  # a cohort on Dask
+    vta.run_group("out/cohort", "craving_reduction")            # sweet spot, fibres, prediction
 
 Heavy optional parts (Dask, VTK rendering) are imported only when used.
 """
@@ -41,11 +43,14 @@ __all__ = [
     "custom_lead",
     "get_lead",
     "lead_catalogue",
+    "load_cohort",
     "load_manifest",
+    "make_synthetic_cohort",
     "optimise",
     "render",
     "run",
     "run_batch",
+    "run_group",
     "standard_configs",
     "sweep",
     "write",
@@ -65,6 +70,9 @@ _LAZY = {
     "render": ("vta.views.render", "render"),
     "run_batch": ("vta.studies.batch", "run_batch"),
     "load_manifest": ("vta.studies.manifest", "load_manifest"),
+    "run_group": ("vta.cohort.run", "run_group"),
+    "load_cohort": ("vta.cohort.table", "load_cohort"),
+    "make_synthetic_cohort": ("vta.cohort.synthetic", "make_synthetic_cohort"),
 }
 
 

@@ -38,7 +38,9 @@ Sections and keys
 ``[tissue]``
     ``conductivity_S_per_m`` (S/m; homogeneous tissue, required without anatomy),
     ``model`` (with anatomy: ``"colecole4"`` at the stimulation frequency (default),
-    ``"constant"``, ``"horn2017"``, ``"horn2017_10khz"``), ``encapsulation_thickness_mm`` (mm, default 0),
+    ``"constant"``, ``"horn2017"``, ``"horn2017_10khz"``), ``gm_S_per_m``, ``wm_S_per_m``,
+    ``csf_S_per_m``, ``blood_S_per_m`` (with anatomy: constant values, S/m, that replace
+    the model's for those classes, also in a time-domain run), ``encapsulation_thickness_mm`` (mm, default 0),
     ``encapsulation_conductivity_S_per_m`` (S/m, default: tissue conductivity / 2);
     ``dispersive_tissue`` (homogeneous tissue only: ``"GM"``, ``"WM"``, ``"CSF"`` or
     ``"blood"``, the Cole-Cole tissue of a time-domain run; without it that run is
@@ -93,7 +95,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, VtaError, did_you_mean
+from .config_tables import Section as _Section
+from .errors import ConfigError, VtaError
 from .leaddbs_export import check_space, parse_output_keys
 from .leads import LeadModel, LeadPlacement, custom_lead, get_lead
 
@@ -122,6 +125,9 @@ MAX_VOLTAGE_V = 25.0
 MAX_THRESHOLD_V_PER_MM = 100.0
 
 
+#: ``[tissue]`` keys of per-class conductivities (with an anatomy), by tissue class
+CLASS_CONDUCTIVITY_KEYS = {"GM": "gm_S_per_m", "WM": "wm_S_per_m", "CSF": "csf_S_per_m", "blood": "blood_S_per_m"}
+
 #: Plausible range (S/m) of an isotropic tissue, class or encapsulation conductivity:
 #: from below grey/white matter at low frequency (~0.02 S/m) to CSF (2.0 S/m). Enforced
 #: (inclusive) by :class:`ConductivityModel`, :func:`element_conductivity` and the
@@ -144,83 +150,6 @@ def is_plausible_conductivity(value: Any) -> bool:
     v = float(value)
     return (math.isfinite(v) and SIGMA_MIN_S_PER_M * (1 - _SIGMA_RANGE_RTOL) <= v
             <= SIGMA_MAX_S_PER_M * (1 + _SIGMA_RANGE_RTOL))
-
-
-class _Section:
-    """Reads one TOML table, tracking which keys were used."""
-
-    def __init__(self, data: Any, path: str):
-        if not isinstance(data, dict):
-            raise ConfigError(path, f"must be a table, got {type(data).__name__}")
-        self.data = data
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def raw(self, name: str, default: Any = ...) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        return self.data[name]
-
-    def number(self, name: str, default: Any = ..., *, positive: bool = False, min_value: float | None = None) -> float:
-        value = self.raw(name, default)
-        if value is None:
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(self.key(name), f"must be a finite number, got {value!r}")
-        if positive and value <= 0:
-            raise ConfigError(self.key(name), f"must be positive, got {value}")
-        if min_value is not None and value < min_value:
-            raise ConfigError(self.key(name), f"must be >= {min_value}, got {value}")
-        return float(value)
-
-    def vector3(self, name: str, default: Any = ...) -> np.ndarray | None:
-        value = self.raw(name, default)
-        if value is None:
-            return None
-        if (
-            not isinstance(value, list)
-            or len(value) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-        ):
-            raise ConfigError(self.key(name), f"must be a list of three finite numbers (mm), got {value!r}")
-        return np.array(value, dtype=float)
-
-    def choice(self, name: str, options: tuple[str, ...], default: Any = ...) -> str:
-        value = self.raw(name, default)
-        if value not in options:
-            raise ConfigError(self.key(name), f"must be one of {', '.join(map(repr, options))}, got {value!r}")
-        return value
-
-    def boolean(self, name: str, default: Any = ...) -> bool:
-        value = self.raw(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), f"must be true or false, got {value!r}")
-        return value
-
-    def sub(self, name: str) -> "_Section | None":
-        """An optional sub-table, or None if absent."""
-        if name not in self.data:
-            return None
-        self.used.add(name)
-        return _Section(self.data[name], self.key(name))
-
-    def table(self, name: str) -> "_Section":
-        """A required sub-table."""
-        return _Section(self.raw(name), self.key(name))
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(self.key(unknown[0]), "unknown key" + did_you_mean(unknown[0], sorted(self.used | set(self.data)), n=1))
 
 
 @dataclass(frozen=True)
@@ -308,6 +237,9 @@ class TissueConfig:
     encapsulation_conductivity_S_per_m: float
     model: str | None = None
     dispersive_tissue: str | None = None
+    #: per-class values given in [tissue] (``"GM"``/``"WM"``/``"CSF"``/``"blood"`` -> S/m),
+    #: replacing the model's; None when none is given
+    class_S_per_m: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -566,15 +498,18 @@ def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
                                              f"and within the plausible range {SIGMA_RANGE_TEXT}")
         return value
 
-    model = None
+    model, classes = None, None
     if has_anatomy:
         model = sec.raw("model", "colecole4")  # a preset name: checked by the scene
         if not isinstance(model, str) or not model:
             raise ConfigError(sec.key("model"), f"must be a conductivity preset name, got {model!r}")
         sigma = conductivity("conductivity_S_per_m", None)
+        given = {name: conductivity(key) for name, key in CLASS_CONDUCTIVITY_KEYS.items() if sec.has(key)}
+        classes = given or None
     else:
-        if sec.has("model"):
-            raise ConfigError(sec.key("model"), "needs an [anatomy]; without one give conductivity_S_per_m")
+        for key in ("model", *CLASS_CONDUCTIVITY_KEYS.values()):
+            if sec.has(key):
+                raise ConfigError(sec.key(key), "needs an [anatomy]; without one give conductivity_S_per_m")
         sigma = conductivity("conductivity_S_per_m")
     thickness = sec.number("encapsulation_thickness_mm", 0.0, min_value=0.0)
     # the derived default (tissue / 2) is checked only where a layer (thickness > 0) uses it
@@ -597,7 +532,7 @@ def _parse_tissue(sec: _Section | None, has_anatomy: bool) -> TissueConfig:
             raise ConfigError(sec.key("dispersive_tissue"), f"must be one of {', '.join(DISPERSIVE_TISSUES)} "
                                                             f"(Gabriel 1996 Cole-Cole tissues), got {dispersive!r}")
     sec.finish()
-    return TissueConfig(sigma, thickness, enc_sigma, model, dispersive)
+    return TissueConfig(sigma, thickness, enc_sigma, model, dispersive, classes)
 
 
 def _parse_stimulation(sec: _Section) -> StimulationConfig:

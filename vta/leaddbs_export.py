@@ -76,7 +76,7 @@ def parse_output_keys(sec: Any, base: Path, nifti: bool) -> dict:
 
     Parameters
     ----------
-    sec : vta.config._Section
+    sec : vta.config_tables.Section
         The ``[output]`` section reader.
     base : Path
         The folder of the configuration file.

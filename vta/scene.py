@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
@@ -499,10 +499,15 @@ def _conductivity_model(config: RunConfig) -> ConductivityModel:
     if config.anatomy is None:
         return ConductivityModel.homogeneous(tissue.conductivity_S_per_m)
     try:
-        return ConductivityModel.preset(tissue.model, config.stimulation.frequency_hz,
-                                        background=tissue.conductivity_S_per_m)
+        model = ConductivityModel.preset(tissue.model, config.stimulation.frequency_hz,
+                                         background=tissue.conductivity_S_per_m)
     except VtaError as exc:
         raise ConfigError("tissue.model", str(exc)) from None
+    if not tissue.class_S_per_m:
+        return model
+    given = ", ".join(f"{name} {value:g}" for name, value in tissue.class_S_per_m.items())
+    return replace(model, **{f"{name.lower()}_S_per_m": value for name, value in tissue.class_S_per_m.items()},
+                   name=f"{model.name} + [tissue] values", source=f"{model.source}; [tissue] {given} S/m")
 
 
 def _choose_method(config: RunConfig, lead: LeadConfig, domain: DomainConfig, requested: str) -> str:

@@ -74,7 +74,7 @@ from .mesh_gmsh import (
     polygon_capacity_ratio,
 )
 from .mesh_skfem import _to_skfem
-from .mesh_templates import cached_local_mesh, local_domain_key, place_mesh
+from .mesh_templates import cached_local_mesh, canonical_scene, place_mesh
 
 __all__ = [
     "Domain",
@@ -143,15 +143,18 @@ def build_mesh(
         # by h^2 / (8 R), 0.17 mm for h = 1 mm, more than a 0.1 mm layer
         p = replace(p, size_shaft_mm=p.size_lead_mm)
 
+    # the mesh is built in the lead's frame from the rounded relative geometry alone, so
+    # that it is the same for every placement with the same key (mesh_templates)
+    domain_key, canon_domain, canon_placement, length = canonical_scene(domain, placement, length)
+
     def mesh_locally():
-        local, (t1, t2) = run_interruptibly(_mesh_with_fallbacks, lead, placement, domain, p, shell, length,
-                                            name="vta-gmsh")
+        local, (t1, t2) = run_interruptibly(_mesh_with_fallbacks, lead, canon_placement, canon_domain, p, shell,
+                                            length, name="vta-gmsh")
         logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s",
                      t1 - t0, t2 - t1, time.perf_counter() - t2)
         return local
 
-    key = {"lead": lead, "preset": p, "shell_mm": shell, "length_mm": length,
-           "domain": local_domain_key(domain, placement)}
+    key = {"lead": lead, "preset": p, "shell_mm": shell, "length_mm": length, "domain": domain_key}
     local, hit = cached_local_mesh(key, mesh_locally)
     mesh = place_mesh(local, placement)
     elapsed = time.perf_counter() - t0

@@ -18,12 +18,12 @@ cache. The key holds the lead geometry, the resolved preset, the shell thickness
 lead length and the domain in the local frame (a sphere's local centre and radius; a
 box's centre relative to the tip, its size and the lead's frame, because a box is
 axis-aligned in world space), plus the fingerprint of the meshing code and the gmsh
-version (:func:`vta.fem.cache.cache_key`). A hit returns the mesh that gmsh built for the
-first placement with that key, moved rigidly. A fresh gmsh run for another placement would
-give an equally fine but not identical mesh (gmsh reacts to 1e-15 mm changes of the moved
-domain), so with templates the mesh - and every number computed on it - no longer varies
-with the placement at all. Files are written atomically and pruned with the basis cache's
-size limit; an unreadable file is deleted and meshed again.
+version (:func:`vta.fem.cache.cache_key`). The mesh is always built from the rounded key
+itself (:func:`canonical_scene`: a lead at the origin, the domain placed from the key),
+never from the placement that happened to need it first, so a template hit and a fresh
+build give the same mesh, with or without the cache (gmsh reacts to 1e-15 mm changes of
+its input, which the rounding removes). Files are written atomically and pruned with
+the basis cache's size limit; an unreadable file is deleted and meshed again.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ..notices import NOT_ABOUT_RESULT
 from .cache import _key_text, _max_bytes, _prune, cache_dir
 from .mesh_domain import Domain
 
-__all__ = ["TEMPLATE_FORMAT", "cached_local_mesh", "local_domain_key", "place_mesh", "template_dir"]
+__all__ = ["TEMPLATE_FORMAT", "cached_local_mesh", "canonical_scene", "place_mesh", "template_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,36 @@ def template_dir() -> Path | None:
     return (folder if env is not None else folder.parent) / "mesh"
 
 
-def local_domain_key(domain: Domain, placement: LeadPlacement) -> dict:
-    """The domain as seen from the lead (what the local-frame mesh depends on), rounded
-    to 1e-9 mm so that the same relative placement always gives the same key."""
+def canonical_scene(domain: Domain, placement: LeadPlacement, length_mm: float
+                    ) -> tuple[dict, Domain, LeadPlacement, float]:
+    """What the local-frame mesh depends on, rounded, and a placement + domain + lead
+    length that reproduce exactly that (so the mesh depends on the key alone, never on
+    which placement built it first).
+
+    A sphere is kept as its centre in the lead's frame and its radius (rounded to
+    1e-9 mm); it is meshed around a lead at the origin along +z. A box is axis-aligned in
+    world space, so it also depends on the lead's direction and rotation: kept as its
+    centre relative to the tip, its size, the direction (rounded to 1e-12) and the
+    rotation; it is meshed around a lead at the origin with that direction and rotation.
+
+    Returns
+    -------
+    (key, canonical domain, canonical placement, rounded length in mm)
+    """
+    length = round(float(length_mm), 9)
     if domain.shape == "sphere":
-        centre = np.round(placement.to_local(domain.center_mm), 9)
-        return {"shape": "sphere", "center_local_mm": centre, "radius_mm": float(domain.radius_mm)}
-    return {"shape": "box", "center_from_tip_mm": np.round(domain.center_mm - placement.tip_mm, 9),
-            "size_mm": np.asarray(domain.size_mm, dtype=float), "frame": np.round(placement.frame, 12)}
+        canon = LeadPlacement([0.0, 0.0, 0.0], [0.0, 0.0, 1.0], 0.0)
+        centre = np.round(placement.to_local(domain.center_mm), 9) + 0.0
+        key = {"shape": "sphere", "center_local_mm": centre, "radius_mm": float(domain.radius_mm)}
+        return key, Domain.sphere(canon.to_world(centre), domain.radius_mm), canon, length
+    direction = np.round(placement.direction, 12) + 0.0
+    rotation = round(float(placement.rotation_deg), 9)
+    canon = LeadPlacement([0.0, 0.0, 0.0], direction, rotation)
+    centre = np.round(domain.center_mm - placement.tip_mm, 9) + 0.0
+    size = np.asarray(domain.size_mm, dtype=float)
+    key = {"shape": "box", "center_from_tip_mm": centre, "size_mm": size, "direction": direction,
+           "rotation_deg": rotation}
+    return key, Domain.box(centre, size), canon, length
 
 
 def place_mesh(local, placement: LeadPlacement):

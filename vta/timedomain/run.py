@@ -42,7 +42,7 @@ import numpy as np
 from ..anatomy.atlas_io import BACKGROUND, BLOOD, CSF, GM, WM
 from ..fem.grid import VoxelGrid
 from ..fem.stimulation import Setting
-from .dispersive import DispersiveTissue, complex_conductivity
+from .dispersive import DEFAULT_CLASS_TISSUES, DispersiveTissue, complex_conductivity
 from .spectrum import FrequencyPlan, make_plan, spectrum
 from .time_response import TimeBasis, time_basis
 
@@ -189,7 +189,13 @@ def dispersive_tissue_of(scene) -> DispersiveTissue:
     f0 = scene.config.stimulation.frequency_hz
     if scene.anatomy is not None:
         if (tissue.model or "colecole4").startswith("colecole"):
-            return DispersiveTissue(tissue="WM", encapsulation_S_per_m=enc, reference_frequency_hz=f0)
+            # Cole-Cole classes, except those given a constant value in [tissue]
+            codes = {"GM": GM, "WM": WM, "CSF": CSF, "blood": BLOOD}
+            classes = dict(DEFAULT_CLASS_TISSUES)
+            classes.update({codes[name]: float(v) for name, v in (tissue.class_S_per_m or {}).items()})
+            classes[BACKGROUND] = classes[WM]
+            return DispersiveTissue(tissue=classes[WM], class_tissues=classes, encapsulation_S_per_m=enc,
+                                    reference_frequency_hz=f0)
         c = scene.conductivity          # a frequency-independent preset: resistive per class
         classes = {code: float(c.sigma_for_class(code)) for code in (BACKGROUND, GM, WM, CSF, BLOOD)}
         return DispersiveTissue(tissue=float(c.sigma_for_class(BACKGROUND)), class_tissues=classes,
