@@ -7,6 +7,7 @@
 ``vta optimise CONFIG.toml --out DIR``  rank settings by target coverage within limits
 ``vta batch MANIFEST --template BASE.toml --out DIR [--scheduler ADDR]``  a cohort on Dask
 ``vta render CONFIG.toml --out DIR [--camera a,b] [--no-html] [--size WxH]``  3D targeting views
+``vta group BATCH_DIR --outcome COL [--covariate COL ...] [--scheduler ADDR]``  sweet spots, fibres, prediction
 
 Bad input (and any OS error: a full disk, a missing permission) prints one line
 ``vta: error: ...`` on stderr and exits with status 2. Warnings about a result go to
@@ -244,6 +245,28 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0 if result.ok else EXIT_SUBJECTS_FAILED
 
 
+def _cmd_group(args: argparse.Namespace) -> int:
+    from .cohort.run import run_group
+
+    if args.scheduler is not None or args.workers is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise VtaError("vta group on Dask needs distributed: pip install 'vta[batch]'") from None
+        if args.verbose < 2:  # Dask's own INFO lines only with -vv
+            logging.getLogger("distributed").setLevel(logging.WARNING)
+    result = run_group(args.batch_dir, args.outcome, covariates=args.covariate or (), outcomes_csv=args.outcomes,
+                       unit=args.unit, mirror=args.mirror, test=args.test, min_n=args.min_n,
+                       permutations=args.permutations, alpha=args.alpha, folds=args.folds, tract=args.tract,
+                       fibre_min_n=args.fibre_min_n,
+                       spacing_mm=args.spacing, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+                       out_dir=args.out, efield=not args.no_efield, fibres=not args.no_fibres,
+                       prediction=not args.no_prediction, figures=not args.no_figures,
+                       chunk_voxels=args.chunk_voxels)
+    sys.stdout.write(f"{result.summary_line()}\nwritten to {result.out_dir}/ (report.md, report.html)\n")
+    return _exit_status(result.summary, args)
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from .outputs import run
     from .scene import Scene
@@ -388,6 +411,46 @@ def build_parser() -> argparse.ArgumentParser:
     p_batch.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: one per core)")
     p_batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_batch.set_defaults(func=_cmd_batch)
+
+    p_group = sub.add_parser("group", help="cohort outcome analysis of a finished batch: sweet-spot maps, fibre "
+                                           "filtering, cross-validated prediction (see docs)")
+    p_group.add_argument("batch_dir", help="output folder of vta batch (group.csv, subjects/)")
+    p_group.add_argument("--outcome", required=True, help="outcome column of group.csv or --outcomes (higher = better)")
+    p_group.add_argument("--covariate", action="append", metavar="COL",
+                         help="column to regress out of the outcome (repeatable)")
+    p_group.add_argument("--outcomes", default=None, metavar="CSV",
+                         help="extra/overriding variables: subject[,hemisphere],columns...")
+    p_group.add_argument("--unit", choices=("subject", "hemisphere"), default="subject",
+                         help="analysis unit: a patient (both hemispheres pooled; default) or a hemisphere")
+    p_group.add_argument("--mirror", action="store_true", help="mirror left hemispheres onto the right (x -> -x)")
+    p_group.add_argument("--test", choices=("t", "wilcoxon"), default="t",
+                         help="Welch t / Pearson (default), or Wilcoxon rank-sum / Spearman")
+    p_group.add_argument("--min-n", type=int, default=None,
+                         help="fewest units covering a tested voxel (default: max(3, 20%% of the units)); "
+                              "when given, also for fibres")
+    p_group.add_argument("--fibre-min-n", type=int, default=None,
+                         help="fewest units activating (and not activating) a tested fibre "
+                              "(default: --min-n if given, else max(5, 10%% of the units))")
+    p_group.add_argument("--permutations", type=int, default=1000, help="permutations for p-values (default 1000)")
+    p_group.add_argument("--alpha", type=float, default=0.05, help="family-wise error level (default 0.05)")
+    p_group.add_argument("--folds", default="auto",
+                         help="cross-validation: loo, a number of folds, or auto (default: loo up to 200 units, "
+                              "else 10)")
+    p_group.add_argument("--tract", default=None, help="tract of tracts.csv to filter (default: the only one)")
+    p_group.add_argument("--spacing", type=float, default=1.0, help="common MNI grid voxel size in mm (default 1)")
+    p_group.add_argument("--seed", type=int, default=0, help="seed of permutations and folds (default 0)")
+    where = p_group.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:port)")
+    where.add_argument("--workers", type=int, default=None, help="run the statistics on a LocalCluster of N workers")
+    p_group.add_argument("--chunk-voxels", type=int, default=None,
+                         help="voxels per statistics chunk / Dask task (default: automatic, ~100 MB each)")
+    p_group.add_argument("--out", default=None, help="output folder (default BATCH_DIR/group_<outcome>)")
+    p_group.add_argument("--no-efield", action="store_true", help="skip the E-field maps")
+    p_group.add_argument("--no-fibres", action="store_true", help="skip fibre filtering")
+    p_group.add_argument("--no-prediction", action="store_true", help="skip cross-validated prediction")
+    p_group.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p_group.add_argument("--strict", action="store_true", help="exit with status 3 if the analysis has any warning")
+    p_group.set_defaults(func=_cmd_group)
 
     p_render = sub.add_parser("render", help="simulate and draw 3D targeting views (PNG per camera + interactive HTML)")
     p_render.add_argument("config", help="TOML configuration file")

@@ -418,9 +418,7 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
     path = Path(path)
     if not rows:
         raise VtaError(f"no rows to write to {path}")
-    columns: list[str] = []
-    for r in rows:
-        columns += [k for k in r if k not in columns]
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # first-seen order, linear time
     if path.suffix.lower() == ".parquet":
         try:
             import pyarrow as pa

@@ -10,7 +10,8 @@ Output folder::
     OUT/subjects/<subject>_<hemi>/   summary.json, vta.nii.gz, efield_norm.nii.gz (vta run)
     OUT/errors.csv                   subject, hemisphere, where, error (this run's failures)
     OUT/group.csv                    one row per manifest row: status, VTA, impedance, clipping, number
-                                     of warnings, structures, tracts
+                                     of warnings, structures, tracts, then the manifest's subject
+                                     variables (outcomes, covariates) verbatim, then error
     OUT/vta_frequency.nii.gz         per 1 mm MNI voxel: how many subjects' VTAs cover it
     OUT/vta_fraction.nii.gz          the same divided by the number of VTAs
 
@@ -615,6 +616,16 @@ def write_group_outputs(manifest: Manifest, out_dir: str | Path, hashes: dict[st
         columns += [f"{name}_overlap_mm3", f"{name}_fraction"]
     for name in sorted(tracts):
         columns += [f"tract_{name}_activated", f"tract_{name}_fraction"]
+    variables = list(getattr(manifest, "variables", ()))
+    clash = [v for v in variables if v in columns]
+    if clash:  # a structure or tract column named like a subject variable: the variable wins
+        log.warning("group.csv: subject variable%s %s take%s the place of the computed column%s of that name",
+                    "s" * (len(clash) > 1), ", ".join(clash), "" if len(clash) > 1 else "s", "s" * (len(clash) > 1))
+        columns = [c for c in columns if c not in clash]
+    columns += variables  # outcomes and covariates of the manifest, verbatim (for vta group)
+    for spec, row in zip(manifest.subjects, rows):
+        for name in variables:
+            row[name] = spec.variables.get(name, "")
     columns.append("error")
     buf = io.StringIO()
     w = csv.DictWriter(buf, columns, lineterminator="\n")
@@ -654,9 +665,11 @@ def frequency_map(images: Sequence[str | Path], spacing_mm: float = 1.0) -> tupl
     """Count, per voxel of a common grid, how many VTA masks cover it.
 
     The grid has ``spacing_mm`` voxels with centres on multiples of ``spacing_mm`` in
-    world (MNI) mm, axes along +x, +y, +z (RAS), and covers every mask. Each mask is
-    sampled by nearest neighbour: a grid voxel counts for a subject when the subject's
-    voxel nearest to its centre (in world coordinates) is in the VTA.
+    world (MNI) mm, axes along +x, +y, +z (RAS), and is the bounding box of every
+    covered voxel. Each mask is sampled by nearest neighbour: a grid voxel counts for a
+    subject when the subject's voxel nearest to its centre (in world coordinates) is in
+    the VTA. The grid logic is shared with ``vta group``
+    (:func:`vta.cohort.voxels.frequency_count`); each mask is read once.
 
     Parameters
     ----------
@@ -671,55 +684,11 @@ def frequency_map(images: Sequence[str | Path], spacing_mm: float = 1.0) -> tupl
     affine : ndarray (4, 4)
         Voxel index -> world mm.
     """
-    import nibabel as nib
+    from ..cohort.voxels import frequency_count
 
     if not spacing_mm > 0:
         raise VtaError(f"frequency map spacing must be positive, got {spacing_mm}")
-    def load(path):
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj) > 0
-        if data.ndim != 3:
-            raise VtaError(f"{path}: expected a 3D VTA mask, got shape {data.shape}")
-        return data, img.affine
-
-    # pass 1: the world box of every mask's VTA voxels (+ half a voxel); masks are not kept
-    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-    boxes = []
-    for path in images:
-        data, src_affine = load(path)
-        ijk = np.argwhere(data)
-        if not len(ijk):
-            boxes.append(None)
-            continue
-        corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
-        box = np.array([ijk.min(axis=0), ijk.max(axis=0)])
-        world = nib.affines.apply_affine(src_affine, box[corners, [0, 1, 2]] + 0.0)
-        half = 0.5 * np.abs(src_affine[:3, :3]).sum(axis=1)  # half a voxel, along each world axis (bound)
-        boxes.append((world.min(axis=0) - half, world.max(axis=0) + half))
-        lo, hi = np.minimum(lo, boxes[-1][0]), np.maximum(hi, boxes[-1][1])
-    if not np.all(np.isfinite(lo)):  # every VTA is empty
-        lo = hi = np.zeros(3)
-    start = np.floor(lo / spacing_mm) * spacing_mm
-    shape = np.round((np.ceil(hi / spacing_mm) * spacing_mm - start) / spacing_mm).astype(int) + 1
-    affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
-    affine[:3, 3] = start
-    count = np.zeros(tuple(shape), dtype=np.uint16)
-    # pass 2: sample each mask at the grid voxel centres inside its box (nearest neighbour)
-    for path, box in zip(images, boxes):
-        if box is None:
-            continue
-        data, src_affine = load(path)
-        a = np.clip(np.floor((box[0] - start) / spacing_mm).astype(int), 0, shape - 1)
-        b = np.clip(np.ceil((box[1] - start) / spacing_mm).astype(int), 0, shape - 1)
-        grid = np.stack(np.meshgrid(*(np.arange(a[d], b[d] + 1) for d in range(3)), indexing="ij"), axis=-1)
-        grid = grid.reshape(-1, 3)
-        src = np.floor(nib.affines.apply_affine(np.linalg.inv(src_affine), start + spacing_mm * grid) + 0.5).astype(int)
-        inside = np.all((src >= 0) & (src < np.array(data.shape)), axis=1)
-        hit = np.zeros(len(src), dtype=bool)
-        hit[inside] = data[src[inside, 0], src[inside, 1], src[inside, 2]]
-        g = grid[hit]
-        count[g[:, 0], g[:, 1], g[:, 2]] += 1
-    return count, affine
+    return frequency_count(images, spacing_mm)
 
 
 def _save_nifti_atomic(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:

@@ -34,6 +34,16 @@ Any column whose name contains a dot
     ``tissue.encapsulation_thickness_mm``; the cell is read as a TOML value (``0.15``,
     ``"fast"`` or ``fast``, ``[1, 2, 3]``, ``true``). In TOML manifests the same goes into
     an ``overrides`` table (deep-merged into the template).
+Any other column: a subject variable
+    Outcomes and covariates (``updrs_improvement``, ``abstinent``, ``age``...): kept
+    verbatim as text in :attr:`SubjectSpec.variables`, copied into the batch's
+    ``group.csv`` for ``vta group``, and never part of the configuration (so not of its
+    hash: adding or editing an outcome re-runs nothing). A column that looks like a
+    misspelt known column (``contact``, ``tip``, ``Subject``, ``model``), one named like
+    a ``group.csv`` column that the batch fills (``status``, ``vta_volume_mm3``...), or
+    one named like a template key without its section (``threshold_V_per_mm``: write
+    ``vta.threshold_V_per_mm``) is refused as before. In TOML manifests subject variables
+    go into a ``variables`` table of the entry (numbers, booleans or strings).
 
 Lead-DBS export (``[output] leaddbs`` in the template, or an ``output.leaddbs`` column):
 ``true`` writes each subject's Lead-DBS stimulation folder into the row's own
@@ -59,6 +69,9 @@ A TOML manifest looks like::
     contacts = { 0 = -3.0 }
     [subjects.overrides]
     vta = { threshold_V_per_mm = 0.15 }
+    [subjects.variables]
+    abstinent = "yes"
+    age = 41
 
 Errors of the manifest as a whole (missing file or template, unknown or missing column,
 no rows, duplicate subject + hemisphere) raise :class:`vta.errors.VtaError` naming the
@@ -117,6 +130,15 @@ _KEY_TO_COLUMN = {
     "stimulation.pulse_width_us": "pulse_width_us",
     "stimulation.frequency_hz": "frequency_hz",
 }
+#: ``group.csv`` columns that the batch fills itself (vta.studies.batch.write_group_outputs);
+#: a subject variable may not take one of these names.
+RESERVED_VARIABLES = frozenset({
+    "subject", "hemisphere", "status", "lead_model", "tip_x_mm", "tip_y_mm", "tip_z_mm", "mode", "contacts",
+    "pulse_width_us", "threshold_V_per_mm", "vta_volume_mm3", "vta_grid_volume_mm3", "impedance_ohm",
+    "vta_clipped_by_domain", "warnings", "error",
+})
+#: difflib similarity at or above which an unknown column counts as a misspelt known one
+_NEAR_MISS_CUTOFF = 0.8
 _LEADDBS_PATTERNS = ("reconstruction/*ea_reconstruction.mat", "reconstruction/*desc-reconstruction.mat",
                      "*ea_reconstruction.mat")
 
@@ -141,6 +163,9 @@ class SubjectSpec:
         Why the row is malformed (one line, naming line and column), or None. A
         malformed row has ``subject`` and ``hemisphere`` as written in it (possibly
         empty or invalid) and empty ``data``; :meth:`config` raises ``error``.
+    variables : dict of str to str
+        The row's subject variables (outcomes, covariates) as written, by column name;
+        empty cells are left out. Not part of ``data`` or the configuration hash.
     """
 
     subject: str
@@ -150,6 +175,7 @@ class SubjectSpec:
     source: str
     leaddbs_folder: Path | None = None
     error: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -234,11 +260,13 @@ class SubjectSpec:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A parsed cohort manifest: where it came from and its subject-hemispheres."""
+    """A parsed cohort manifest: where it came from, its subject-hemispheres, and the
+    names of its subject variables (outcome and covariate columns, in manifest order)."""
 
     path: Path
     template: Path
     subjects: tuple[SubjectSpec, ...]
+    variables: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.subjects)
@@ -292,10 +320,11 @@ def load_manifest(path: str | Path, template: str | Path | None = None) -> Manif
         raise VtaError(f"manifest not found: {path}")
     if path.suffix.lower() == ".toml":
         rows, named_template = _read_toml(path)
+        header_where = None
     elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
         if template is None:
             raise VtaError(f"manifest {path}: no template (give --template BASE.toml)")
-        rows, named_template = _read_csv(path), None
+        (rows, header_where), named_template = _read_csv(path), None
     else:
         raise VtaError(f"manifest {path}: expected a .csv or .toml file")
     if template is None:
@@ -308,15 +337,25 @@ def load_manifest(path: str | Path, template: str | Path | None = None) -> Manif
     base = read_toml(template, "template")
     if not rows:
         raise VtaError(f"manifest {path}: no subjects")
+    names = list(dict.fromkeys(k for _, row, _ in rows for k in row.get("variables") or {}
+                               if isinstance(row.get("variables"), dict)))
+    _check_variable_names(names, header_where or path.name, base)
+    if names:
+        log.info("%s: subject variables (copied to group.csv, not part of the configuration): %s",
+                 path.name, ", ".join(names))
     subjects, seen = [], {}
     for where, row, problem in rows:
         subject, hemi, readable = _identity(row)
+        variables, var_problem = _variables(row.pop("variables", None))
+        problem = problem or var_problem
         try:
             if problem is not None:
                 raise _RowError(f"{where} ({subject} {hemi}): {problem}" if readable else f"{where}: {problem}")
             spec = _expand(row, where, base, template, path.parent.resolve())
+            spec = SubjectSpec(spec.subject, spec.hemisphere, spec.where, spec.data, spec.source,
+                               spec.leaddbs_folder, variables=variables)
         except _RowError as exc:  # this row only: recorded by a batch, which goes on with the others
-            spec = SubjectSpec(subject, hemi, where, {}, str(template), error=str(exc))
+            spec = SubjectSpec(subject, hemi, where, {}, str(template), error=str(exc), variables=variables)
         if readable:  # a malformed row with a readable subject and hemisphere takes its place too
             key = (spec.subject, spec.hemisphere)
             if key in seen:
@@ -324,7 +363,7 @@ def load_manifest(path: str | Path, template: str | Path | None = None) -> Manif
                                f"{seen[key]}")
             seen[key] = where
         subjects.append(spec)
-    return Manifest(path.resolve(), template, tuple(subjects))
+    return Manifest(path.resolve(), template, tuple(subjects), tuple(names))
 
 
 class _RowError(VtaError):
@@ -345,7 +384,7 @@ def _identity(row: dict) -> tuple[str, str, bool]:
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_csv(path: Path) -> list[tuple[str, dict, str | None]]:
+def _read_csv(path: Path) -> tuple[list[tuple[str, dict, str | None]], str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -354,6 +393,7 @@ def _read_csv(path: Path) -> list[tuple[str, dict, str | None]]:
     dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
     reader = csv.reader(lines, dialect)
     header: list[str] | None = None
+    header_where = path.name
     rows: list[tuple[str, dict, str | None]] = []
     for lineno, cells in enumerate(reader, start=1):
         if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
@@ -361,12 +401,12 @@ def _read_csv(path: Path) -> list[tuple[str, dict, str | None]]:
         cells = [c.strip() for c in cells]
         where = f"{path.name} line {lineno}"
         if header is None:
-            header = cells
+            header, header_where = cells, where
             for col in header:
                 if not col:
                     raise VtaError(f"{where}: empty column name in the header")
-                if "." not in col and col not in _KNOWN:
-                    raise VtaError(f"{where}: unknown column '{col}'{_suggest(col, _KNOWN)}")
+                if "." not in col and col not in _KNOWN and _near_miss(col):
+                    raise VtaError(f"{where}: unknown column '{col}'{did_you_mean(col, _near_miss(col), n=1)}")
             dup = sorted({c for c in header if header.count(c) > 1})
             if dup:
                 raise VtaError(f"{where}: column '{dup[0]}' appears twice")
@@ -383,12 +423,14 @@ def _read_csv(path: Path) -> list[tuple[str, dict, str | None]]:
                 continue
             if "." in col:
                 row.setdefault("overrides", {})[col] = _toml_value(cell)
-            else:
+            elif col in _KNOWN:
                 row[col] = cell
+            else:
+                row.setdefault("variables", {})[col] = cell
         rows.append((where, row, problem))
     if header is None:
         raise VtaError(f"manifest {path}: empty (expected a header line with subject,hemisphere,...)")
-    return rows
+    return rows, header_where
 
 
 def _read_toml(path: Path) -> tuple[list[tuple[str, dict, str | None]], Path | None]:
@@ -406,13 +448,97 @@ def _read_toml(path: Path) -> tuple[list[tuple[str, dict, str | None]], Path | N
     for i, entry in enumerate(entries, start=1):
         where = f"{path.name} [[subjects]] entry {i}"
         problem = None
-        unknown = [k for k in entry if k != "overrides" and k not in _KNOWN]
+        unknown = [k for k in entry if k not in ("overrides", "variables") and k not in _KNOWN]
         if unknown:
-            problem = f"unknown key '{unknown[0]}'{_suggest(unknown[0], _KNOWN | {'overrides'})}"
+            hint = (_suggest(unknown[0], _KNOWN | {"overrides", "variables"}) if _near_miss(unknown[0])
+                    else " (outcomes and covariates go into a 'variables' table)")
+            problem = f"unknown key '{unknown[0]}'{hint}"
         elif "overrides" in entry and not isinstance(entry["overrides"], dict):
             problem = "'overrides' must be a table"
         rows.append((where, dict(entry), problem))
     return rows, (Path(template) if template is not None else None)
+
+
+# ----------------------------------------------------------------------------- subject variables
+
+
+def _near_miss(name: str) -> list[str]:
+    """Known columns that ``name`` looks like a misspelling of (empty: a subject variable).
+
+    Stricter than :func:`vta.errors.did_you_mean`, so that ordinary outcome names
+    (``age``, ``mood``, ``duration``) are not taken for typos: the same name up to case
+    and separators, a known column that starts with ``name_`` (``tip`` -> ``tip_x``), or
+    a spelling similarity of at least 0.8 (``contact``, ``model``, ``tipx``).
+    """
+    import difflib
+
+    known = sorted(_KNOWN)
+    low = re.sub(r"[\s-]+", "_", name.strip().lower())
+    same = [k for k in known if k.lower() == low and k != name]
+    prefix = [k for k in known if k.startswith(low + "_")]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=_NEAR_MISS_CUTOFF)
+    return list(dict.fromkeys(same + close + prefix))
+
+
+def _config_leaf_keys(data: Any, prefix: str = "") -> dict[str, str]:
+    """Leaf key -> dotted path for every key of the template (``threshold_V_per_mm`` ->
+    ``vta.threshold_V_per_mm``), plus the unit-suffixed keys of every section."""
+    import dataclasses
+
+    from .. import config as cfg
+
+    out: dict[str, str] = {}
+    sections = {"vta": cfg.VtaConfig, "tissue": cfg.TissueConfig, "stimulation": cfg.StimulationConfig,
+                "solver": cfg.SolverConfig, "output": cfg.OutputConfig, "domain": cfg.DomainConfig,
+                "tracts": cfg.TractsConfig}
+    for section, klass in sections.items():
+        for f in dataclasses.fields(klass):
+            if "_" in f.name and f.name not in _KNOWN:
+                out.setdefault(f.name, f"{section}.{f.name}")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, dict):
+                for leaf, dotted in _config_leaf_keys(value, f"{prefix}{key}.").items():
+                    out[leaf] = dotted
+            elif prefix:
+                out[str(key)] = f"{prefix}{key}"
+    return out
+
+
+def _check_variable_names(names: list[str], where: str, base: dict) -> None:
+    """Refuse subject-variable names that collide with what the batch writes or with a
+    template key (which the user probably meant to override)."""
+    leaves = _config_leaf_keys(base)
+    for name in names:
+        if name in leaves and "_" in name:  # a generic word (``order``, ``shape``) may be a variable
+            raise VtaError(f"{where}: column '{name}' is a template key; to override it per subject name the "
+                           f"column '{leaves[name]}'")
+        if name in RESERVED_VARIABLES:
+            raise VtaError(f"{where}: column '{name}' is a group.csv column that the batch fills; "
+                           "give the subject variable another name")
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", name):
+            raise VtaError(f"{where}: subject variable '{name}': a column name may hold only letters, digits, "
+                           "'_' and '-'")
+
+
+def _variables(raw: Any) -> tuple[dict[str, str], str | None]:
+    """A row's subject variables as text (``(variables, problem)``): CSV cells as written;
+    TOML numbers as Python writes them, booleans as ``true``/``false``."""
+    if raw is None:
+        return {}, None
+    if not isinstance(raw, dict):
+        return {}, "'variables' must be a table"
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if isinstance(value, bool):
+            out[str(key)] = "true" if value else "false"
+        elif isinstance(value, (int, float, str)):
+            text = str(value).strip()
+            if text:
+                out[str(key)] = text
+        else:
+            return {}, f"variable '{key}' must be a number, boolean or string, got {type(value).__name__}"
+    return out, None
 
 
 # ----------------------------------------------------------------------------- expansion
