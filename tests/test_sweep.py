@@ -228,3 +228,14 @@ def test_cli_sweep_bad_input(tmp_path, args):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vta: error:"), proc.stderr
     assert not out.exists()
+
+
+def test_sweep_says_when_the_signal_is_not_applied(caplog):
+    """A configuration with [signal]: sweep rows stay quasi-static, and the sweep says so."""
+    from vta.studies.sweep import sweep_scene
+
+    scene = Scene.from_toml(ROOT / "examples" / "time_domain_3389.toml")
+    spec = SweepSpec(configs=standard_configs(scene.lead, ["monopolar"])[:1], amplitudes=[1.0], pulse_widths_us=[60.0])
+    with caplog.at_level(logging.WARNING, logger="vta.studies.sweep"):
+        rows = sweep_scene(scene, spec)
+    assert rows and "[signal] is not applied by sweeps" in caplog.text

@@ -196,6 +196,16 @@ class SyntheticTruth:
         sides = self.hemispheres if sides is None else tuple(sides)
         return region_mask([self.region_centres_mm[s] for s in sides], self.region_radius_mm, affine, shape)
 
+    def region_dice(self, found: np.ndarray, affine: np.ndarray, sides: Sequence[str] | None = None) -> float:
+        """Dice coefficient of a found mask (e.g. a FWE sweet spot on ``affine``'s grid)
+        with the planted sphere(s) (:meth:`region_mask`)."""
+        found = np.asarray(found, dtype=bool)
+        return dice(found, self.region_mask(affine, found.shape, sides))
+
+    def fibre_recovery(self, found: Sequence[int] | np.ndarray, side: str = "R") -> tuple[float, float]:
+        """Precision and recall of found fibre indices of one side against the planted ones."""
+        return fibre_precision_recall(found, self.planted_fibres.get(side, ()))
+
 
 def region_mask(centres_mm: Sequence[Sequence[float]] | np.ndarray, radius_mm: float, affine: np.ndarray,
                 shape: Sequence[int]) -> np.ndarray:

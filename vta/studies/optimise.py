@@ -268,10 +268,11 @@ def optimise_scene(scene, configs: Sequence[ContactConfig], limits: Limits = Lim
     cathodic current between neighbouring segments (current mode); the configuration's
     label gives the fractions (``"c1:0.75-c2:0.25-"``).
     """
-    from .sweep import tract_thresholds_of
+    from .sweep import tract_thresholds_of, warn_if_signal_ignored
 
     if scene.anatomy is None:
         raise VtaError("optimisation needs an [anatomy] with target structures")
+    warn_if_signal_ignored(scene, "the optimiser")
     stim = scene.config.stimulation
     chosen = list(targets) if targets else scene.default_targets[:1]
     a_max = limits.max_amplitude or MAX_AMPLITUDE[stim.mode]

@@ -633,6 +633,14 @@ def tract_thresholds_of(scene, max_amplitude: float) -> TractThresholds | None:
     return sweep_thresholds(setup, scene.basis, max_amplitude)
 
 
+def warn_if_signal_ignored(scene, what: str) -> None:
+    """Say (stderr) that a scene's ``[signal]`` does not apply to ``what``: its rows are
+    quasi-static; time-domain results come from ``vta run``."""
+    if getattr(scene, "signal", None) is not None:
+        log.warning("the configuration's [signal] is not applied by %s: every row is quasi-static (the "
+                    "resistive field at frequency_hz); time-domain results come from vta run", what)
+
+
 def sweep_scene(scene, spec: SweepSpec, *, targets: Sequence[str] | None = None, tracts: bool = True,
                 supersample: int = 3) -> list[dict]:
     """Sweep the settings of ``spec`` on a scene's field basis (no re-solve).
@@ -655,6 +663,7 @@ def sweep_scene(scene, spec: SweepSpec, *, targets: Sequence[str] | None = None,
     list of dict
         One row per setting (see :func:`sweep`).
     """
+    warn_if_signal_ignored(scene, "sweeps")
     chosen = list(targets) if targets is not None else scene.default_targets
     return sweep(scene.basis, spec, threshold_V_per_mm=scene.threshold_at, structures=scene.structures,
                  targets=chosen or None, lead=scene.lead, region_mm=scene.region_mm, supersample=supersample,
