@@ -257,28 +257,18 @@ def run_case(case_path: Path, name: str, templates: Path | None = None, timeout_
                PYTHONPATH=f"{HERE}{os.pathsep}{benchlib.ROOT}")
     code = ("import json, bench_anatomy_peer as b; "
             f"print('RESULT', json.dumps(b._child({str(case_path)!r}, {name!r}, {twin!r})))")
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=err, text=True, env=env, cwd=HERE)
-        deadline = t0 + timeout_s
-        while True:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, ru = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
-        wall = time.perf_counter() - t0
-        rc = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read(), err.read()
+    from peer_ossdbs import run_measured  # the same whole-process wall time and peak RSS as the peer's
+
+    with tempfile.TemporaryDirectory() as folder:
+        log_path = os.path.join(folder, "run.log")
+        rc, wall, peak_mb = run_measured([sys.executable, "-c", code], env, str(HERE), log_path, timeout_s)
+        with open(log_path) as fh:
+            output = fh.read()
     if rc:
-        raise RuntimeError(f"vta {name}: exit {rc}\n{stderr[-2000:]}")
-    row = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT"))[7:])
+        raise RuntimeError(f"vta {name}: exit {rc}\n{output[-2000:]}")
+    row = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT"))[7:])
     row["wall_s"] = round(wall, 3)
-    row["peak_mem_MB"] = round(ru.ru_maxrss / 1024.0, 1)
+    row["peak_mem_MB"] = round(peak_mb, 1)
     return row
 
 
