@@ -16,6 +16,7 @@ written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -129,6 +130,9 @@ def prediction_figure(pred: Prediction, path: str | Path, outcome: str = "outcom
                       fontsize=10)
         ax2.grid(alpha=0.25)
     head = title or f"{outcome}: {cv} prediction ({'t' if pred.test == 't' else 'rank'} statistic, {pred.statistic})"
+    # wrapped to the figure's width (about 9.5 characters per inch at 11 pt): a long
+    # outcome name must not push the title off the canvas
+    head = "\n".join(textwrap.wrap(head, width=max(40, int(9.5 * fig.get_figwidth()))))
     fig.suptitle(f"{head}\n{len(obs)} units, {pred.n_features} features, {pred.permutations} permutations",
                  fontsize=11)
     out = _save(fig, Path(path), dpi)
