@@ -555,6 +555,7 @@ def test_interrupted_batch_keeps_finished_subjects_and_says_so(tmp_path, env):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) after the first subject."""
     rows = [r.replace("25;3", "25.25;3").replace("26;3", "26.25;3") for r in GOOD_ROWS]  # fresh bases: real work
     manifest, template = write_cohort(tmp_path / "in", rows)
+    slow_template(template)
     out = tmp_path / "out"
     driver = tmp_path / "driver.py"
     driver.write_text(INTERRUPT_DRIVER)
@@ -603,6 +604,13 @@ def _wait_for(predicate, timeout_s: float, what: str, proc=None) -> None:
         time.sleep(0.1)
 
 
+def slow_template(template: Path) -> None:
+    """The default mesh preset instead of "fast", so that a subject takes seconds: an
+    interruption after the first finished subject then lands before the last one (with
+    "fast" meshes, and templates that reuse them, five subjects can finish in ~4 s)."""
+    template.write_text(template.read_text().replace('preset = "fast"', 'preset = "default"'))
+
+
 def _finished(out: Path) -> set[str]:
     return {p.parent.name for p in (out / "subjects").glob("*/summary.json")}
 
@@ -611,6 +619,7 @@ def test_cli_local_cluster_killed_batch_resumes(tmp_path, env):
     """Kill the whole batch (client, scheduler, workers) after the first subject; nothing finished is lost."""
     rows = [r.replace("25;3", "25.5;3").replace("26;3", "26.5;3") for r in GOOD_ROWS]  # fresh bases: real work
     manifest, template = write_cohort(tmp_path / "in", rows)
+    slow_template(template)
     out = tmp_path / "out"
     cmd = vta_cmd("batch", str(manifest), "--template", str(template), "--out", str(out), "--workers", "2", "-q")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
