@@ -230,12 +230,21 @@ def test_cli_sweep_bad_input(tmp_path, args):
     assert not out.exists()
 
 
-def test_sweep_says_when_the_signal_is_not_applied(caplog):
-    """A configuration with [signal]: sweep rows stay quasi-static, and the sweep says so."""
+def test_sweep_with_a_signal_adds_time_domain_columns(caplog):
+    """A configuration with [signal]: every row gets the time-domain VTA and waveforms
+    (one frequency-domain basis per pulse width); without them the sweep says so."""
     from vta.studies.sweep import sweep_scene
 
     scene = Scene.from_toml(ROOT / "examples" / "time_domain_3389.toml")
-    spec = SweepSpec(configs=standard_configs(scene.lead, ["monopolar"])[:1], amplitudes=[1.0], pulse_widths_us=[60.0])
+    spec = SweepSpec(configs=standard_configs(scene.lead, ["monopolar"])[:2], amplitudes=[1.0, 3.0],
+                     pulse_widths_us=[60.0, 90.0])
+    rows = sweep_scene(scene, spec)
+    assert len(rows) == 8 and all(r["td_vta_mm3"] >= 0 and r["n_solve"] >= 1 for r in rows)
+    by = {(r["config"], r["amplitude"], r["pulse_width_us"]): r for r in rows}
+    c = spec.configs[0].label
+    assert by[(c, 3.0, 60.0)]["td_vta_mm3"] > by[(c, 1.0, 60.0)]["td_vta_mm3"] > 0
+    assert by[(c, 3.0, 90.0)]["td_vta_mm3"] > by[(c, 3.0, 60.0)]["td_vta_mm3"]   # a longer pulse, a larger VTA
+    assert by[(c, 3.0, 60.0)]["td_peak_current_mA"] == pytest.approx(-3.0, rel=1e-6)  # current control
     with caplog.at_level(logging.WARNING, logger="vta.studies.sweep"):
-        rows = sweep_scene(scene, spec)
-    assert rows and "[signal] is not applied by sweeps" in caplog.text
+        quasi_static = sweep_scene(scene, spec, time_domain=False)
+    assert "td_vta_mm3" not in quasi_static[0] and "[signal] is not applied by this sweep" in caplog.text

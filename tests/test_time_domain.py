@@ -218,3 +218,34 @@ def test_vta_run_writes_the_time_domain_outputs(tmp_path):
     with pytest.raises(ConfigError, match="points_mm"):
         Scene.from_dict(data, str(EXAMPLE))
     assert min(float(r["I1_mA"]) for r in rows) == pytest.approx(-3.0, rel=1e-6)
+
+
+def test_time_domain_sweep_equals_the_runs_on_one_basis(monkeypatch):
+    """A sweep of settings builds the frequency basis once and gives, per setting, the
+    peak-|E| VTA and waveforms of simulate_time_domain on the same grid."""
+    import vta.timedomain.sweep_td as sweep_mod
+    from vta.fem.stimulation import Setting
+    from vta.timedomain.run import simulate_time_domain
+
+    scene = Scene.from_dict(_config(), str(EXAMPLE))
+    settings = [Setting("current", {1: -1.0}), Setting("current", {1: -3.0}), Setting("current", {2: -2.0}),
+                Setting("current", {1: -1.2, 2: -0.8})]
+    grid = scene.voxel_grid(np.array([0.0, -3.0, -2.0, 0.0]))
+    builds = []
+    original = sweep_mod.frequency_basis
+    monkeypatch.setattr(sweep_mod, "frequency_basis", lambda *a, **k: builds.append(1) or original(*a, **k))
+    rows = sweep_mod.time_domain_sweep(scene, settings, grid=grid)
+    assert len(builds) == 1 and len(rows) == 4
+    for s, row in zip(settings, rows):
+        run = simulate_time_domain(scene, s, grid=grid)
+        assert row["td_vta_mm3"] == pytest.approx(run.vta_volume_mm3, abs=1e-9)
+        assert row["td_peak_field_V_per_mm"] == pytest.approx(float(run.peak_field_V_per_mm.max()), rel=1e-5)
+        k = sorted(s.amplitudes)
+        assert row["td_peak_current_mA"] == pytest.approx(_signed_peak(run.currents_mA[k]), rel=1e-9)
+        assert row["td_peak_voltage_V"] == pytest.approx(_signed_peak(run.voltages_V[k]), rel=1e-9)
+    assert rows[1]["td_vta_mm3"] > rows[0]["td_vta_mm3"] > 0
+
+
+def _signed_peak(values) -> float:
+    v = np.asarray(values)
+    return float(v.flat[np.argmax(np.abs(v))])

@@ -141,7 +141,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     pulse_widths = parse_pulse_widths(args.pulse_widths) if args.pulse_widths else [stim.pulse_width_us]
     spec = SweepSpec(standard_configs(scene.lead.model, kinds, stim.mode), amplitudes, pulse_widths,
                      stim.mode)
-    rows = sweep_scene(scene, spec)
+    rows = sweep_scene(scene, spec, time_domain=not args.quasi_static)
     with OutputTransaction(args.out, kind="sweep") as tx:
         write_table(rows, tx.path("sweep.csv"))
         written = ["sweep.csv"]
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--out", required=True, help="output folder (sweep.csv + coverage PNGs)")
     p_sweep.add_argument("--amplitudes", default="0.5:5:0.5", help="start:stop:step or a,b,c (mA or V; default 0.5:5:0.5)")
     p_sweep.add_argument("--pulse-widths", default=None, help="a,b,c in us (default: the config's pulse width)")
+    p_sweep.add_argument("--quasi-static", action="store_true",
+                         help="with [signal] in the config: skip the time-domain columns (td_*)")
     p_sweep.add_argument("--configs", default="monopolar,bipolar-adjacent",
                          help="contact configurations, a,b of monopolar, bipolar-adjacent, double-monopolar, "
                               "segments, segment-split (directional leads; splits in 0.25 steps, current mode) "

@@ -216,6 +216,11 @@ class Scene:
         return auto_grid(centers, currents[carrying], self.sigma_min_S_per_m, thr, out.grid_spacing_mm,
                          out.grid_margin_mm, bounds_mm=self.region_mm)
 
+    def signal_at(self, pulse_width_us: float):
+        """The ``[signal]`` with another pulse width (us), e.g. for a sweep over pulse
+        widths; None without ``[signal]``."""
+        return _signal_config(self.config, pulse_width_us)
+
     def setting(self, contacts: dict[int, float] | None = None, mode: str | None = None) -> Setting:
         """A stimulation setting: the configuration's, or other amplitudes (mA or V)."""
         stim = self.config.stimulation
@@ -379,16 +384,17 @@ class Scene:
 # ----------------------------------------------------------------------------- resolution
 
 
-def _signal_config(config: RunConfig):
+def _signal_config(config: RunConfig, pulse_width_us: float | None = None):
     """The validated ``[signal]`` table (:func:`vta.timedomain.signal.parse_signal`), or
-    None; pulse width and frequency default to ``[stimulation]``'s."""
+    None; pulse width (unless given) and frequency default to ``[stimulation]``'s."""
     if config.signal is None:
         return None
     from .timedomain.signal import parse_signal
 
     base = Path(config.source).parent if config.source != "<dict>" else Path.cwd()
     stim = config.stimulation
-    return parse_signal(config.signal, base, pulse_width_us=stim.pulse_width_us, frequency_hz=stim.frequency_hz)
+    pw = stim.pulse_width_us if pulse_width_us is None else float(pulse_width_us)
+    return parse_signal(config.signal, base, pulse_width_us=pw, frequency_hz=stim.frequency_hz)
 
 
 def _load_anatomy(config: RunConfig):

@@ -641,8 +641,26 @@ def warn_if_signal_ignored(scene, what: str) -> None:
                     "resistive field at frequency_hz); time-domain results come from vta run", what)
 
 
+def add_time_domain_columns(scene, spec: SweepSpec, rows: list[dict]) -> None:
+    """Add the time-domain columns of the scene's ``[signal]`` to sweep rows (in place):
+    ``td_vta_mm3``, ``td_peak_field_V_per_mm``, ``td_peak_current_mA``,
+    ``td_peak_voltage_V``, ``td_impedance_ohm``, ``n_solve``. One frequency-domain basis
+    per pulse width serves every setting (:func:`vta.timedomain.sweep_td.time_domain_sweep`)."""
+    from ..fem.stimulation import Setting
+    from ..timedomain.sweep_td import time_domain_sweep
+
+    weights = {c.label: c.weights for c in spec.configs}
+    for pw in sorted({r["pulse_width_us"] for r in rows}):
+        chosen = [r for r in rows if r["pulse_width_us"] == pw]
+        settings = [Setting(r["mode"], {k: r["amplitude"] * w for k, w in weights[r["config"]].items()})
+                    for r in chosen]
+        for row, td in zip(chosen, time_domain_sweep(scene, settings, pulse_width_us=pw,
+                                                     threshold_V_per_mm=chosen[0]["threshold_V_per_mm"])):
+            row.update(td)
+
+
 def sweep_scene(scene, spec: SweepSpec, *, targets: Sequence[str] | None = None, tracts: bool = True,
-                supersample: int = 3) -> list[dict]:
+                supersample: int = 3, time_domain: bool = True) -> list[dict]:
     """Sweep the settings of ``spec`` on a scene's field basis (no re-solve).
 
     The scene gives everything else: the threshold at each pulse width (fixed, or the
@@ -657,14 +675,21 @@ def sweep_scene(scene, spec: SweepSpec, *, targets: Sequence[str] | None = None,
     targets : sequence of str, optional
     tracts : bool
         Add the tract columns when the scene has ``[tracts]``.
+    time_domain : bool
+        With a ``[signal]`` in the scene, add the time-domain columns
+        (:func:`add_time_domain_columns`: one frequency-domain basis per pulse width).
 
     Returns
     -------
     list of dict
         One row per setting (see :func:`sweep`).
     """
-    warn_if_signal_ignored(scene, "sweeps")
     chosen = list(targets) if targets is not None else scene.default_targets
-    return sweep(scene.basis, spec, threshold_V_per_mm=scene.threshold_at, structures=scene.structures,
+    rows = sweep(scene.basis, spec, threshold_V_per_mm=scene.threshold_at, structures=scene.structures,
                  targets=chosen or None, lead=scene.lead, region_mm=scene.region_mm, supersample=supersample,
                  tract_thresholds=tract_thresholds_of(scene, float(max(spec.amplitudes))) if tracts else None)
+    if time_domain and getattr(scene, "signal", None) is not None:
+        add_time_domain_columns(scene, spec, rows)
+    else:
+        warn_if_signal_ignored(scene, "this sweep")
+    return rows
