@@ -537,10 +537,13 @@ def test_incomplete_subject_outputs_are_not_finished(tmp_path, finished_batch):
 
 
 INTERRUPT_DRIVER = """
-import json, sys
+import json, signal, sys
 from vta.studies.batch import BatchInterrupted, run_batch
 
 if __name__ == "__main__":
+    # Ctrl-C handled as in a terminal, whatever this test process left behind (a child
+    # inherits an ignored SIGINT, e.g. from a Dask cluster started in-process before)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         r = run_batch(sys.argv[1], sys.argv[3], template=sys.argv[2], n_workers=1)
     except BatchInterrupted as exc:
