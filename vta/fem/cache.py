@@ -58,7 +58,7 @@ from ..io import canonical_json
 from ..notices import NOT_ABOUT_RESULT
 
 __all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "cached_basis", "clear_cache", "file_digest",
-           "load_basis", "store_basis"]
+           "load_basis", "read_or_build", "store_basis", "write_npz"]
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +194,67 @@ def store_basis(path: str | os.PathLike, basis: Any, key_text: str = "") -> bool
     be stored (no ``to_arrays``) or the write fails (logged, never raised)."""
     if not isinstance(basis, tuple(_basis_classes().values())):
         return False
+    arrays = dict(basis.to_arrays())
+    arrays["__cache_format__"] = np.array(CACHE_FORMAT)
+    arrays["__cache_key__"] = np.array(key_text)
+    return write_npz(path, arrays, "basis cache")
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], what: str) -> bool:
+    """Write arrays to ``path`` (uncompressed .npz) atomically, creating its folder;
+    False if the write fails (logged as "could not write the <what> ...", never raised:
+    a cache that cannot be written only costs time)."""
     from ..io import atomic_write_bytes
 
     try:
-        arrays = dict(basis.to_arrays())
-        arrays["__cache_format__"] = np.array(CACHE_FORMAT)
-        arrays["__cache_key__"] = np.array(key_text)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
         return True
-    except (OSError, VtaError) as exc:  # a cache that cannot be written only costs time
-        log.warning("could not write the basis cache %s: %s", path, exc, extra=NOT_ABOUT_RESULT)
+    except (OSError, VtaError) as exc:
+        log.warning("could not write the %s %s: %s", what, path, exc, extra=NOT_ABOUT_RESULT)
         return False
+
+
+def read_or_build(folder: Path, key_text: str, load: Callable[[Path], Any], build: Callable[[], Any],
+                  store: Callable[[Path, Any], bool], what: str, again: str) -> tuple[Any, bool, Path | None, float]:
+    """The one cache protocol of the basis cache and the mesh templates.
+
+    The entry is ``folder/<sha256(key_text)[:40]>.npz``. If it exists, ``load(path)``
+    reads it (a file that cannot be read, or holds another key, is logged as "<what>
+    <name> is unreadable (...); <again>", deleted and rebuilt) and its modification time
+    is refreshed (least-recently-used pruning). Otherwise ``build()`` makes the value,
+    ``store(path, value)`` writes it and the folder is pruned to ``$VTA_CACHE_MAX_MB``.
+
+    Returns
+    -------
+    (value, hit, path or None (None when nothing was stored), seconds of the load or store)
+    """
+    path = folder / f"{hashlib.sha256(key_text.encode()).hexdigest()[:40]}.npz"
+    if path.exists():
+        t0 = time.perf_counter()
+        try:
+            value = load(path)
+        except Exception as exc:  # corrupt, truncated, foreign or stale: rebuild
+            log.warning("%s %s is unreadable (%s); %s", what, path.name, exc, again, extra=NOT_ABOUT_RESULT)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        else:
+            try:
+                os.utime(path)  # least-recently-used bookkeeping
+            except OSError:
+                pass
+            return value, True, path, time.perf_counter() - t0
+    value = build()
+    t0 = time.perf_counter()
+    stored = store(path, value)
+    dt = time.perf_counter() - t0
+    if stored:
+        _prune(folder, _max_bytes(), path)
+    return value, False, (path if stored else None), dt
 
 
 def load_basis(path: str | os.PathLike, key_text: str | None = None) -> Any:
@@ -315,36 +363,17 @@ def cached_basis(key_dict: dict, builder: Callable[[], Any],
         _annotate(basis, {"hit": False, "path": None})
         return basis
     key_text = _key_text(key_dict)
-    path = folder / f"{hashlib.sha256(key_text.encode()).hexdigest()[:40]}.npz"
-    if path.exists():
-        t0 = time.perf_counter()
-        try:
-            basis = load_basis(path, key_text)
-        except Exception as exc:  # corrupt, truncated, foreign or stale: rebuild
-            log.warning("basis cache %s is unreadable (%s); rebuilding it", path.name, exc, extra=NOT_ABOUT_RESULT)
-            try:
-                path.unlink()
-            except OSError:
-                pass
-        else:
-            dt = time.perf_counter() - t0
-            try:
-                os.utime(path)  # least-recently-used bookkeeping
-            except OSError:
-                pass
-            build = dict(getattr(basis, "timings", {}) or {})
-            basis.timings = {"cache_load": dt}
-            _annotate(basis, {"hit": True, "path": str(path), "load_s": dt, "build_timings": build})
-            log.info("basis loaded from the cache %s in %.3f s", path, dt)
-            return basis
-    basis = builder()
-    t0 = time.perf_counter()
-    stored = store_basis(path, basis, key_text)
-    dt = time.perf_counter() - t0
-    if stored:
+    basis, hit, path, dt = read_or_build(folder, key_text, lambda p: load_basis(p, key_text), builder,
+                                         lambda p, b: store_basis(p, b, key_text), "basis cache", "rebuilding it")
+    if hit:
+        build = dict(getattr(basis, "timings", {}) or {})
+        basis.timings = {"cache_load": dt}
+        _annotate(basis, {"hit": True, "path": str(path), "load_s": dt, "build_timings": build})
+        log.info("basis loaded from the cache %s in %.3f s", path, dt)
+        return basis
+    if path is not None:
         log.info("basis stored in the cache %s in %.3f s", path, dt)
-        _prune(folder, _max_bytes(), path)
-    _annotate(basis, {"hit": False, "path": str(path) if stored else None, "store_s": dt})
+    _annotate(basis, {"hit": False, "path": str(path) if path is not None else None, "store_s": dt})
     return basis
 
 

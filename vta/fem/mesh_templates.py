@@ -28,19 +28,15 @@ the basis cache's size limit; an unreadable file is deleted and meshed again.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..leads import LeadPlacement
-from ..notices import NOT_ABOUT_RESULT
-from .cache import _key_text, _max_bytes, _prune, cache_dir
+from .cache import _key_text, cache_dir, read_or_build, write_npz
 from .mesh_domain import Domain
 
 __all__ = ["TEMPLATE_FORMAT", "cached_local_mesh", "canonical_scene", "place_mesh", "template_dir"]
@@ -128,18 +124,8 @@ def _load(path: Path, key_text: str):
 
 
 def _store(path: Path, mesh, key_text: str) -> bool:
-    from ..errors import VtaError
-    from ..io import atomic_write_bytes
-
-    try:
-        buf = io.BytesIO()
-        np.savez(buf, __format__=np.array(TEMPLATE_FORMAT), __key__=np.array(key_text), **_to_arrays(mesh))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
-        return True
-    except (OSError, VtaError) as exc:  # a template that cannot be written only costs time
-        log.warning("could not write the mesh template %s: %s", path, exc, extra=NOT_ABOUT_RESULT)
-        return False
+    arrays = {"__format__": np.array(TEMPLATE_FORMAT), "__key__": np.array(key_text), **_to_arrays(mesh)}
+    return write_npz(path, arrays, "mesh template")
 
 
 def cached_local_mesh(key: dict, builder: Callable[[], object]) -> tuple[object, bool]:
@@ -161,23 +147,8 @@ def cached_local_mesh(key: dict, builder: Callable[[], object]) -> tuple[object,
     if folder is None:
         return builder(), False
     key_text = _key_text({"template": TEMPLATE_FORMAT, **key})
-    path = folder / f"{hashlib.sha256(key_text.encode()).hexdigest()[:40]}.npz"
-    if path.exists():
-        t0 = time.perf_counter()
-        try:
-            mesh = _load(path, key_text)
-        except Exception as exc:  # corrupt, truncated or foreign: mesh again
-            log.warning("mesh template %s is unreadable (%s); meshing again", path.name, exc,
-                        extra=NOT_ABOUT_RESULT)
-            path.unlink(missing_ok=True)
-        else:
-            try:
-                os.utime(path)  # least-recently-used bookkeeping
-            except OSError:
-                pass
-            log.info("mesh template loaded from %s in %.3f s", path, time.perf_counter() - t0)
-            return mesh, True
-    mesh = builder()
-    if _store(path, mesh, key_text):
-        _prune(folder, _max_bytes(), path)
-    return mesh, False
+    mesh, hit, path, dt = read_or_build(folder, key_text, lambda p: _load(p, key_text), builder,
+                                        lambda p, m: _store(p, m, key_text), "mesh template", "meshing again")
+    if hit:
+        log.info("mesh template loaded from %s in %.3f s", path, dt)
+    return mesh, hit
