@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..anatomy.atlas_io import BACKGROUND, BLOOD, CSF, GM, WM
+from ..anatomy.atlas_io import BACKGROUND, BLOOD, CSF, GM, TISSUE_CLASSES, WM
 from ..fem.grid import VoxelGrid
 from ..fem.stimulation import Setting
 from .dispersive import DEFAULT_CLASS_TISSUES, DispersiveTissue, complex_conductivity
@@ -190,9 +190,8 @@ def dispersive_tissue_of(scene) -> DispersiveTissue:
     if scene.anatomy is not None:
         if (tissue.model or "colecole4").startswith("colecole"):
             # Cole-Cole classes, except those given a constant value in [tissue]
-            codes = {"GM": GM, "WM": WM, "CSF": CSF, "blood": BLOOD}
             classes = dict(DEFAULT_CLASS_TISSUES)
-            classes.update({codes[name]: float(v) for name, v in (tissue.class_S_per_m or {}).items()})
+            classes.update({TISSUE_CLASSES[name]: float(v) for name, v in (tissue.class_S_per_m or {}).items()})
             classes[BACKGROUND] = classes[WM]
             return DispersiveTissue(tissue=classes[WM], class_tissues=classes, encapsulation_S_per_m=enc,
                                     reference_frequency_hz=f0)
