@@ -33,10 +33,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..anatomy.atlas_io import read_nifti
 from ..errors import VtaError
 
 __all__ = ["DEFAULT_SPACING_MM", "EFIELD_NIFTI", "Grid", "VTA_NIFTI", "VoxelData", "frequency_count",
-           "grid_from_lattice", "mask_lattice_points", "read_image", "sample_at_lattice"]
+           "grid_from_lattice", "mask_lattice_points", "sample_at_lattice"]
 
 log = logging.getLogger(__name__)
 
@@ -102,26 +103,10 @@ class Grid:
         return out.reshape(self.shape)
 
 
-def read_image(path: str | Path, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
-    """Read a 3D NIfTI image: ``(data, affine)``; one-line :class:`VtaError` if it cannot be."""
-    import nibabel as nib
-
-    path = Path(path)
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-        affine = np.asarray(img.affine, dtype=float)
-    except FileNotFoundError:
-        raise VtaError(f"{what} {path}: file not found") from None
-    except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds for a broken file
-        raise VtaError(f"{what} {path}: cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise VtaError(f"{what} {path}: expected a 3D image, got shape {data.shape}")
-    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise VtaError(f"{what} {path}: the affine is not invertible")
-    return data, affine
+def _read_3d(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(data, affine)`` of a 3D NIfTI, checked by :func:`vta.anatomy.atlas_io.read_nifti`."""
+    img = read_nifti(path, 3, what)
+    return img.data, img.affine
 
 
 def mask_lattice_points(mask: np.ndarray, affine: np.ndarray, spacing_mm: float,
@@ -246,7 +231,7 @@ def frequency_count(images: Sequence[str | Path], spacing_mm: float = DEFAULT_SP
     spacing = _check_spacing(spacing_mm)
     points = []
     for path in images:
-        data, affine = read_image(path, "VTA mask")
+        data, affine = _read_3d(path, "VTA mask")
         points.append(mask_lattice_points(data > 0, affine, spacing))
     grid = grid_from_lattice(points, spacing)
     count = np.zeros(grid.size, dtype=np.uint16)
@@ -313,7 +298,7 @@ class VoxelData:
         for unit_folders in folders:
             pts = []
             for folder in unit_folders:
-                data, affine = read_image(Path(folder) / VTA_NIFTI, "VTA")
+                data, affine = _read_3d(Path(folder) / VTA_NIFTI, "VTA")
                 pts.append(mask_lattice_points(data > 0, affine, spacing, mirror and _side(Path(folder)) == "L"))
             pts = np.unique(np.concatenate(pts), axis=0) if pts else np.zeros((0, 3), np.int64)
             per_unit.append(pts)
@@ -409,7 +394,7 @@ class VoxelData:
         for i, unit_folders in enumerate(self.folders):
             values = np.zeros(len(pos), dtype=np.float32)
             for folder in unit_folders:
-                data, affine = read_image(Path(folder) / EFIELD_NIFTI, "E-field")
+                data, affine = _read_3d(Path(folder) / EFIELD_NIFTI, "E-field")
                 v = sample_at_lattice(data, affine, lattice, self.grid.spacing_mm,
                                       self.mirror and _side(Path(folder)) == "L")
                 values = np.maximum(values, np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))
