@@ -153,16 +153,9 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     cluster = client = None
     try:
         if scheduler is not None:
-            try:
-                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise VtaError(f"cannot connect to the Dask scheduler at {scheduler}: "
-                               f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
-            try:
-                client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)
-            except (TimeoutError, OSError):
-                raise VtaError(f"the Dask scheduler at {scheduler} has no workers "
-                               f"(waited {WORKER_TIMEOUT_S:.0f} s)") from None
+            from ..studies.batch import connect_scheduler
+
+            client = connect_scheduler(scheduler, WORKER_TIMEOUT_S, CONNECT_TIMEOUT_S)
         else:
             if int(workers) < 1:
                 raise VtaError(f"--workers must be >= 1, got {workers}")

@@ -430,6 +430,38 @@ def _sigint_ignoring_plugin():
     return IgnoreSigint()
 
 
+def connect_scheduler(address: str, worker_timeout_s: float, connect_timeout_s: float | None = None):
+    """A ``distributed.Client`` of an existing scheduler that has at least one worker.
+
+    Parameters
+    ----------
+    address : str
+        ``tcp://host:port``.
+    worker_timeout_s : float
+        How long to wait for the first worker (s).
+    connect_timeout_s : float, optional
+        How long to try to reach the scheduler (s); default :data:`CONNECT_TIMEOUT_S`.
+
+    Raises
+    ------
+    VtaError
+        Unreachable scheduler, or no worker within ``worker_timeout_s`` (one line each).
+    """
+    from dask.distributed import Client
+
+    timeout = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
+    try:
+        client = Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise VtaError(f"cannot connect to the Dask scheduler at {address}: {_one_line(exc)}") from None
+    try:
+        client.wait_for_workers(1, timeout=worker_timeout_s)
+    except (TimeoutError, OSError):
+        client.close()
+        raise VtaError(f"the Dask scheduler at {address} has no workers (waited {worker_timeout_s:.0f} s)") from None
+    return client
+
+
 def _run_pending(pending, out: Path, results: dict, manifest: Manifest, scheduler: str | None,
                  n_workers: int | None, processes: bool, progress: bool, worker_timeout_s: float) -> None:
     try:
@@ -454,15 +486,7 @@ def _run_pending(pending, out: Path, results: dict, manifest: Manifest, schedule
                 if processes:
                     client.register_plugin(_sigint_ignoring_plugin())
         else:
-            try:
-                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise VtaError(f"cannot connect to the Dask scheduler at {scheduler}: {_one_line(exc)}") from None
-            try:
-                client.wait_for_workers(1, timeout=worker_timeout_s)
-            except (TimeoutError, OSError):
-                raise VtaError(f"the Dask scheduler at {scheduler} has no workers "
-                               f"(waited {worker_timeout_s:.0f} s)") from None
+            client = connect_scheduler(scheduler, worker_timeout_s)
         for spec, data, h in pending:
             _remove_stale_staging(out / SUBJECTS_DIR, spec.name)
             fut = client.submit(_run_subject, data, spec.source, str(out / SUBJECTS_DIR / spec.name), h,
