@@ -212,6 +212,7 @@ def _child(case_path: str, name: str, twin: bool = False) -> dict:
     t0 = time.perf_counter()
     import vta
     import vta.scene as scene_mod
+    from bench_directional_models import patch_mesh_builder
 
     folder = Path(case_path).parent
     case = json.loads(Path(case_path).read_text())
@@ -224,17 +225,7 @@ def _child(case_path: str, name: str, twin: bool = False) -> dict:
     cfg = vta_config(case, folder, "default" if custom is not None else base)
     if twin:
         cfg = _twin_config(cfg)
-    original = scene_mod.build_mesh
-    built = {}
-
-    def build_mesh(*args, **kwargs):
-        if custom is not None:
-            kwargs["preset"] = custom
-        mesh = original(*args, **kwargs, scale=scale)
-        built["from_template"] = bool(getattr(mesh, "from_template", False))
-        return mesh
-
-    scene_mod.build_mesh = build_mesh
+    built = patch_mesh_builder(scene_mod, custom, scale)
     t_import = time.perf_counter() - t0
     scene = vta.Scene.from_dict(cfg, method="3d")
     sim = scene.simulate()

@@ -110,6 +110,24 @@ def moved_case(cfg: dict, zc: float) -> dict:
     return cfg
 
 
+def patch_mesh_builder(scene_mod, custom, scale: float) -> dict:
+    """Make ``vta.scene`` mesh with the sizes of ``custom`` (a MeshPreset; None: the
+    configured preset) times ``scale``. Returns a dict in which each build records
+    ``from_template`` (whether the mesh came from a lead-local template)."""
+    original = scene_mod.build_mesh
+    built: dict = {}
+
+    def build_mesh(*args, **kwargs):
+        if custom is not None:
+            kwargs["preset"] = custom
+        mesh = original(*args, **kwargs, scale=scale)
+        built["from_template"] = bool(getattr(mesh, "from_template", False))
+        return mesh
+
+    scene_mod.build_mesh = build_mesh
+    return built
+
+
 def _child(model: str, preset: str, scale: float, moved: bool = False) -> dict:
     """Run one case in this process (the child side of :func:`run_case`)."""
     t0 = time.perf_counter()
@@ -125,14 +143,7 @@ def _child(model: str, preset: str, scale: float, moved: bool = False) -> dict:
     else:
         mesh_scale = scale
     cfg["solver"]["preset"] = "default" if custom is not None else preset
-    original = scene_mod.build_mesh
-
-    def build_mesh(*args, **kwargs):
-        if custom is not None:
-            kwargs["preset"] = custom
-        return original(*args, **kwargs, scale=mesh_scale)
-
-    scene_mod.build_mesh = build_mesh
+    built = patch_mesh_builder(scene_mod, custom, mesh_scale)
     t_import = time.perf_counter() - t0
     scene = vta.Scene.from_dict(cfg, method="3d")
     sim = scene.simulate()
@@ -144,7 +155,7 @@ def _child(model: str, preset: str, scale: float, moved: bool = False) -> dict:
         "mesh_s": round(float(basis.timings.get("mesh", math.nan)), 3),
         "solve_s": round(float(basis.timings.get("total", math.nan)), 3),
         "impedance_ohm": float(sim.state.impedance_ohm), "vta_mm3": float(sim.vta_volume_mm3),
-        "mesh_from_template": bool(scene.lead_mesh().from_template) if moved else False,
+        "mesh_from_template": built.get("from_template", False),
     }
 
 
