@@ -281,6 +281,12 @@ def _resolve(fb, setting: Setting, signal, lead):
     return fb.resolve_with_interface(setting, interface, areas)
 
 
+def low_frequency_currents(plan: FrequencyPlan, phasors) -> np.ndarray:
+    """Contact currents (mA) at the plan's lowest solve frequency (the quasi-static
+    currents that size the output grid)."""
+    return np.real(phasors.currents_mA[int(np.argmin(plan.solve_freqs_hz))])
+
+
 def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid | None = None,
                          threshold_V_per_mm: float | None = None) -> TimeDomainResult:
     """Run the scene's ``[signal]`` (see the module docstring).
@@ -311,8 +317,7 @@ def simulate_time_domain(scene, setting: Setting | None = None, grid: VoxelGrid 
     voltages = times.synthesize(phasors.potentials_V)
     thr = scene.threshold_V_per_mm if threshold_V_per_mm is None else float(threshold_V_per_mm)
     if grid is None:
-        qs_currents = np.real(phasors.currents_mA[int(np.argmin(plan.solve_freqs_hz))])
-        grid = scene.voxel_grid(qs_currents, thr)
+        grid = scene.voxel_grid(low_frequency_currents(plan, phasors), thr)
     fields = fb.field_at(grid.points(), phasors.potentials_V)         # (n_solve, N, 3)
     peak = times.peak_norm(fields).reshape(grid.shape)
     series_t = series = None

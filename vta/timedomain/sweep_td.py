@@ -28,7 +28,8 @@ from ..errors import VtaError
 from ..fem.grid import VoxelGrid
 from ..fem.stimulation import Setting
 from .frequency_basis import FrequencyBasis
-from .run import _active_load, _interface, _resolve, dispersive_tissue_of, frequency_basis, frequency_plan
+from .run import (_active_load, _interface, _resolve, dispersive_tissue_of, frequency_basis, frequency_plan,
+                  low_frequency_currents)
 from .time_response import time_basis
 
 __all__ = ["time_domain_sweep"]
@@ -107,8 +108,7 @@ def time_domain_sweep(scene, settings: Sequence[Setting], grid: VoxelGrid | None
     lead = scene.lead.model
     phasors = [_resolve(bases[_plan_key(s, signal)], s, signal, lead) for s in settings]
     if grid is None:
-        low = [np.real(ph.currents_mA[int(np.argmin(plans[_plan_key(s, signal)].solve_freqs_hz))])
-               for s, ph in zip(settings, phasors)]
+        low = [low_frequency_currents(plans[_plan_key(s, signal)], ph) for s, ph in zip(settings, phasors)]
         grid = scene.voxel_grid(max(low, key=lambda c: float(np.abs(c).sum())), thr)
     unit_fields = full.unit_fields_at(grid.points())                  # per shape: (N, K, 3)
     t1 = time.perf_counter()
