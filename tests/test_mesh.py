@@ -407,7 +407,7 @@ def test_mesh_does_not_depend_on_rotation_about_the_axis():
     np.testing.assert_allclose(rot @ a.p, b.p, atol=1e-9)
 
 
-def test_layer_and_hxt_fallbacks(monkeypatch, caplog):
+def test_layer_and_hxt_fallbacks(monkeypatch, caplog, tmp_path):
     """A failing revolved layer or HXT run falls back (isotropic edges, Delaunay)."""
     import vta.fem.mesh_gmsh as vm
 
@@ -417,11 +417,13 @@ def test_layer_and_hxt_fallbacks(monkeypatch, caplog):
     def broken_layer(gmsh, layer, sectors):
         raise vm._LayerFailed("test")
 
-    monkeypatch.setattr(vm, "_check_layer", broken_layer)
-    lm = build_mesh(lead, AXIAL, small, preset="fast")
+    with monkeypatch.context() as m:  # (undoing only this patch keeps the test's own template folder)
+        m.setattr(vm, "_check_layer", broken_layer)
+        lm = build_mesh(lead, AXIAL, small, preset="fast")
     check_tags(lm, lead)
     assert "revolved layer failed" in caplog.text
-    monkeypatch.undo()
+    # the HXT case must mesh again, not read the template the fallback above stored
+    monkeypatch.setenv("VTA_CACHE_DIR", str(tmp_path / "cache_hxt"))
 
     original = vm._generate
 
