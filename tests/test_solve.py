@@ -108,7 +108,15 @@ def small_mesh():
 
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("tensor", [False, True])
-def test_assembly_matches_skfem(small_mesh, order, tensor):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_assembly_matches_skfem(small_mesh, order, tensor, threads, monkeypatch):
+    """Serial, and split over 3 threads (uneven ranges; each thread's partial values
+    summed): the same matrix as skfem's."""
+    import vta.fem.assembly as assembly
+    import vta.fem.locate as locate
+
+    monkeypatch.setattr(locate, "_num_threads", lambda: threads)
+    monkeypatch.setattr(assembly, "_PARALLEL_MIN", 1)
     m = small_mesh
     M = m.t.shape[1]
     rng = np.random.default_rng(1)

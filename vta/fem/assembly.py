@@ -12,9 +12,12 @@ against (and mixed with) ``skfem.Basis(mesh, ElementTetP1() / ElementTetP2())``:
 The DOF map is built from ``mesh.t`` with one packed-int64 sort (no skfem ``Basis``),
 and the matrix is assembled straight into CSR: the sparsity pattern is built per row
 from a DOF -> element incidence map, then each element matrix is computed once and
-added to its rows (no COO triplets in memory). The kernels are serial: on the 2-core
-target a numba ``parallel=True`` kernel costs about 0.5 s to load and start its thread
-pool in every new process, more than it saves below ~10^6 DOFs.
+added to its rows (no COO triplets in memory). The kernels are serial numba functions
+that release the GIL; the pattern's rows and the elements are split over plain Python
+threads, one range each (on the 2-core target a numba ``parallel=True`` kernel costs
+about 0.5 s to load and start its thread pool in every new process). Each thread of the
+fill adds into its own value array (one array of nnz doubles per thread), summed at the
+end.
 
 Units: lengths in mm and conductivity in S/mm give ``K @ u`` in A for u in V.
 """
@@ -268,45 +271,71 @@ def _dof_elements(edofs: np.ndarray, n_dofs: int):
 
 
 @nb.njit(cache=True, nogil=True)
-def _pattern(edofs: np.ndarray, ptr: np.ndarray, inc: np.ndarray, n_dofs: int):
-    """CSR pattern (indptr int64, sorted indices int32) of the element couplings.
-
-    Pass 1 counts the distinct columns of each row with a marker array (no sorting);
-    pass 2 collects and sorts them.
-    """
+def _row_counts(r0, r1, edofs, ptr, inc, counts):
+    """Distinct columns of rows r0..r1-1 into ``counts`` (a marker array, no sorting)."""
     nl = edofs.shape[1]
-    marker = np.full(n_dofs, -1, dtype=np.int64)
+    marker = np.full(counts.shape[0], -1, dtype=np.int64)
+    for r in range(r0, r1):
+        k = 0
+        for j in range(ptr[r], ptr[r + 1]):
+            e = inc[j] // nl
+            for b in range(nl):
+                c = edofs[e, b]
+                if marker[c] != r:
+                    marker[c] = r
+                    k += 1
+        counts[r] = k
+
+
+@nb.njit(cache=True, nogil=True)
+def _row_columns(r0, r1, edofs, ptr, inc, indptr, indices):
+    """The sorted columns of rows r0..r1-1 into ``indices`` (their slots by ``indptr``)."""
+    nl = edofs.shape[1]
+    n = indptr.shape[0] - 1
+    marker = np.full(n, -1, dtype=np.int64)
+    for r in range(r0, r1):
+        k = indptr[r]
+        for j in range(ptr[r], ptr[r + 1]):
+            e = inc[j] // nl
+            for b in range(nl):
+                c = edofs[e, b]
+                if marker[c] != r:
+                    marker[c] = r
+                    indices[k] = c
+                    k += 1
+        indices[indptr[r]:k].sort()
+
+
+def _pattern(edofs: np.ndarray, ptr: np.ndarray, inc: np.ndarray, n_dofs: int):
+    """CSR pattern (indptr int64, sorted indices int32) of the element couplings; the
+    rows are split over the worker threads (two passes: count, then collect and sort)."""
+    counts = np.zeros(n_dofs, dtype=np.int64)
+    _in_ranges(_row_counts, n_dofs, (edofs, ptr, inc, counts))
     indptr = np.zeros(n_dofs + 1, dtype=np.int64)
-    maxk = 0
-    for r in range(n_dofs):
-        k = 0
-        for j in range(ptr[r], ptr[r + 1]):
-            e = inc[j] // nl
-            for b in range(nl):
-                c = edofs[e, b]
-                if marker[c] != r:
-                    marker[c] = r
-                    k += 1
-        indptr[r + 1] = indptr[r] + k
-        if k > maxk:
-            maxk = k
+    np.cumsum(counts, out=indptr[1:])
     indices = np.empty(indptr[n_dofs], dtype=np.int32)
-    buf = np.empty(maxk, dtype=np.int32)
-    marker[:] = -1
-    for r in range(n_dofs):
-        k = 0
-        for j in range(ptr[r], ptr[r + 1]):
-            e = inc[j] // nl
-            for b in range(nl):
-                c = edofs[e, b]
-                if marker[c] != r:
-                    marker[c] = r
-                    buf[k] = c
-                    k += 1
-        row = buf[:k]
-        row.sort()
-        indices[indptr[r]:indptr[r] + k] = row
+    _in_ranges(_row_columns, n_dofs, (edofs, ptr, inc, indptr, indices))
     return indptr, indices
+
+
+def _in_ranges(kernel, n: int, args: tuple) -> list:
+    """``kernel(i0, i1, *args)`` over one range of [0, n) per worker thread (GIL-free
+    numba kernels writing disjoint outputs); results in range order."""
+    from .locate import _num_threads
+
+    threads = _num_threads() if n >= _PARALLEL_MIN else 1
+    if threads <= 1:
+        return [kernel(0, n, *args)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = [n * i // threads for i in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(threads)]
+        return [f.result() for f in futures]
+
+
+#: Rows or elements below which assembly runs on one thread.
+_PARALLEL_MIN = 20_000
 
 
 @nb.njit(cache=True, inline="always")
@@ -335,18 +364,19 @@ def _p2_grads(glam, e, lam, g):
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill(edofs, indptr, indices, glam, vol, sigma, order, qlam, qw):
-    """CSR values: each element matrix is computed once (4-point rule, exact for the
-    degree-2 integrand of P2 with element-constant sigma; P1: one point) and added to
-    its rows (binary search of the column in the sorted row)."""
-    M, nl = edofs.shape
+def _fill(e0, e1, edofs, indptr, indices, glam, vol, sigma, order, qlam, qw):
+    """CSR values of elements e0..e1-1 (a full-length array of its own): each element
+    matrix is computed once (4-point rule, exact for the degree-2 integrand of P2 with
+    element-constant sigma; P1: one point) and added to its rows (forward scan of the
+    sorted row)."""
+    nl = edofs.shape[1]
     nq = qlam.shape[0] if order == 2 else 1
     data = np.zeros(indices.shape[0])
     g = np.empty((nl, 3))
     sg = np.empty((nl, 3))
     ke = np.empty((nl, nl))
     perm = np.empty(nl, dtype=np.int64)
-    for e in range(M):
+    for e in range(e0, e1):
         ke[:, :] = 0.0
         for q in range(nq):
             if order == 1:
@@ -432,7 +462,10 @@ def assemble_stiffness(
     ptr, inc = _dof_elements(dofmap.element_dofs, dofmap.n_dofs)
     indptr, indices = _pattern(dofmap.element_dofs, ptr, inc, dofmap.n_dofs)
     t2 = time.perf_counter()
-    data = _fill(dofmap.element_dofs, indptr, indices, glam, vol, sig, order, _QUAD_LAM, _QUAD_W)
+    parts = _in_ranges(_fill, M, (dofmap.element_dofs, indptr, indices, glam, vol, sig, order, _QUAD_LAM, _QUAD_W))
+    data = parts[0]
+    for part in parts[1:]:
+        data += part
     t3 = time.perf_counter()
     idx_dtype = np.int32 if indices.shape[0] < 2**31 - 1 else np.int64
     K = sp.csr_matrix(
