@@ -344,59 +344,6 @@ def test_sphere_electrode_mesh():
         build_sphere_electrode_mesh(2.0, 1.0, 0.1, 1.0)
 
 
-# ----------------------------------------------------------------------------- revolved layer
-
-
-def test_polygon_capacity_ratio():
-    from vta.fem.mesh import polygon_capacity_ratio
-
-    # square: capacity Gamma(1/4)^2 / (4 pi^1.5) * side, side = sqrt(2) * circumradius
-    square = math.gamma(0.25) ** 2 / (4.0 * math.pi**1.5) * math.sqrt(2.0)
-    assert polygon_capacity_ratio(4) == pytest.approx(square, rel=1e-12)
-    ratios = [polygon_capacity_ratio(n) for n in (8, 12, 16, 32, 64, 1024)]
-    assert all(a < b < 1.0 for a, b in zip(ratios, ratios[1:]))
-    # about 3.2 / n^2 below one: between the perimeter and the area deficits
-    for n in (16, 32, 64):
-        deficit = 1.0 - polygon_capacity_ratio(n)
-        assert math.pi**2 / (6 * n**2) < deficit < math.pi**2 / (3 * n**2)
-    with pytest.raises(VtaError):
-        polygon_capacity_ratio(2)
-
-
-def _layer_nodes(lm, placement, lead, preset):
-    """Local coordinates of the nodes in the revolved layer of a ring lead."""
-    p = PRESETS[preset]
-    loc = placement.to_local(lm.mesh.p.T)
-    r = np.hypot(loc[:, 0], loc[:, 1])
-    edges = [z for z0, z1 in lead.level_extents_mm() for z in (z0, z1) if z > 0]
-    inside = (r < lead.radius_mm + 0.5 * p.tube_thickness_mm) & (loc[:, 2] > min(edges)) & (loc[:, 2] < max(edges))
-    return loc[inside]
-
-
-@pytest.mark.parametrize("placement", [AXIAL, LeadPlacement([3.0, -1.0, 2.0], [0.3, -0.5, 0.8], rotation_deg=33.0)])
-def test_revolved_layer_is_structured(placement):
-    """Every node of the layer lies on one of the sector half-planes, at the widened
-    (capacity-equivalent) radius on the lead, for any placement; tags and areas hold."""
-    from vta.fem.mesh import polygon_capacity_ratio
-
-    lead = get_lead("Medtronic 3389")
-    domain = Domain.sphere(placement.to_world(np.array([0.0, 0.0, 4.25])), 15.0)
-    lm = build_mesh(lead, placement, domain, preset="default")
-    check_tags(lm, lead)
-    check_areas(lm, lead)
-    n = PRESETS["default"].tube_sectors
-    loc = _layer_nodes(lm, placement, lead, "default")
-    assert len(loc) > 1000
-    k = np.arctan2(loc[:, 1], loc[:, 0]) / (2 * np.pi / n)
-    assert np.abs(k - np.round(k)).max() < 1e-6
-    r = np.hypot(loc[:, 0], loc[:, 1])
-    assert r.min() == pytest.approx(lead.radius_mm / polygon_capacity_ratio(n), rel=1e-9)
-    # contact edges refined to tube_edge_mm in (r, z)
-    on_lead = np.abs(r - r.min()) < 1e-9
-    z = np.sort(loc[on_lead, 2])
-    assert np.diff(np.unique(np.round(z, 9))).min() < 2 * PRESETS["default"].tube_edge_mm
-
-
 def test_mesh_does_not_depend_on_rotation_about_the_axis():
     lead = get_lead("Medtronic 3389")
     meshes = [build_mesh(lead, LeadPlacement([0, 0, 0], [0, 0, 1], rot), SPHERE, preset="fast")
@@ -407,24 +354,12 @@ def test_mesh_does_not_depend_on_rotation_about_the_axis():
     np.testing.assert_allclose(rot @ a.p, b.p, atol=1e-9)
 
 
-def test_layer_and_hxt_fallbacks(monkeypatch, caplog, tmp_path):
-    """A failing revolved layer or HXT run falls back (isotropic edges, Delaunay)."""
+def test_hxt_fallback(monkeypatch, caplog):
+    """A failing HXT run falls back to gmsh's Delaunay 3D algorithm."""
     import vta.fem.mesh_gmsh as vm
 
     lead = get_lead("Medtronic 3389")
     small = Domain.sphere([0.0, 0.0, 4.25], 10.0)
-
-    def broken_layer(gmsh, layer, sectors):
-        raise vm._LayerFailed("test")
-
-    with monkeypatch.context() as m:  # (undoing only this patch keeps the test's own template folder)
-        m.setattr(vm, "_check_layer", broken_layer)
-        lm = build_mesh(lead, AXIAL, small, preset="fast")
-    check_tags(lm, lead)
-    assert "revolved layer failed" in caplog.text
-    # the HXT case must mesh again, not read the template the fallback above stored
-    monkeypatch.setenv("VTA_CACHE_DIR", str(tmp_path / "cache_hxt"))
-
     original = vm._generate
 
     def hxt_fails(gmsh):
@@ -440,7 +375,7 @@ def test_layer_and_hxt_fallbacks(monkeypatch, caplog, tmp_path):
 
 def test_encapsulation_keeps_shaft_facets_inside_the_layer():
     """With a thin encapsulation the shaft is not coarsened beyond size_lead_mm (the
-    faceted shell and lead surfaces would cross) and ring leads use isotropic edges."""
+    faceted shell and lead surfaces would cross)."""
     lead = get_lead("Medtronic 3389")
     lm = build_mesh(lead, AXIAL, Domain.sphere([0.0, 0.0, 4.25], 12.0),
                     encapsulation=Encapsulation(0.1, 0.05), preset="fast")

@@ -19,15 +19,12 @@ the whole model is built in the lead's local frame (the domain is moved there) a
 nodes are mapped to world mm at the end, so the mesh of a scene does not depend on the
 lead's rotation.
 
-Ring-contact leads (no encapsulation) get a *revolved layer*: a thin tube round the
-lead over the contacts, meshed by revolving its graded (r, z) section in ``tube_sectors``
-structured sectors (prisms split into tets). Its section is refined to ``tube_edge_mm``
-at the contact edges while the sectors stay wide: the edge singularity is 2D in (r, z),
-and isotropic tets that small all round each edge would cost ~10x more. The layer is an
-inscribed regular polygon round the axis; the lead radius in the model is widened so
-that the polygon's logarithmic capacity equals the true circle's
-(:func:`polygon_capacity_ratio`), which makes the exterior field and the impedance those
-of the round lead. Elsewhere (and for directional leads) the tets are isotropic.
+The contact edges, where the potential goes like ``d^1/2``, get geometric layers after
+meshing (:mod:`vta.fem.mesh_edge_layers`, ``MeshPreset.edge_layers``): every tet that
+touches a contact edge is cut at a fraction of its edges from it, a few times, which
+gives thin elements along the edge (the geometric edge refinement of hp finite
+elements). On a ring lead in 3D this cuts the impedance error of the "default" mesh
+from 0.9 % to 0.07 % for 1.65x the DOFs.
 
 gmsh is global, non-thread-safe state: every build runs under a module lock and
 finalizes what it initialised. Builds use one gmsh thread: deterministic meshes, and on
@@ -36,8 +33,8 @@ two cores no slower.
 Modules: the inputs, presets and result types (:class:`Domain`, :class:`Encapsulation`,
 :class:`MeshPreset`, :data:`PRESETS`, :class:`LeadMesh`, :func:`check_placement`) are in
 :mod:`vta.fem.mesh_domain`, the gmsh model and meshing in :mod:`vta.fem.mesh_gmsh`, the
-conversion to skfem in :mod:`vta.fem.mesh_skfem`; all public names are importable from
-here.
+conversion to skfem in :mod:`vta.fem.mesh_skfem`, the contact-edge layers in
+:mod:`vta.fem.mesh_edge_layers`; all public names are importable from here.
 """
 
 from __future__ import annotations
@@ -71,9 +68,9 @@ from .mesh_gmsh import (
     _mesh_with_fallbacks,
     _num,
     _set_mesh_options,
-    polygon_capacity_ratio,
 )
 from .mesh_skfem import _to_skfem
+from .mesh_edge_layers import refine_towards_contact_edges
 from .mesh_templates import cached_local_mesh, canonical_scene, place_mesh
 
 __all__ = [
@@ -85,7 +82,6 @@ __all__ = [
     "build_mesh",
     "build_sphere_electrode_mesh",
     "check_placement",
-    "polygon_capacity_ratio",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,8 +146,10 @@ def build_mesh(
     def mesh_locally():
         local, (t1, t2) = run_interruptibly(_mesh_with_fallbacks, lead, canon_placement, canon_domain, p, shell,
                                             length, name="vta-gmsh")
-        logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s",
-                     t1 - t0, t2 - t1, time.perf_counter() - t2)
+        t3 = time.perf_counter()
+        local = refine_towards_contact_edges(local, p.edge_layers, p.edge_layer_ratio)
+        logger.debug("mesh timings: geometry %.3f s, meshing %.3f s, conversion %.3f s, edge layers %.3f s",
+                     t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
         return local
 
     key = {"lead": lead, "preset": p, "shell_mm": shell, "length_mm": length, "domain": domain_key}

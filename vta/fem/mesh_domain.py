@@ -192,14 +192,21 @@ class MeshPreset:
     segment_edge_mm : float or None
         Element size at the edges of segmented (directional) contacts: the circles at
         the ends of their levels and the axial edges of each segment (mm); ``None``:
-        ``size_edge_mm``. They get isotropic tets (no revolved layer), so they need a
-        smaller size than ring edges for the same accuracy.
+        ``size_edge_mm``. The impedance of a segment converges slowly with it, so
+        directional presets set it smaller than ring edges.
     segment_edge_growth : float or None
         Growth of the element size away from the segment edges (mm per mm); ``None``:
         ``edge_growth``. A fast growth keeps that refinement local.
     algorithm : str
         gmsh 3D algorithm: ``"delaunay"`` (fastest below ~10^5 tets) or ``"hxt"``
         (multi-threaded).
+    edge_layers : int
+        Geometric layers cut into the tets that touch a contact edge after meshing
+        (:mod:`vta.fem.mesh_edge_layers`; 0: none). Each layer cuts those tets at
+        ``edge_layer_ratio`` of their edges from the contact edge: thin elements along
+        the edge where |E| ~ d^-1/2.
+    edge_layer_ratio : float
+        Cut position of the edge layers, a fraction of each edge, in (0, 0.5].
     """
 
     name: str
@@ -215,12 +222,9 @@ class MeshPreset:
     shaft_margin_mm: float = 2.0
     segment_edge_mm: float | None = None
     segment_edge_growth: float | None = None
-    tube_sectors: int = 0
-    tube_thickness_mm: float = 0.15
-    tube_edge_mm: float = 0.01
-    tube_growth: float = 0.4
-    tube_margin_mm: float = 0.5
     algorithm: str = "delaunay"
+    edge_layers: int = 0
+    edge_layer_ratio: float = 0.25
 
     def __post_init__(self) -> None:
         if self.algorithm not in _ALGORITHMS_3D:
@@ -231,11 +235,10 @@ class MeshPreset:
         for key in ("size_span_mm", "edge_growth", "size_shaft_mm", "segment_edge_mm", "segment_edge_growth"):
             if getattr(self, key) is not None:
                 _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
-        if self.tube_sectors:
-            if int(self.tube_sectors) != self.tube_sectors or self.tube_sectors < 8 or self.tube_sectors % 4:
-                raise VtaError(f"mesh preset '{self.name}': tube_sectors must be a multiple of 4, >= 8 (or 0)")
-            for key in ("tube_thickness_mm", "tube_edge_mm", "tube_growth", "tube_margin_mm"):
-                _positive(getattr(self, key), f"mesh preset '{self.name}' {key}")
+        if int(self.edge_layers) != self.edge_layers or not 0 <= self.edge_layers <= 4:
+            raise VtaError(f"mesh preset '{self.name}': edge_layers must be an integer from 0 to 4")
+        if not 0.0 < self.edge_layer_ratio <= 0.5:
+            raise VtaError(f"mesh preset '{self.name}': edge_layer_ratio must be in (0, 0.5]")
 
     def scaled(self, scale: float) -> "MeshPreset":
         """All element sizes multiplied by ``scale`` (growth and radii unchanged)."""
@@ -252,53 +255,54 @@ class MeshPreset:
             size_span_mm=None if self.size_span_mm is None else self.size_span_mm * s,
             size_shaft_mm=None if self.size_shaft_mm is None else self.size_shaft_mm * s,
             segment_edge_mm=None if self.segment_edge_mm is None else self.segment_edge_mm * s,
-            tube_thickness_mm=self.tube_thickness_mm * s,
-            tube_edge_mm=self.tube_edge_mm * s,
-            tube_sectors=0 if not self.tube_sectors else 4 * max(2, round(self.tube_sectors / (4 * s))),
         )
 
 
 PRESETS: dict[str, MeshPreset] = {
-    # Ring-contact leads get the revolved layer (``tube_*``): its (r, z) section is
-    # graded to tube_edge_mm at the contact edges while the sectors stay wide, which
-    # isotropic tets cannot do. Medtronic 3389 in a 25 mm sphere, contact 1 at -1/-3 mA,
-    # against the converged axisymmetric reference (540.58 ohm, 9.716/50.05 mm^3):
-    #   fast     35k DOFs  impedance -0.73 %  VTA -1.9 % / -0.1 %
-    #   default  75k DOFs  impedance -0.29 %  VTA -0.3..0.0 % / 0.0..+0.1 %
-    #   fine    276k DOFs  impedance -0.08 %  VTA -0.08 % / -0.17 %
-    # (ranges: meshes of domains moved by up to 0.07 mm; the VTA of one mesh scatters by
-    # a few tenths of a percent, up to ~0.7 % on other cases: 3387 at -2 V +0.7 %).
-    # Directional leads (and leads with encapsulation) get isotropic tets refined to
-    # size_edge_mm at the contact edges: about 1 % low on impedance at "default".
+    # Every contact edge gets geometric layers cut into the tets that touch it
+    # (``edge_layers``, :mod:`vta.fem.mesh_edge_layers`): thin elements along the edge,
+    # where |E| ~ d^-1/2. Medtronic 3389 in a 25 mm sphere, contact 1 at -1 mA, others
+    # floating, 0.2 S/m, against the converged axisymmetric reference (540.58 ohm,
+    # 9.716 mm^3), 3D P2:
+    #   fast     45k DOFs  impedance -0.17 %  VTA +0.2 %
+    #   default  96k DOFs  impedance -0.07 %  VTA -0.2 %
+    #   fine    385k DOFs  impedance -0.02 %  VTA -0.08 %
+    # (before the layers, with a revolved prism layer round the ring contacts instead:
+    # -0.73 % / -0.29 % / -0.08 % impedance for 35k / 75k / 276k DOFs). The VTA of one
+    # mesh scatters by a few tenths of a percent with the mesh.
     "fast": MeshPreset("fast", size_contact_mm=0.3, size_edge_mm=0.15, size_lead_mm=0.5,
                        growth=0.35, size_far_mm=6.0, size_shaft_mm=1.0, segment_edge_mm=0.04,
-                       segment_edge_growth=0.7, tube_sectors=12,
-                       tube_edge_mm=0.02, tube_growth=0.8, algorithm="hxt"),
+                       segment_edge_growth=0.7, algorithm="hxt", edge_layers=2, edge_layer_ratio=0.3),
     "default": MeshPreset("default", size_contact_mm=0.2, size_edge_mm=0.09, size_lead_mm=0.35,
                           growth=0.27, size_far_mm=5.0, size_shaft_mm=0.8, segment_edge_mm=0.02,
-                          segment_edge_growth=0.6, tube_sectors=16,
-                          tube_edge_mm=0.01, tube_growth=0.7, algorithm="hxt"),
+                          segment_edge_growth=0.6, algorithm="hxt", edge_layers=2, edge_layer_ratio=0.3),
     "fine": MeshPreset("fine", size_contact_mm=0.1, size_edge_mm=0.04, size_lead_mm=0.2,
                        growth=0.2, size_far_mm=3.5, size_shaft_mm=0.5, segment_edge_mm=0.01,
-                       segment_edge_growth=0.5, tube_sectors=32,
-                       tube_edge_mm=0.005, tube_growth=0.5, algorithm="hxt"),
+                       segment_edge_growth=0.5, algorithm="hxt", edge_layers=3, edge_layer_ratio=0.3),
 }
 
 
 #: The presets for leads with segmented (directional) contacts. Their accuracy is set by
-#: the segment edges (isotropic tets, |E| ~ d^-1/2) and by the bulk size where the VTA
-#: boundary lies. One segment of each directional lead of the catalogue at 1 mA, 0.2 S/m,
-#: grounded 25 mm sphere, against a reference extrapolated from graded refinements
-#: (benchmarks/bench_directional_models.py, docs/benchmarks.md): with the ring-lead
-#: "default" sizes the impedance was 0.9-1.05 % low and the VTA 0.2-1.0 % low (0.3 %
-#: scatter between meshes of slightly moved domains, 0.8 % low on average). Finer edges,
-#: the segment edges grown more slowly (below), bring the impedance to 0.6-0.7 % low and
-#: the VTA to 0.2-0.5 % low (Vercise Directed), for 1.65x the DOFs; a finer bulk as well
-#: (size_contact_mm 0.12, growth 0.22) gains another 0.2 % of VTA for 2x the DOFs.
+#: the segment edges (the axial edges of each segment and the circles that bound a
+#: segmented level) and by the bulk size where the VTA boundary lies. One segment of
+#: each directional lead of the catalogue at 1 mA, 0.2 S/m, grounded 25 mm sphere,
+#: against a reference extrapolated from graded refinements
+#: (benchmarks/bench_directional_models.py, docs/benchmarks.md), Vercise Directed /
+#: SenSight B33005:
+#:   fast     68k / 73k DOFs   impedance -1.20 / -1.03 %  VTA -1.1 / -1.0 %
+#:   default 172k / 188k DOFs  impedance -0.46 / -0.32 %  VTA -0.42 / -0.18 %
+#:   fine    437k / 478k DOFs  impedance -0.25 / -0.13 %  VTA +0.01 / +0.10 %
+#: (without edge layers, segment edges graded to 0.015 mm: default 168k / 181k DOFs,
+#: -0.68 / -0.55 %). The segment edges gain less from the layers than ring edges do
+#: (3389: 3x fewer DOFs for the same impedance error). Coarser segment edges with more
+#: layers (0.03-0.04 mm, 2 layers) do as well without encapsulation but lose 0.3-0.5 %
+#: of impedance in a 0.1 mm encapsulation layer (examples/directional_vercise.toml:
+#: 0.025 mm with one layer -0.17 %, 0.03 mm with two -0.5 %, against "fine").
 SEGMENTED_PRESETS: dict[str, MeshPreset] = {
-    "fast": PRESETS["fast"],
-    "default": replace(PRESETS["default"], size_edge_mm=0.06, segment_edge_mm=0.015, segment_edge_growth=0.45),
-    "fine": PRESETS["fine"],
+    "fast": replace(PRESETS["fast"], edge_layers=1, edge_layer_ratio=0.25),
+    "default": replace(PRESETS["default"], size_edge_mm=0.06, segment_edge_mm=0.025, segment_edge_growth=0.45,
+                       edge_layers=1, edge_layer_ratio=0.25),
+    "fine": replace(PRESETS["fine"], segment_edge_mm=0.02, edge_layers=2, edge_layer_ratio=0.25),
 }
 
 

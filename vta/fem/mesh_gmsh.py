@@ -1,12 +1,10 @@
 """The gmsh model of a lead in its tissue domain, and its tetrahedral mesh.
 
 Builds, in the lead's local frame (OpenCASCADE kernel), the domain minus the lead
-body, the optional encapsulation shell and, for ring-contact leads, the revolved
-layer round the contacts (see :mod:`vta.fem.mesh`); fragments them into tissue and
-encapsulation volumes with the contacts as labelled lead faces; sets one analytic
-size field (gmsh ``MathEval`` of the local x, y, z, in mm) and meshes, falling back to
-the Delaunay 3D algorithm when HXT fails and to isotropic tets when the revolved layer
-fails. The mesh is handed to :mod:`vta.fem.mesh_skfem` for the conversion to skfem.
+body and the optional encapsulation shell (see :mod:`vta.fem.mesh`); fragments them
+into tissue and encapsulation volumes with the contacts as labelled lead faces; sets
+one analytic size field (gmsh ``MathEval`` of the local x, y, z, in mm) and meshes,
+falling back to the Delaunay 3D algorithm when HXT fails. The mesh is handed to :mod:`vta.fem.mesh_skfem` for the conversion to skfem.
 
 gmsh is global, non-thread-safe state: every build runs in :func:`_gmsh_session`,
 under a module lock, and finalizes what it initialised. All lengths in mm.
@@ -20,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,7 +27,7 @@ from ..leads import ContactGeometry, LeadModel, LeadPlacement
 from .mesh_domain import _ALGORITHMS_3D, Domain, MeshPreset
 from .mesh_skfem import _to_skfem
 
-__all__ = ["polygon_capacity_ratio"]
+__all__: list[str] = []
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +84,6 @@ def _set_mesh_options(gmsh, preset: MeshPreset) -> None:
     smallest = min(preset.size_edge_mm, preset.size_contact_mm)
     if preset.segment_edge_mm is not None:
         smallest = min(smallest, preset.segment_edge_mm)
-    if preset.tube_sectors:
-        smallest = min(smallest, preset.tube_edge_mm)
     opt("Mesh.MeshSizeMin", 0.5 * smallest)
     opt("Mesh.Algorithm", 6)  # Frontal-Delaunay 2D
     opt("Mesh.Algorithm3D", _ALGORITHMS_3D[preset.algorithm])
@@ -196,84 +192,6 @@ def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: 
     return pieces
 
 
-@dataclass(frozen=True)
-class _Tube:
-    """The revolved layer around the lead: r in [r_in, r_out], z in [z_lo, z_hi] (local
-    mm), ``sectors`` equal sectors round the axis, section points at ``z_points``."""
-
-    r_in: float
-    r_out: float
-    z_lo: float
-    z_hi: float
-    sectors: int
-    z_points: tuple[float, ...]
-
-
-def polygon_capacity_ratio(n: int) -> float:
-    """Logarithmic capacity of a regular n-gon over its circumradius.
-
-    ``sin(pi/n) Gamma(1/n) / (2^(2/n) sqrt(pi) Gamma(1/2 + 1/n))`` (Polya and Szego):
-    far from it, a prism with this cross-section conducts like a circular cylinder of
-    radius ``ratio * circumradius``. ``1 - ratio`` is about ``3.2 / n^2`` (0.79 % for
-    n = 20), close to the area deficit ``pi^2 / (3 n^2)`` and twice the perimeter
-    deficit ``pi^2 / (6 n^2)``.
-    """
-    n = int(n)
-    if n < 3:
-        raise VtaError(f"a polygon needs at least 3 sides, got {n}")
-    return (math.sin(math.pi / n) * math.gamma(1.0 / n)
-            / (2.0 ** (2.0 / n) * math.sqrt(math.pi) * math.gamma(0.5 + 1.0 / n)))
-
-
-def _ring_label(lead: LeadModel):
-    """z (local mm) -> the label of the ring lead's surface there: contact index or
-    insulation (a tip contact covers the hemisphere)."""
-    spans = [(c.z_start_mm, c.z_end_mm, c.index, c.is_tip) for c in lead.contacts()]
-
-    def label(z: float):
-        for z0, z1, index, tip in spans:
-            if (tip or z0 < z) and z < z1:
-                return index
-        return _INSULATION
-    return label
-
-
-def _plan_tube(lead: LeadModel, preset: MeshPreset, shell_mm: float, radius_mm: float) -> _Tube | None:
-    """The revolved layer for a ring-contact lead, or None (directional lead, tube off,
-    or edges too close to the tip hemisphere)."""
-    if not preset.tube_sectors or not lead.is_axisymmetric or shell_mm > 0:
-        # (with an encapsulation layer gmsh loses the revolved layers in the Boolean
-        # operations: the contact edges get isotropic tets)
-        return None
-    edges = sorted({z for z0, z1 in lead.level_extents_mm() for z in (z0, z1) if z > 1e-9})
-    z_lo = edges[0] - preset.tube_margin_mm
-    z_hi = edges[-1] + preset.tube_margin_mm
-    if z_lo < radius_mm + 0.05:  # the layer must stay on the cylindrical part
-        z_lo = radius_mm + 0.05
-        if edges[0] - z_lo < 0.05:
-            return None
-    t = preset.tube_thickness_mm
-    pts = tuple([z_lo] + [z for z in edges if z_lo < z < z_hi] + [z_hi])
-    return _Tube(radius_mm, radius_mm + t, z_lo, z_hi, int(preset.tube_sectors), pts)
-
-
-def _add_tube(occ, tube: _Tube, placement: LeadPlacement) -> list[int]:
-    """Revolve the (r, z) section of the layer round the lead axis in four quarters of
-    ``sectors / 4`` structured layers each (gmsh extrusion: prisms split into tets);
-    return the volume tags (lead-local frame: gmsh keeps the revolution parameters of
-    an extruded entity and would lose the layers if it were moved afterwards)."""
-    local = [(tube.r_in, z) for z in tube.z_points] + [(tube.r_out, tube.z_hi), (tube.r_out, tube.z_lo)]
-    ring = [occ.addPoint(r, 0.0, z) for r, z in local]
-    lines = [occ.addLine(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
-    surf = occ.addPlaneSurface([occ.addCurveLoop(lines)])
-    vols, cur = [], [(2, surf)]
-    for _ in range(4):
-        ext = occ.revolve(cur, 0, 0, 0, 0, 0, 1, 0.5 * math.pi, numElements=[tube.sectors // 4])
-        vols += [tag for dim, tag in ext if dim == 3]
-        cur = [ext[0]]
-    return vols
-
-
 def _add_shell_solid(occ, radius_mm: float, thickness_mm: float, length_mm: float,
                      placement: LeadPlacement) -> int:
     """The lead grown by ``thickness_mm`` (mm): a cylinder of radius ``radius_mm +
@@ -289,11 +207,8 @@ def _children(mapping: list, i: int) -> set[int]:
     return {tag for dim, tag in mapping[i] if dim == 3}
 
 
-def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: int | None,
-              layer: Sequence[int] = (), lead_labels=None):
-    """Fragment domain, lead pieces, shell and the revolved layer (``layer``, tissue
-    volumes that must come through unchanged to keep their structured mesh); keep
-    tissue and encapsulation volumes.
+def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: int | None):
+    """Fragment domain, lead pieces and shell; keep tissue and encapsulation volumes.
 
     Returns
     -------
@@ -325,45 +240,10 @@ def _fragment(gmsh, domain_tag: int, pieces: list[tuple[int, int]], shell_tag: i
             lead_surf[abs(s)] = label
     for s in sorted(bnd):
         surfaces.setdefault(lead_surf.get(s, "outer"), []).append(s)
-    drop = [(3, v) for _, v in occ.getEntities(3) if v not in kept and v not in layer]
+    drop = [(3, v) for _, v in occ.getEntities(3) if v not in kept]
     occ.remove(drop, recursive=True)
     occ.synchronize()
-    if layer:
-        # carve the revolved layer out of the tissue (or encapsulation) it lies in; its
-        # inner faces merge with the lead surface, whose labels are kept by tag
-        host = encaps if encaps else tissue
-        objs = [(3, v) for v in host]
-        _, mapping = occ.fragment(objs, [(3, t) for t in layer])
-        occ.synchronize()
-        for i, tag in enumerate(layer):
-            if _children(mapping, len(objs) + i) != {tag}:
-                raise VtaError("meshing failed: the revolved layer around the lead was cut by the geometry")
-        new_host = sorted(set().union(*(_children(mapping, i) for i in range(len(objs)))) - set(layer))
-        if encaps:
-            encaps = new_host + list(layer)
-        else:
-            tissue = new_host + list(layer)
-        kept = tissue + encaps
-        surfaces = _label_ring_lead_faces(gmsh, kept, lead_labels)
     return {"tissue": tissue, "encapsulation": encaps}, surfaces
-
-
-def _label_ring_lead_faces(gmsh, kept: list[int], lead_labels) -> dict:
-    """Label the boundary faces of the kept volumes geometrically (lead-local model
-    frame): faces within the lead radius are the lead, labelled by ``lead_labels(z)``
-    at their axial middle; the rest is the outer boundary. For ring-contact leads, whose
-    faces the revolved layer has re-cut."""
-    radius, label_at = lead_labels
-    bnd = {t for _, t in gmsh.model.getBoundary([(3, v) for v in kept], combined=True, oriented=False)}
-    surfaces: dict = {"outer": []}
-    tol = 1e-6 * max(1.0, radius)
-    for s in sorted(bnd):
-        x0, y0, z0, x1, y1, z1 = gmsh.model.getBoundingBox(2, s)
-        if max(abs(x0), abs(x1), abs(y0), abs(y1)) <= radius + tol:
-            surfaces.setdefault(label_at(0.5 * (z0 + z1)), []).append(s)
-        else:
-            surfaces["outer"].append(s)
-    return surfaces
 
 
 def _num(v: float) -> str:
@@ -438,8 +318,7 @@ def _contact_distances(lead: LeadModel, radius_mm: float | None = None
 
 
 def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
-                     radius_mm: float | None = None, tube: "_Tube | None" = None,
-                     segment_distance: str | None = None) -> str:
+                     radius_mm: float | None = None, segment_distance: str | None = None) -> str:
     """Element size (mm) as a gmsh MathEval expression of the lead's local x, y, z.
 
     ``min(far, edge + g_e d_edge, contact + g d_contact, lead + g d_lead[, shaft + g
@@ -477,15 +356,6 @@ def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
     if preset.size_span_mm is not None:
         d_span = f"Max(0,{_hypot('x', 'y', 'z-' + _clamp('z', 0.0, z_end))}-{_num(preset.span_radius_mm)})"
         terms.append(f"{_num(preset.size_span_mm)}+{_num(g)}*{d_span}")
-    if tube is not None:
-        # inside the revolved tube only (a large penalty elsewhere): the (r, z) section
-        # is graded to tube_edge_mm at the ring edges and no coarser than the sector
-        # width, so that the prisms away from the edges are about isotropic
-        rr = "Sqrt(x*x+y*y)"
-        outside = (f"1000*(Max(0,{rr}-{_num(tube.r_out)})+Max(0,{_num(tube.z_lo)}-z)"
-                   f"+Max(0,z-{_num(tube.z_hi)}))")
-        terms.append(f"{_num(preset.tube_edge_mm)}+{_num(preset.tube_growth)}*{edges[0]}+{outside}")
-        terms.append(f"{_num(2 * math.pi / tube.sectors)}*{rr}+{outside}")
     return _min(terms)
 
 
@@ -496,10 +366,10 @@ def _segment_edge_terms(preset: MeshPreset, segment_edges: Sequence[str]) -> lis
     edges of each segment); empty for a lead without segments or a preset without
     ``segment_edge_mm``.
 
-    The edges of segments get isotropic tets (the revolved layer of ring leads cannot
-    follow them), so they need a smaller size than ``size_edge_mm`` for the same
-    accuracy: the field is singular there (|E| ~ d^-1/2) and the impedance of a segment
-    converges slowly with the edge size.
+    The field is singular at the edges (|E| ~ d^-1/2) and the impedance of a segment
+    converges slowly with the edge size, so segment edges may need a smaller size than
+    ``size_edge_mm``; the edge layers of :mod:`vta.fem.mesh_edge_layers` then thin the
+    tets that touch them.
     """
     if preset.segment_edge_mm is None:
         return []
@@ -553,95 +423,48 @@ def _set_size_field(gmsh, expr: str) -> None:
 # ----------------------------------------------------------------------------- meshing with fallbacks
 
 
-class _LayerFailed(Exception):
-    """The revolved layer could not be meshed as structured layers."""
-
 
 class _HxtFailed(Exception):
     """gmsh's HXT 3D algorithm failed (it occasionally cannot recover the boundary)."""
 
 
 def _mesh_with_fallbacks(lead, placement, domain, p: MeshPreset, shell: float, length: float):
-    """:func:`_mesh_scene`, falling back to the Delaunay 3D algorithm if HXT fails and
-    to isotropic edges if the revolved layer fails."""
-    tube = _plan_tube(lead, p, shell, lead.radius_mm)
-    for _ in range(3):
-        try:
-            return _mesh_scene(lead, placement, domain, p, shell, length, tube)
-        except _HxtFailed as exc:
-            logger.warning("%s; meshing again with the Delaunay 3D algorithm", exc)
-            p = replace(p, algorithm="delaunay")
-        except _LayerFailed as exc:
-            # gmsh occasionally loses the structured layers of the revolved layer in the
-            # Boolean operations: mesh without it
-            logger.warning("meshing with the revolved layer failed (%s); using isotropic "
-                           "tets at the contact edges", exc)
-            tube = None
-    return _mesh_scene(lead, placement, domain, p, shell, length, tube)
+    """:func:`_mesh_scene`, falling back to the Delaunay 3D algorithm if HXT fails."""
+    try:
+        return _mesh_scene(lead, placement, domain, p, shell, length)
+    except _HxtFailed as exc:
+        logger.warning("%s; meshing again with the Delaunay 3D algorithm", exc)
+    return _mesh_scene(lead, placement, domain, replace(p, algorithm="delaunay"), shell, length)
 
 
 def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: MeshPreset,
-                shell: float, length: float, tube: "_Tube | None"):
+                shell: float, length: float):
     """Geometry, mesh and conversion; returns the skfem mesh in the lead's local frame
     (:func:`vta.fem.mesh_templates.place_mesh` moves it to world mm) and the times at
     which meshing started and ended (perf_counter)."""
     radius = lead.radius_mm
-    if tube is not None:
-        # the layer is an inscribed regular polygon round the axis: widen it so that its
-        # logarithmic capacity (its exterior field) equals the true cylinder's
-        radius = lead.radius_mm / polygon_capacity_ratio(tube.sectors)
-        tube = _plan_tube(lead, p, shell, radius)
     with _gmsh_session("vta_lead") as gmsh:
         occ = gmsh.model.occ
         dom = _add_domain(occ, domain, placement)
         pieces = _add_lead_pieces(occ, lead, placement, length, radius)
         shell_tag = _add_shell_solid(occ, radius, shell, length, placement) if shell > 0 else None
-        layer = _add_tube(occ, tube, placement) if tube is not None else []
-        try:
-            volumes, surfaces = _fragment(gmsh, dom, pieces, shell_tag, layer, (radius, _ring_label(lead)))
-        except VtaError as exc:
-            if layer:
-                raise _LayerFailed(str(exc)) from None
-            raise
+        volumes, surfaces = _fragment(gmsh, dom, pieces, shell_tag)
         _check_contacts(lead, surfaces)
         named = _named_surfaces(lead, surfaces)
         _add_physical_groups(gmsh, named, volumes)
         t1 = time.perf_counter()
         _set_mesh_options(gmsh, p)
         segment_distance = _segment_edge_distance_field(gmsh, lead, named, p)
-        _set_size_field(gmsh, _size_expression(lead, p, length, radius, tube, segment_distance))
+        _set_size_field(gmsh, _size_expression(lead, p, length, radius, segment_distance))
         try:
             _generate(gmsh)
         except VtaError as exc:
             if p.algorithm != "delaunay":
                 raise _HxtFailed(str(exc)) from None
-            if layer:
-                raise _LayerFailed(str(exc)) from None
             raise
-        if layer:
-            _check_layer(gmsh, layer, tube.sectors)
         t2 = time.perf_counter()
-        try:
-            mesh = _to_skfem(gmsh, volumes, named)
-        except VtaError as exc:
-            if layer:
-                raise _LayerFailed(str(exc)) from None
-            raise
+        mesh = _to_skfem(gmsh, volumes, named)
     return mesh, (t1, t2)
-
-
-def _check_layer(gmsh, layer: Sequence[int], sectors: int) -> None:
-    """The layer volumes must be meshed as revolved layers: every node on one of the
-    ``sectors`` half-planes through the axis (model frame: the lead's)."""
-    step = 2.0 * math.pi / sectors
-    for tag in layer:
-        if not len(gmsh.model.mesh.getElements(3, tag)[1]):
-            raise _LayerFailed(f"no elements in layer volume {tag}")
-        _, xyz, _ = gmsh.model.mesh.getNodes(3, tag, includeBoundary=True)
-        xyz = np.asarray(xyz).reshape(-1, 3)
-        k = np.arctan2(xyz[:, 1], xyz[:, 0]) / step
-        if np.abs(k - np.round(k)).max() > 1e-6:
-            raise _LayerFailed(f"layer volume {tag} was not meshed in revolved layers")
 
 
 def _generate(gmsh) -> None:
