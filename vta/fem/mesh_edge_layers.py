@@ -34,9 +34,15 @@ import logging
 
 import numpy as np
 
+from ..errors import VtaError
+from .mesh_skfem import _build_facets, _orient
+
 __all__ = ["refine_towards_contact_edges", "contact_edge_skeleton"]
 
 log = logging.getLogger(__name__)
+
+#: Vertices up to which a sorted vertex triple packs into one int64 key.
+_MAX_VERTICES = 2**21
 
 #: local vertex pairs of a tetrahedron's six edges
 _TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -100,6 +106,9 @@ def refine_towards_contact_edges(mesh, levels: int = 2, sigma: float = 0.25):
     singular, sing_edges = contact_edge_skeleton(mesh)
     if singular.size == 0:
         return mesh
+    if mesh.p.shape[1] >= _MAX_VERTICES:
+        raise VtaError(f"contact-edge layers: the mesh has {mesh.p.shape[1]} vertices, more than the "
+                       f"{_MAX_VERTICES} they support; use a preset with edge_layers = 0")
     p = np.asarray(mesh.p, dtype=np.float64).T.copy()
     t = np.asarray(mesh.t, dtype=np.int64).T.copy()
     n0 = p.shape[0]
@@ -197,7 +206,7 @@ def _cut(p, t, region, support, in_v, kinds, sigma):
             parents.append(rows[owner])
     t_new = np.concatenate(children)
     region_new = region[np.concatenate(parents)]
-    return p, _orient(p, t_new), region_new, support
+    return p, _orient(p.T, t_new.T).T, region_new, support
 
 
 def _point_on(point_rows: np.ndarray, perm: np.ndarray, i: int, j: int) -> np.ndarray:
@@ -240,15 +249,6 @@ def _split_prisms(prism: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([first, second, third]), owner
 
 
-def _orient(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Positively oriented tets (swap two vertices where the volume is negative)."""
-    e1, e2, e3 = (p[t[:, i]] - p[t[:, 0]] for i in (1, 2, 3))
-    neg = np.einsum("ij,ij->i", e1, np.cross(e2, e3)) < 0
-    t = t.copy()
-    t[neg, 1], t[neg, 2] = t[neg, 2], t[neg, 1].copy()
-    return t
-
-
 def _union_support(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
     """Row-wise union of two supports (N, 4) padded with -1 (at most 4: one original tet)."""
     both = np.sort(np.concatenate([sa, sb], axis=1), axis=1)
@@ -276,7 +276,6 @@ def _assemble_mesh(mesh, p, t, region, names, support, boundary_labels):
     """The refined skfem mesh with the original boundary and subdomain names."""
     from skfem import MeshTet
 
-    from .mesh_skfem import _build_facets
 
     n_new = p.shape[0]
     facets, t2f, _ = _build_facets(t.T, n_new)
