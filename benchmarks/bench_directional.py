@@ -36,15 +36,15 @@ REF_SCALES = (1.0, 0.8, 0.64)  # on REF_PRESET
 
 
 def ref_preset():
-    """The reference family: "fine" with the contact edges refined as the revolved layer
-    of ring leads is (uniform refinement of "fine" alone leaves the edge singularities
-    under-resolved and converges slowly, to a value ~0.5 % low)."""
+    """The reference family: "fine" with the contact edges graded to 0.015 mm and no
+    edge layers (the family of the stored references; uniform refinement of "fine" alone
+    leaves the edge singularities under-resolved and converges slowly, ~0.5 % low)."""
     from dataclasses import replace
 
     from vta.fem.mesh_domain import PRESETS
 
     return replace(PRESETS["fine"], name="reference", size_edge_mm=0.015, edge_growth=0.35,
-                   segment_edge_mm=0.015, segment_edge_growth=0.35)
+                   segment_edge_mm=0.015, segment_edge_growth=0.35, edge_layers=0)
 
 
 def run_one(preset, scale: float = 1.0) -> dict:

@@ -80,13 +80,14 @@ def reference_preset(scale: float):
     every element size times ``scale`` and the contact-edge sizes (0.015 mm at 1) times
     ``scale**2``. The potential is singular at the edges (~ d^1/2); refining them only
     in step with the rest converges at first order (measured: order ~0.9 on SenSight),
-    grading them faster restores second order."""
+    grading them faster restores second order. Isotropic edges (no edge layers): the
+    family of the stored references (December 2026)."""
     from dataclasses import replace
 
     from vta.fem.mesh_domain import PRESETS
 
     base = replace(PRESETS["fine"], size_edge_mm=0.015, edge_growth=0.35, segment_edge_mm=0.015,
-                   segment_edge_growth=0.35)
+                   segment_edge_growth=0.35, edge_layers=0)
     p = base.scaled(scale)
     return replace(p, name=f"reference*{scale:g}", size_edge_mm=base.size_edge_mm * scale ** 2,
                    segment_edge_mm=base.segment_edge_mm * scale ** 2)

@@ -6,7 +6,7 @@ Boolean fragments), gmsh's 1D, 2D and 3D meshing (gmsh's own wall and CPU times,
 its log), the conversion to skfem, nodes and tets.
 
 Cases: ``example`` (examples/directional_vercise.toml: Vercise Directed, oblique, 0.1 mm
-encapsulation), ``3389`` (Medtronic 3389 on its axis, 25 mm sphere: the revolved layer)
+encapsulation), ``3389`` (Medtronic 3389 on its axis, 25 mm sphere)
 and every catalogue model name (the canonical case of bench_directional_models.py: on
 the axis, no encapsulation, 25 mm sphere centred on the first segmented level).
 

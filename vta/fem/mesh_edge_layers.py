@@ -48,7 +48,7 @@ _MAX_VERTICES = 2**21
 _TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
 
-def contact_edge_skeleton(mesh) -> tuple[np.ndarray, np.ndarray]:
+def contact_edge_skeleton(mesh: "skfem.MeshTet") -> tuple[np.ndarray, np.ndarray]:
     """Vertices and mesh edges on the contact edges of a lead mesh.
 
     Parameters
@@ -81,7 +81,7 @@ def contact_edge_skeleton(mesh) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(edges), edges
 
 
-def refine_towards_contact_edges(mesh, levels: int = 2, sigma: float = 0.25):
+def refine_towards_contact_edges(mesh: "skfem.MeshTet", levels: int = 2, sigma: float = 0.25) -> "skfem.MeshTet":
     """The mesh cut ``levels`` times towards its contact edges (see the module docstring).
 
     Parameters
