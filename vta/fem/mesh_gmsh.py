@@ -141,8 +141,8 @@ def _level_of(lead: LeadModel, z0: float, z1: float) -> list[ContactGeometry]:
     return [c for c in lead.contacts() if c.z_start_mm < zm < c.z_end_mm or (c.is_tip and zm < c.z_end_mm)]
 
 
-def _breakpoints(lead: LeadModel, length_mm: float, radius_mm: float | None = None) -> list[float]:
-    r = lead.radius_mm if radius_mm is None else radius_mm
+def _breakpoints(lead: LeadModel, length_mm: float) -> list[float]:
+    r = lead.radius_mm
     zs = {r, length_mm}
     for z0, z1 in lead.level_extents_mm():
         zs.update(z for z in (z0, z1) if z > r)
@@ -171,17 +171,16 @@ def _add_wedges(occ, z0: float, z1: float, r: float, segments: list[ContactGeome
     return out
 
 
-def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: float,
-                     radius_mm: float | None = None) -> list[tuple[int, int]]:
+def _add_lead_pieces(occ, lead: LeadModel, placement: LeadPlacement, length_mm: float) -> list[tuple[int, int]]:
     """The lead body as volumes labelled by contact index (or insulation), in the lead's
-    local frame (radius ``radius_mm``, default the lead's)."""
-    r = lead.radius_mm if radius_mm is None else radius_mm
+    local frame."""
+    r = lead.radius_mm
     contacts = lead.contacts()
     tip = contacts[0] if contacts[0].is_tip else None
     if tip is not None and tip.z_end_mm < r - 1e-9:
         raise VtaError(f"lead '{lead.name}': a tip contact shorter than the tip radius is not supported")
     pieces = [(occ.addSphere(0, 0, r, r, angle1=-0.5 * math.pi, angle2=0.0), tip.index if tip else _INSULATION)]
-    zs = _breakpoints(lead, length_mm, r)
+    zs = _breakpoints(lead, length_mm)
     for z0, z1 in zip(zs[:-1], zs[1:]):
         covering = _level_of(lead, z0, z1)
         if len(covering) > 1:
@@ -271,8 +270,7 @@ def _outside(z0: float, z1: float) -> str:
     return f"Max({_num(z0)}-z,Max(0,z-{_num(z1)}))"
 
 
-def _contact_distances(lead: LeadModel, radius_mm: float | None = None
-                       ) -> tuple[list[str], list[str], list[str]]:
+def _contact_distances(lead: LeadModel) -> tuple[list[str], list[str], list[str]]:
     """Local-frame distance expressions (mm) to the contact surfaces and their edges.
 
     Segmented levels count as full bands for the surface distance (a slightly larger
@@ -287,7 +285,7 @@ def _contact_distances(lead: LeadModel, radius_mm: float | None = None
         at their ends, then the axial edges of each segment); ``segment_edges`` is empty
         for a lead without segments.
     """
-    r = lead.radius_mm if radius_mm is None else radius_mm
+    r = lead.radius_mm
     dr = f"Sqrt(x*x+y*y)-{_num(r)}"
     surf, bands, edges_z, seg_z, axial = [], [], set(), set(), []
     for level, (z0, z1) in enumerate(lead.level_extents_mm()):
@@ -318,7 +316,7 @@ def _contact_distances(lead: LeadModel, radius_mm: float | None = None
 
 
 def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
-                     radius_mm: float | None = None, segment_distance: str | None = None) -> str:
+                     segment_distance: str | None = None) -> str:
     """Element size (mm) as a gmsh MathEval expression of the lead's local x, y, z.
 
     ``min(far, edge + g_e d_edge, contact + g d_contact, lead + g d_lead[, shaft + g
@@ -332,10 +330,10 @@ def _size_expression(lead: LeadModel, preset: MeshPreset, length_mm: float,
     writes it analytically (one term per edge, which gmsh then evaluates at every point
     it meshes: slow on leads with many segments).
     """
-    r = lead.radius_mm if radius_mm is None else radius_mm
+    r = lead.radius_mm
     g = preset.growth
     ge = preset.growth if preset.edge_growth is None else preset.edge_growth
-    surf, edges, seg_edges = _contact_distances(lead, r)
+    surf, edges, seg_edges = _contact_distances(lead)
     z_end = lead.contacts()[-1].z_end_mm
 
     def d_lead(z_top: float) -> str:
@@ -442,12 +440,11 @@ def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: Me
     """Geometry, mesh and conversion; returns the skfem mesh in the lead's local frame
     (:func:`vta.fem.mesh_templates.place_mesh` moves it to world mm) and the times at
     which meshing started and ended (perf_counter)."""
-    radius = lead.radius_mm
     with _gmsh_session("vta_lead") as gmsh:
         occ = gmsh.model.occ
         dom = _add_domain(occ, domain, placement)
-        pieces = _add_lead_pieces(occ, lead, placement, length, radius)
-        shell_tag = _add_shell_solid(occ, radius, shell, length, placement) if shell > 0 else None
+        pieces = _add_lead_pieces(occ, lead, placement, length)
+        shell_tag = _add_shell_solid(occ, lead.radius_mm, shell, length, placement) if shell > 0 else None
         volumes, surfaces = _fragment(gmsh, dom, pieces, shell_tag)
         _check_contacts(lead, surfaces)
         named = _named_surfaces(lead, surfaces)
@@ -455,7 +452,7 @@ def _mesh_scene(lead: LeadModel, placement: LeadPlacement, domain: Domain, p: Me
         t1 = time.perf_counter()
         _set_mesh_options(gmsh, p)
         segment_distance = _segment_edge_distance_field(gmsh, lead, named, p)
-        _set_size_field(gmsh, _size_expression(lead, p, length, radius, segment_distance))
+        _set_size_field(gmsh, _size_expression(lead, p, length, segment_distance))
         try:
             _generate(gmsh)
         except VtaError as exc:
