@@ -319,19 +319,11 @@ def _pattern(edofs: np.ndarray, ptr: np.ndarray, inc: np.ndarray, n_dofs: int):
 
 
 def _in_ranges(kernel, n: int, args: tuple) -> list:
-    """``kernel(i0, i1, *args)`` over one range of [0, n) per worker thread (GIL-free
-    numba kernels writing disjoint outputs); results in range order."""
-    from .locate import _num_threads
+    """``kernel(i0, i1, *args)`` over one range of [0, n) per worker thread
+    (:func:`vta.fem.locate._run_threaded`; one thread below :data:`_PARALLEL_MIN`)."""
+    from .locate import _run_threaded
 
-    threads = _num_threads() if n >= _PARALLEL_MIN else 1
-    if threads <= 1:
-        return [kernel(0, n, *args)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = [n * i // threads for i in range(threads + 1)]
-    with ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(threads)]
-        return [f.result() for f in futures]
+    return _run_threaded(kernel, n, args, max_threads=None if n >= _PARALLEL_MIN else 1, ranges_per_thread=1)
 
 
 #: Rows or elements below which assembly runs on one thread.

@@ -397,15 +397,17 @@ def _num_threads() -> int:
     return max(1, min(int(numba.config.NUMBA_NUM_THREADS), cpus))
 
 
-def _run_threaded(kernel, n: int, args: tuple, max_threads: int | None = None) -> list:
+def _run_threaded(kernel, n: int, args: tuple, max_threads: int | None = None,
+                  ranges_per_thread: int = 4) -> list:
     """Run ``kernel(i0, i1, *args)`` over ranges covering [0, n); returns the results in
     range order.
 
     The kernels are GIL-free numba functions whose ranges write disjoint outputs, so
     plain Python threads run them in parallel (no numba threading layer to start, and a
     serial kernel compiles several times faster than a ``parallel=True`` one). A few
-    ranges per thread balance uneven work. With one thread (or ``max_threads`` <= 1)
-    the kernel runs once over [0, n) on the calling thread.
+    ranges per thread (``ranges_per_thread``) balance uneven work; one range per thread
+    suits kernels that allocate a full-size output per range. With one thread (or
+    ``max_threads`` <= 1) the kernel runs once over [0, n) on the calling thread.
     """
     threads = _num_threads()
     if max_threads is not None:
@@ -414,7 +416,7 @@ def _run_threaded(kernel, n: int, args: tuple, max_threads: int | None = None) -
         return [kernel(0, n, *args)]
     from concurrent.futures import ThreadPoolExecutor
 
-    ntasks = min(n, 4 * threads)
+    ntasks = min(n, ranges_per_thread * threads)
     bounds = [n * i // ntasks for i in range(ntasks + 1)]
     with ThreadPoolExecutor(threads) as pool:
         futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(ntasks)]
