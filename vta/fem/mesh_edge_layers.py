@@ -35,14 +35,11 @@ import logging
 import numpy as np
 
 from ..errors import VtaError
-from .mesh_skfem import _build_facets, _orient
+from .mesh_skfem import _PACK_LIMIT, _build_facets, _face_keys, _orient
 
 __all__ = ["refine_towards_contact_edges", "contact_edge_skeleton"]
 
 log = logging.getLogger(__name__)
-
-#: Vertices up to which a sorted vertex triple packs into one int64 key.
-_MAX_VERTICES = 2**21
 
 #: local vertex pairs of a tetrahedron's six edges
 _TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -106,9 +103,9 @@ def refine_towards_contact_edges(mesh: "skfem.MeshTet", levels: int = 2, sigma: 
     singular, sing_edges = contact_edge_skeleton(mesh)
     if singular.size == 0:
         return mesh
-    if mesh.p.shape[1] >= _MAX_VERTICES:
+    if mesh.p.shape[1] >= _PACK_LIMIT:  # face keys must pack into one int64
         raise VtaError(f"contact-edge layers: the mesh has {mesh.p.shape[1]} vertices, more than the "
-                       f"{_MAX_VERTICES} they support; use a preset with edge_layers = 0")
+                       f"{_PACK_LIMIT} they support; use a preset with edge_layers = 0")
     p = np.asarray(mesh.p, dtype=np.float64).T.copy()
     t = np.asarray(mesh.t, dtype=np.int64).T.copy()
     n0 = p.shape[0]
@@ -121,20 +118,21 @@ def refine_towards_contact_edges(mesh: "skfem.MeshTet", levels: int = 2, sigma: 
     for i, name in enumerate(names):
         region[np.asarray(mesh.subdomains[name])] = i
     boundary_labels = _facet_labels(mesh)
-    edge_key_set = np.unique(sing_edges[:, 0] * np.int64(10**9) + sing_edges[:, 1])
+    edge_key_set = np.unique(sing_edges[:, 0] * np.int64(n0) + sing_edges[:, 1])
     for level in range(levels):
         in_v = np.zeros(p.shape[0], dtype=bool)
         in_v[singular] = True
-        kinds = _classify(t, in_v, edge_key_set)
+        kinds = _classify(t, in_v, edge_key_set, n0)
         n_before = t.shape[0]
         p, t, region, support = _cut(p, t, region, support, in_v, kinds, sigma)
         log.debug("contact-edge layer %d: %d -> %d tets", level + 1, n_before, t.shape[0])
     return _assemble_mesh(mesh, p, t, region, names, support, boundary_labels)
 
 
-def _classify(t: np.ndarray, in_v: np.ndarray, edge_keys: np.ndarray) -> np.ndarray:
+def _classify(t: np.ndarray, in_v: np.ndarray, edge_keys: np.ndarray, n0: int) -> np.ndarray:
     """Per tet: 0 untouched, 1 vertex type, 2 edge type. Drops (in ``in_v``) the
-    contact-edge vertices of tets with no rule until every tet has one."""
+    contact-edge vertices of tets with no rule until every tet has one. ``edge_keys``:
+    the contact-edge segments as ``a * n0 + b`` (sorted original vertex pairs)."""
     while True:
         flags = in_v[t]
         count = flags.sum(axis=1)
@@ -143,7 +141,7 @@ def _classify(t: np.ndarray, in_v: np.ndarray, edge_keys: np.ndarray) -> np.ndar
         two = np.flatnonzero(count == 2)
         if two.size:
             pair = np.sort(t[two][flags[two]].reshape(-1, 2), axis=1)
-            on_edge = np.isin(pair[:, 0] * np.int64(10**9) + pair[:, 1], edge_keys)
+            on_edge = np.isin(pair[:, 0] * np.int64(n0) + pair[:, 1], edge_keys)
             kinds[two[on_edge]] = 2
         bad = np.flatnonzero((count >= 2) & (kinds == 0))
         if bad.size == 0:
@@ -263,13 +261,10 @@ def _union_support(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
 
 
 def _facet_labels(mesh) -> dict[str, np.ndarray]:
-    """Sorted keys (packed sorted vertex triples) of each named boundary's facets."""
-    n = np.int64(mesh.p.shape[1])
-    out = {}
-    for name, idx in (mesh.boundaries or {}).items():
-        f = np.sort(mesh.facets[:, np.asarray(idx)].astype(np.int64), axis=0)
-        out[name] = np.sort((f[0] * n + f[1]) * n + f[2])
-    return out
+    """Sorted face keys (:func:`vta.fem.mesh_skfem._face_keys`) of each named boundary's facets."""
+    n = mesh.p.shape[1]
+    return {name: np.sort(_face_keys(mesh.facets[:, np.asarray(idx)], n))
+            for name, idx in (mesh.boundaries or {}).items()}
 
 
 def _assemble_mesh(mesh, p, t, region, names, support, boundary_labels):
@@ -290,8 +285,7 @@ def _assemble_mesh(mesh, p, t, region, names, support, boundary_labels):
     sup = np.sort(np.where(dup | (sup < 0), big, sup), axis=1)
     if np.any(sup[:, 3] != big) or np.any(sup[:, 2] == big):  # exactly 3: one face
         raise AssertionError("contact-edge refinement: a boundary facet without one original face")
-    n0 = np.int64(mesh.p.shape[1])
-    keys = (sup[:, 0] * n0 + sup[:, 1]) * n0 + sup[:, 2]
+    keys = _face_keys(sup[:, :3].T, mesh.p.shape[1])
     boundaries = {name: boundary[np.isin(keys, k)].astype(np.int32) for name, k in boundary_labels.items()}
     subdomains = {name: np.flatnonzero(region == i).astype(np.int32) for i, name in enumerate(names)}
     out = MeshTet(np.ascontiguousarray(p.T), np.ascontiguousarray(t.T.astype(np.int32)))
