@@ -210,9 +210,8 @@ def _child(case_path: str, name: str, twin: bool = False) -> dict:
     """Run one case in this process (the child side of :func:`run_case`); ``twin``: its
     homogeneous twin on the same mesh."""
     t0 = time.perf_counter()
-    import vta
     import vta.scene as scene_mod
-    from bench_directional_models import patch_mesh_builder
+    from bench_directional_models import patch_mesh_builder, simulate_3d
 
     folder = Path(case_path).parent
     case = json.loads(Path(case_path).read_text())
@@ -226,18 +225,7 @@ def _child(case_path: str, name: str, twin: bool = False) -> dict:
     if twin:
         cfg = _twin_config(cfg)
     built = patch_mesh_builder(scene_mod, custom, scale)
-    t_import = time.perf_counter() - t0
-    scene = vta.Scene.from_dict(cfg, method="3d")
-    sim = scene.simulate()
-    basis = scene.basis
-    return {
-        "preset": name, "dofs": int(basis.mesh_info["dofs"]), "tets": int(basis.mesh_info["elements"]),
-        "import_s": round(t_import, 3),
-        "mesh_s": round(float(basis.timings.get("mesh", math.nan)), 3),
-        "solve_s": round(float(basis.timings.get("total", math.nan)), 3),
-        "impedance_ohm": float(sim.state.impedance_ohm), "vta_mm3": float(sim.vta_volume_mm3),
-        "mesh_from_template": built.get("from_template", False),
-    }
+    return {"preset": name, **simulate_3d(cfg, built, time.perf_counter() - t0)}
 
 
 def run_case(case_path: Path, name: str, templates: Path | None = None, timeout_s: float = 1200.0,

@@ -132,7 +132,6 @@ def patch_mesh_builder(scene_mod, custom, scale: float) -> dict:
 def _child(model: str, preset: str, scale: float, moved: bool = False) -> dict:
     """Run one case in this process (the child side of :func:`run_case`)."""
     t0 = time.perf_counter()
-    import vta
     import vta.scene as scene_mod
 
     cfg, index, zc = canonical_case(model)
@@ -145,14 +144,22 @@ def _child(model: str, preset: str, scale: float, moved: bool = False) -> dict:
         mesh_scale = scale
     cfg["solver"]["preset"] = "default" if custom is not None else preset
     built = patch_mesh_builder(scene_mod, custom, mesh_scale)
-    t_import = time.perf_counter() - t0
+    return {"model": model, "preset": preset, "scale": scale, "active_contact": index, "level_center_z_mm": zc,
+            **simulate_3d(cfg, built, time.perf_counter() - t0)}
+
+
+def simulate_3d(cfg: dict, built: dict, import_s: float) -> dict:
+    """Simulate ``cfg`` on the 3D path (mesh builder patched by :func:`patch_mesh_builder`,
+    which fills ``built``); the row fields every child reports: DOFs, tets, import, mesh
+    and solve seconds, impedance, VTA, whether the mesh came from a template."""
+    import vta
+
     scene = vta.Scene.from_dict(cfg, method="3d")
     sim = scene.simulate()
     basis = scene.basis
     return {
-        "model": model, "preset": preset, "scale": scale, "active_contact": index, "level_center_z_mm": zc,
         "dofs": int(basis.mesh_info["dofs"]), "tets": int(basis.mesh_info["elements"]),
-        "import_s": round(t_import, 3),
+        "import_s": round(import_s, 3),
         "mesh_s": round(float(basis.timings.get("mesh", math.nan)), 3),
         "solve_s": round(float(basis.timings.get("total", math.nan)), 3),
         "impedance_ohm": float(sim.state.impedance_ohm), "vta_mm3": float(sim.vta_volume_mm3),
